@@ -1,0 +1,40 @@
+"""Keep BENCHMARKS.md current: each benchmark replaces its own section, marked by HTML comments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from pathlib import Path
+
+HEADER = "# Benchmarks\n\nEvery figure below is written by the command shown with it (`make bench` runs them all).\n"
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+
+
+def record_section(path: Path, target: str, markdown: str, command: str) -> None:
+    begin, end = f"<!-- bench:{target}:begin -->", f"<!-- bench:{target}:end -->"
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"{begin}\n## {target}\n\nCommand: `{command}`  \nRun: {stamp} on {machine_line()}\n\n"
+        f"{markdown.strip()}\n{end}"
+    )
+    text = path.read_text() if path.exists() else HEADER
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

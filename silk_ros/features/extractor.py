@@ -1,0 +1,265 @@
+"""Dense-to-sparse SiLK inference: ``SilkExtractor.extract(image) -> Features``.
+
+The dense network runs on one of two backends that share every other step:
+
+* ``torch``: PyTorch eager on CPU or CUDA (fp16 on CUDA when asked);
+* ``onnxruntime``: ONNX Runtime (CPU here; CUDA / TensorRT providers when installed).
+
+Both run the *inference-fused* network of :mod:`silk_ros.features.fusion` (BatchNorms folded into the
+next unpadded convolution, which is exact), then the same sparse step: sigmoid, optional NMS,
+threshold, top-k, mapping grid cells back to input pixels and L2-normalising the descriptors sampled
+at the keypoints only (never the whole dense map).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..weights import WeightsError, load_state_into, load_weights, shipped_weights
+from .fusion import FusedSilk
+from .model import SilkConfig, SilkNet
+from .types import Features
+
+__all__ = ["ExtractorConfig", "SilkExtractor", "to_grey_float", "load_silk_model", "ImageError"]
+
+
+class ImageError(ValueError):
+    """An input image the extractor cannot use (empty, wrong type, too small...)."""
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    #: Shipped weights name (``silk-mu``, ``silk-4``) or a path to a weights file.
+    weights: str = "silk-mu"
+    #: ``onnxruntime`` | ``torch`` | ``auto`` (ONNX Runtime when importable, else torch).
+    backend: str = "auto"
+    #: ``cpu`` | ``cuda`` | ``cuda:N``.  ONNX Runtime uses CUDA/TensorRT providers on ``cuda``.
+    device: str = "cpu"
+    #: Half precision on CUDA (torch backend).
+    fp16: bool = False
+    #: Keypoints kept per image (highest probability first); 0 keeps every cell above ``threshold``.
+    top_k: int = 1500
+    #: Minimum keypoint probability (0 disables).
+    threshold: float = 0.0
+    #: Non-maximum suppression radius in pixels (0 = none, SiLK's default).
+    nms_radius: int = 0
+    #: Extra margin (pixels) beyond the network's own border in which no keypoint is kept.
+    border_margin: int = 0
+    #: Only for tests and training: build the network with random weights.
+    allow_untrained: bool = False
+    #: CPU threads for the backend (0 = library default).
+    threads: int = 0
+
+
+def to_grey_float(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
+    """Any supported image -> float32 grey in [0, 1], shape (H, W).
+
+    Accepts uint8 / uint16 / float arrays of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+    """
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
+    if image.size == 0:
+        raise ImageError(f"empty image of shape {image.shape}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        if image.shape[2] not in (3, 4):
+            raise ImageError(f"unsupported channel count {image.shape[2]} (expected 1, 3 or 4)")
+        code = {
+            ("bgr", 3): cv2.COLOR_BGR2GRAY,
+            ("rgb", 3): cv2.COLOR_RGB2GRAY,
+            ("bgr", 4): cv2.COLOR_BGRA2GRAY,
+            ("rgb", 4): cv2.COLOR_RGBA2GRAY,
+        }[(color_order, image.shape[2])]
+        if image.dtype not in (np.uint8, np.uint16, np.float32):
+            image = image.astype(np.float32)
+        image = cv2.cvtColor(np.ascontiguousarray(image), code)
+    elif image.ndim != 2:
+        raise ImageError(f"unsupported image shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) * (1.0 / 255.0)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) * (1.0 / 65535.0)
+    if np.issubdtype(image.dtype, np.floating):
+        out = image.astype(np.float32, copy=False)
+        if not np.isfinite(out).all():
+            raise ImageError("image contains NaN or infinite values")
+        return np.clip(out, 0.0, 1.0)
+    raise ImageError(f"unsupported image dtype {image.dtype}")
+
+
+def load_silk_model(weights: str | os.PathLike, allow_untrained: bool = False, name: str = "vggnp-mu") -> SilkNet:
+    """Build a SilkNet from a weights file (or shipped name); random weights only when asked."""
+    if allow_untrained and (weights is None or weights == "untrained"):
+        torch.manual_seed(0)
+        return SilkNet(name).eval()
+    path = Path(weights)
+    if not path.suffix and not path.exists():
+        path = shipped_weights(str(weights))
+    record = load_weights(path, kind="silk")
+    try:
+        config = SilkConfig.from_dict(record.architecture)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"weights file {path}: bad architecture record ({exc})") from exc
+    model = SilkNet(config)
+    load_state_into(model, record)
+    model.provenance = record.provenance  # type: ignore[attr-defined]
+    return model.eval()
+
+
+class _TorchBackend:
+    def __init__(self, fused: FusedSilk, device: str, fp16: bool, threads: int):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device '{device}' requested but CUDA is not available")
+        if fp16 and not device.startswith("cuda"):
+            raise ValueError("fp16 is supported on CUDA only")
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.model = fused.to(self.device, self.dtype).eval()
+        self.name = f"torch-{device}{'-fp16' if fp16 else ''}"
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(batch).to(self.device, self.dtype)
+        logits, desc = self.model(x)
+        return logits.float().cpu().numpy(), desc.float().cpu().numpy()
+
+
+class _OnnxBackend:
+    def __init__(self, fused: FusedSilk, device: str, threads: int, onnx_path: str | None = None):
+        import onnxruntime as ort
+
+        from .onnx_export import export_onnx
+
+        if onnx_path is None:
+            buffer = io.BytesIO()
+            export_onnx(fused, buffer)
+            model_bytes = buffer.getvalue()
+        else:
+            model_bytes = Path(onnx_path).read_bytes()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            available = ort.get_available_providers()
+            wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+            providers = [p for p in wanted if p in available] + providers
+            if len(providers) == 1:
+                raise RuntimeError(f"device '{device}' requested but ONNX Runtime has no CUDA provider ({available})")
+        self.session = ort.InferenceSession(model_bytes, options, providers=providers)
+        self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, desc = self.session.run(None, {"image": batch})
+        return logits, desc
+
+
+def _resolve_backend(name: str) -> str:
+    if name == "auto":
+        try:
+            import onnxruntime  # noqa: F401
+
+            return "onnxruntime"
+        except ImportError:
+            return "torch"
+    if name not in ("torch", "onnxruntime"):
+        raise ValueError(f"unknown backend '{name}' (torch | onnxruntime | auto)")
+    return name
+
+
+class SilkExtractor:
+    """SiLK keypoints and descriptors for any image: ``extract(image) -> Features``."""
+
+    def __init__(self, config: ExtractorConfig | None = None, model: SilkNet | None = None, **overrides):
+        config = replace(config or ExtractorConfig(), **overrides)
+        self.config = config
+        if model is None:
+            weights = "untrained" if config.allow_untrained and config.weights == "untrained" else config.weights
+            model = load_silk_model(weights, allow_untrained=config.allow_untrained)
+        self.model = model.eval()
+        self.border = model.border
+        self.descriptor_dim = model.config.descriptor_dim
+        fused = FusedSilk.from_model(model)
+        self.backend_name = _resolve_backend(config.backend)
+        if self.backend_name == "onnxruntime":
+            self._backend = _OnnxBackend(fused, config.device, config.threads)
+        else:
+            self._backend = _TorchBackend(fused, config.device, config.fp16, config.threads)
+
+    @property
+    def backend(self) -> str:
+        """Backend and device actually used, e.g. ``onnxruntime-cpu`` or ``torch-cuda-fp16``."""
+        return self._backend.name
+
+    def _prepare(self, image: np.ndarray, color_order: str) -> np.ndarray:
+        grey = to_grey_float(image, color_order)
+        if min(grey.shape) <= 2 * self.border:
+            raise ImageError(f"image {grey.shape} is too small for a network border of {self.border} px")
+        return grey
+
+    def dense(self, image: np.ndarray, color_order: str = "bgr") -> tuple[np.ndarray, np.ndarray]:
+        """Dense logits (h, w) and raw descriptors (D, h, w) of one image."""
+        grey = self._prepare(image, color_order)
+        logits, desc = self._backend(grey[None, None])
+        return logits[0, 0], desc[0]
+
+    def extract(self, image: np.ndarray, color_order: str = "bgr") -> Features:
+        grey = self._prepare(image, color_order)
+        logits, desc = self._backend(grey[None, None])
+        return self._sparse(logits[0, 0], desc[0], grey.shape)
+
+    def extract_batch(self, images: list[np.ndarray], color_order: str = "bgr") -> list[Features]:
+        """One backend call for a list of equally sized images."""
+        greys = [self._prepare(im, color_order) for im in images]
+        if len({g.shape for g in greys}) != 1:
+            raise ImageError("extract_batch needs images of one size; call extract() per image otherwise")
+        logits, desc = self._backend(np.stack(greys)[:, None])
+        return [self._sparse(logits[i, 0], desc[i], greys[0].shape) for i in range(len(greys))]
+
+    def _sparse(self, logits: np.ndarray, desc: np.ndarray, image_size: tuple[int, int]) -> Features:
+        cfg = self.config
+        h, w = logits.shape
+        scores = logits
+        if cfg.nms_radius > 0:
+            size = 2 * cfg.nms_radius + 1
+            peak = cv2.dilate(logits, np.ones((size, size), np.uint8))
+            scores = np.where(logits >= peak, logits, -np.inf)
+        if cfg.border_margin > 0:
+            m = cfg.border_margin
+            scores = scores.copy() if scores is logits else scores
+            scores[:m], scores[h - m :], scores[:, :m], scores[:, w - m :] = -np.inf, -np.inf, -np.inf, -np.inf
+        flat = scores.reshape(-1)
+        if cfg.threshold > 0:
+            logit_threshold = np.log(cfg.threshold / (1.0 - cfg.threshold)) if cfg.threshold < 1 else np.inf
+            candidates = np.flatnonzero(flat >= logit_threshold)
+        else:
+            candidates = np.flatnonzero(np.isfinite(flat)) if scores is not logits else None
+        k = cfg.top_k
+        if candidates is None:
+            if 0 < k < flat.size:
+                index = np.argpartition(-flat, k - 1)[:k]
+            else:
+                index = np.arange(flat.size)
+        else:
+            index = candidates
+            if 0 < k < index.size:
+                index = index[np.argpartition(-flat[index], k - 1)[:k]]
+        index = index[np.argsort(-flat[index], kind="stable")]
+        rows, cols = np.divmod(index, w)
+        keypoints = np.stack([cols, rows], axis=1).astype(np.float32) + self.border
+        probs = (1.0 / (1.0 + np.exp(-flat[index].astype(np.float64)))).astype(np.float32)
+        descriptors = desc[:, rows, cols].T.astype(np.float32, copy=False)
+        norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
+        descriptors = descriptors / np.maximum(norms, 1e-12)
+        return Features(keypoints, probs, np.ascontiguousarray(descriptors), tuple(image_size))
