@@ -68,7 +68,7 @@ class FusedSilk(nn.Module):
         weights, biases = [], []
         latent = [head[0][2].num_features for head in heads]
         offset = 0
-        for head, width in zip(heads, latent):
+        for head, width in zip(heads, latent, strict=True):
             lat_scale, lat_shift = _bn_affine(head[0][2])
             out_conv, out_bn = head[1][0], head[1][1]
             w, b = _fold_input_affine(out_conv, lat_scale, lat_shift)

@@ -1,0 +1,27 @@
+"""Matchers: SiLK's (MNN, ratio, double-softmax) and the matchability-reweighted attention matcher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Matcher, Matches
+from .classic import DoubleSoftmax, MutualNearestNeighbour, RatioTest
+
+__all__ = ["Matcher", "Matches", "MutualNearestNeighbour", "RatioTest", "DoubleSoftmax", "build_matcher"]
+
+_CLASSIC = {"mnn": MutualNearestNeighbour, "ratio": RatioTest, "double_softmax": DoubleSoftmax}
+
+
+def build_matcher(config: str | dict[str, Any]) -> Matcher:
+    """``"mnn"`` or ``{"name": "ratio", "ratio": 0.8}``; ``attention`` builds the learned matcher."""
+    if isinstance(config, str):
+        config = {"name": config}
+    params = dict(config)
+    name = params.pop("name")
+    if name in _CLASSIC:
+        return _CLASSIC[name](**params)
+    if name == "attention":
+        from .attention import build_attention_matcher  # torch-heavy: imported only when used
+
+        return build_attention_matcher(**params)
+    raise ValueError(f"unknown matcher '{name}' (known: {sorted(_CLASSIC) + ['attention']})")

@@ -1,0 +1,39 @@
+"""The one matcher interface: two ``Features`` in, match indices and per-match confidence out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..features.types import Features
+
+__all__ = ["Matches", "Matcher"]
+
+
+@dataclass
+class Matches:
+    """``indices``: (M, 2) int64, column 0 indexes features0, column 1 features1.
+    ``confidence``: (M,) float32 in [0, 1] (higher is better)."""
+
+    indices: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @classmethod
+    def empty(cls) -> Matches:
+        return cls(np.zeros((0, 2), np.int64), np.zeros((0,), np.float32))
+
+    def subset(self, keep: np.ndarray) -> Matches:
+        return Matches(self.indices[keep], self.confidence[keep])
+
+    def points(self, features0: Features, features1: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Matched pixel coordinates: two (M, 2) arrays."""
+        return features0.keypoints_xy[self.indices[:, 0]], features1.keypoints_xy[self.indices[:, 1]]
+
+
+class Matcher(Protocol):
+    def __call__(self, features0: Features, features1: Features) -> Matches: ...
