@@ -1,0 +1,225 @@
+"""SiLK network, extractor, backends and the weights format."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from silk_ros.features import (
+    ExtractorConfig,
+    ImageError,
+    SilkExtractor,
+    SilkNet,
+    count_parameters,
+    load_silk_model,
+    multiply_accumulates,
+)
+from silk_ros.features.fusion import FusedSilk
+from silk_ros.features.onnx_export import export_onnx
+from silk_ros.weights import WeightsError, load_weights, save_weights
+
+
+def _randomised(name: str = "vggnp-mu", seed: int = 0) -> SilkNet:
+    """A network with non-trivial BatchNorm statistics, so fusion and export are really exercised."""
+    torch.manual_seed(seed)
+    model = SilkNet(name)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> SilkNet:
+    return _randomised()
+
+
+@pytest.fixture(scope="module")
+def textured() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    import cv2
+
+    small = rng.random((30, 40)).astype(np.float32)
+    return (cv2.resize(small, (160, 120), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
+
+
+def test_parameter_counts_match_the_paper():
+    assert count_parameters(SilkNet("vggnp-mu")) == 76_035
+    assert count_parameters(SilkNet("vggnp-4")) == 942_147
+
+
+def test_border_is_one_pixel_per_unpadded_conv():
+    for name, border in (("vggnp-mu", 3), ("vggnp-4", 9)):
+        net = SilkNet(name).eval()
+        logits, desc = net(torch.rand(1, 1, 40, 50))
+        assert logits.shape == (1, 1, 40 - 2 * border, 50 - 2 * border)
+        assert desc.shape[2:] == logits.shape[2:]
+        assert net.border == border
+
+
+def test_macs_count_matches_a_direct_count():
+    # µ at 240x320: conv 1->64 and 64->64, then two heads of 64->32 (3x3) plus 1x1 outputs.
+    h, w = 240, 320
+    expected = (
+        1 * 64 * 9 * (h - 2) * (w - 2)
+        + 64 * 64 * 9 * (h - 4) * (w - 4)
+        + 2 * 64 * 32 * 9 * (h - 6) * (w - 6)
+        + (32 * 1 + 32 * 32) * (h - 6) * (w - 6)
+    )
+    assert multiply_accumulates(SilkNet("vggnp-mu").config, h, w) == expected
+
+
+def test_fused_network_equals_the_trained_layout(model):
+    x = torch.rand(2, 1, 37, 45)
+    with torch.no_grad():
+        reference = model(x)
+        fused = FusedSilk.from_model(model)(x)
+    for a, b in zip(reference, fused, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_onnx_runtime_agrees_with_pytorch_at_several_sizes(model):
+    buffer = io.BytesIO()
+    export_onnx(model, buffer)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    for shape in ((1, 1, 64, 64), (2, 1, 97, 131)):  # dynamic batch, height and width
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            logits, desc = model(x)
+        onnx_logits, onnx_desc = session.run(None, {"image": x.numpy()})
+        assert np.abs(onnx_logits - logits.numpy()).max() < 1e-4
+        assert np.abs(onnx_desc - desc.numpy()).max() < 1e-4
+
+
+def test_both_backends_extract_the_same_features(model, textured):
+    torch_features = SilkExtractor(model=model, backend="torch", top_k=200).extract(textured)
+    onnx_features = SilkExtractor(model=model, backend="onnxruntime", top_k=200).extract(textured)
+    np.testing.assert_array_equal(torch_features.keypoints_xy[:150], onnx_features.keypoints_xy[:150])
+    np.testing.assert_allclose(torch_features.descriptors[:150], onnx_features.descriptors[:150], atol=1e-4)
+
+
+def test_keypoints_map_grid_cells_to_input_pixels(model, textured):
+    extractor = SilkExtractor(model=model, backend="torch", top_k=50)
+    logits, desc = extractor.dense(textured)
+    features = extractor.extract(textured)
+    # The best keypoint is the arg-max cell, shifted by the border (pixel-centre convention).
+    row, col = np.unravel_index(np.argmax(logits), logits.shape)
+    np.testing.assert_array_equal(features.keypoints_xy[0], [col + 3, row + 3])
+    expected = desc[:, row, col] / np.linalg.norm(desc[:, row, col])
+    np.testing.assert_allclose(features.descriptors[0], expected, atol=1e-5)
+    assert np.allclose(np.linalg.norm(features.descriptors, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.diff(features.scores) <= 0) and features.scores.max() <= 1.0
+
+
+def test_top_k_threshold_nms_and_border_margin(model, textured):
+    base = dict(model=model, backend="torch")
+    assert len(SilkExtractor(**base, top_k=100).extract(textured)) == 100
+    all_cells = SilkExtractor(**base, top_k=0).extract(textured)
+    assert len(all_cells) == (120 - 6) * (160 - 6)
+    median = float(np.median(all_cells.scores))
+    thresholded = SilkExtractor(**base, top_k=0, threshold=median).extract(textured)
+    assert 0 < len(thresholded) < len(all_cells) and thresholded.scores.min() >= median - 1e-6
+    nms = SilkExtractor(**base, top_k=0, nms_radius=2).extract(textured)
+    pts = nms.keypoints_xy
+    dist = np.abs(pts[:, None] - pts[None]).max(-1) + np.eye(len(pts)) * 99
+    assert dist.min() > 2  # no two maxima within the suppression window
+    margin = SilkExtractor(**base, top_k=0, border_margin=10).extract(textured).keypoints_xy
+    assert margin.min() >= 13 and margin[:, 0].max() <= 160 - 14 and margin[:, 1].max() <= 120 - 14
+
+
+def test_image_formats_give_the_same_features(model, textured):
+    import cv2
+
+    extractor = SilkExtractor(model=model, backend="torch", top_k=100)
+    reference = extractor.extract(textured).keypoints_xy
+    bgr = cv2.cvtColor(textured, cv2.COLOR_GRAY2BGR)
+    rgba = cv2.cvtColor(textured, cv2.COLOR_GRAY2RGBA)
+    mono16 = textured.astype(np.uint16) * 257
+    for image, order in ((bgr, "bgr"), (rgba, "rgb"), (mono16, "bgr"), (textured[:, :, None], "bgr")):
+        np.testing.assert_array_equal(extractor.extract(image, order).keypoints_xy, reference)
+    batch = extractor.extract_batch([textured, textured])
+    np.testing.assert_array_equal(batch[1].keypoints_xy, reference)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((0, 0), np.uint8), "empty"),
+        (np.zeros((5, 5), np.uint8), "too small"),
+        (np.zeros((20, 20, 2), np.uint8), "channel"),
+        (np.full((20, 20), np.nan, np.float32), "NaN"),
+        (np.zeros((20, 20), np.int64), "dtype"),
+    ],
+)
+def test_bad_images_raise_clear_errors(model, image, message):
+    with pytest.raises(ImageError, match=message):
+        SilkExtractor(model=model, backend="torch").extract(image)
+
+
+def test_untrained_weights_need_an_explicit_request(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        SilkExtractor(weights=str(tmp_path / "missing.pt"), backend="torch")
+    assert SilkExtractor(weights="untrained", allow_untrained=True, backend="torch").border == 3
+
+
+def test_weights_roundtrip_and_every_failure_names_the_file(tmp_path, model):
+    good = save_weights(tmp_path / "mu.pt", "silk", model.config.to_dict(), model.state_dict(), {"steps": 1})
+    loaded = load_silk_model(good)
+    assert loaded.provenance["steps"] == 1
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="truncated.pt.*truncated"):
+        load_silk_model(truncated)
+
+    big = SilkNet("vggnp-4")
+    other = save_weights(tmp_path / "vgg4.pt", "silk", model.config.to_dict(), big.state_dict())
+    with pytest.raises(WeightsError, match="vgg4.pt.*does not fit"):
+        load_silk_model(other)
+
+    raw = tmp_path / "raw.pt"
+    torch.save(model.state_dict(), raw)
+    with pytest.raises(WeightsError, match="raw.pt.*not a silk_ros weights file"):
+        load_silk_model(raw)
+
+    matcher = save_weights(tmp_path / "matcher.pt", "matcher", {}, {})
+    with pytest.raises(WeightsError, match="matcher.pt.*'matcher' network"):
+        load_weights(matcher, kind="silk")
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty.pt.*empty"):
+        load_silk_model(empty)
+
+
+def test_export_onnx_command_writes_a_dynamic_model(tmp_path, model):
+    weights = save_weights(tmp_path / "mu.pt", "silk", model.config.to_dict(), model.state_dict())
+    out = tmp_path / "mu.onnx"
+    subprocess.run(
+        [sys.executable, "-m", "silk_ros.cli", "export-onnx", "--weights", str(weights), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 1, 50, 70), dtype=np.float32)
+    logits, desc = session.run(None, {"image": x})
+    with torch.no_grad():
+        ref_logits, ref_desc = model(torch.from_numpy(x))
+    assert logits.shape == (1, 1, 44, 64)
+    assert np.abs(logits - ref_logits.numpy()).max() < 1e-4 and np.abs(desc - ref_desc.numpy()).max() < 1e-4
+
+
+def test_extractor_config_defaults_suit_odometry():
+    config = ExtractorConfig()
+    assert 1000 <= config.top_k <= 3000 and config.nms_radius == 0 and not config.allow_untrained
