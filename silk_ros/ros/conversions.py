@@ -1,0 +1,384 @@
+"""ROS message <-> numpy conversions for the VO node, with no dependency on cv_bridge or sensor_msgs_py.
+
+cv_bridge is often missing (pip-installed rclpy, minimal containers) and its failure modes on odd
+encodings are hard to report; these conversions validate every message field and raise
+:class:`InputError` with a ``kind`` the node counts in its diagnostics.
+
+Conventions: images come back as numpy arrays in the encoding's channel order; :func:`to_vo_image`
+turns any supported colour image into what the odometry expects (uint8 grey or BGR).  Depth comes
+back as float32 metres with NaN where invalid.  Poses are 4x4 float64 ``T_a_b`` matrices and
+covariances 6x6 in ROS order (x, y, z, rot_x, rot_y, rot_z).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Transform, TransformStamped, Vector3
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+__all__ = [
+    "COLOUR_ENCODINGS",
+    "DEPTH_ENCODINGS",
+    "KEYPOINT_FIELDS",
+    "MATCH_FIELDS",
+    "InputError",
+    "R_BODY_OPTICAL",
+    "camera_info_to_dict",
+    "compressed_to_numpy",
+    "covariance_to_list",
+    "depth_to_metres",
+    "image_to_numpy",
+    "keypoints_to_cloud",
+    "matches_to_cloud",
+    "matrix_to_pose",
+    "matrix_to_transform",
+    "numpy_to_compressed",
+    "numpy_to_image",
+    "pack_cloud",
+    "pose_to_matrix",
+    "pose_with_covariance",
+    "quaternion_to_rotation",
+    "rotate_covariance",
+    "rotation_to_quaternion",
+    "seconds_to_stamp",
+    "stamp_to_seconds",
+    "to_vo_image",
+    "transform_stamped",
+    "unpack_cloud",
+]
+
+#: encoding -> (numpy dtype, channels) for colour / intensity images.
+COLOUR_ENCODINGS: dict[str, tuple[type, int]] = {
+    "mono8": (np.uint8, 1),
+    "8UC1": (np.uint8, 1),
+    "mono16": (np.uint16, 1),
+    "bgr8": (np.uint8, 3),
+    "rgb8": (np.uint8, 3),
+    "bgra8": (np.uint8, 4),
+    "rgba8": (np.uint8, 4),
+}
+#: depth encodings: 16UC1 in millimetres (OpenNI convention), 32FC1 in metres (REP-118).
+DEPTH_ENCODINGS: dict[str, tuple[type, int]] = {
+    "16UC1": (np.uint16, 1),
+    "mono16": (np.uint16, 1),
+    "32FC1": (np.float32, 1),
+}
+_ALL_ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS}
+
+#: Rotation from the camera optical frame (x right, y down, z forward) to a REP-103 body frame
+#: (x forward, y left, z up): the default base <- camera extrinsics when neither TF nor a parameter
+#: gives them.
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+#: PointCloud2 layouts published by the node (all FLOAT32, pixel units in the input image).
+KEYPOINT_FIELDS = ("u", "v", "score")
+MATCH_FIELDS = ("u0", "v0", "u1", "v1", "confidence")
+
+
+class InputError(ValueError):
+    """A message the node cannot use; ``kind`` names the problem class for diagnostics."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# ---------------------------------------------------------------------------------------- time
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    """Float seconds -> builtin_interfaces/Time, rounding to the nearest nanosecond."""
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+# -------------------------------------------------------------------------------------- images
+
+
+def image_to_numpy(msg: Image, allowed: dict[str, tuple[type, int]] | None = None) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W) or (H, W, C) array, honouring ``step`` padding and endianness."""
+    allowed = _ALL_ENCODINGS if allowed is None else allowed
+    encoding = msg.encoding
+    if encoding not in allowed:
+        raise InputError(
+            "unsupported_encoding",
+            f"unsupported image encoding {encoding!r} (supported: {', '.join(sorted(allowed))})",
+        )
+    dtype, channels = allowed[encoding]
+    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise InputError("empty_image", f"empty image ({width}x{height}, encoding {encoding})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError("truncated_image", f"image step {step} is smaller than one row ({row_bytes} bytes)")
+    data = msg.data
+    if len(data) < step * (height - 1) + row_bytes:
+        raise InputError(
+            "truncated_image",
+            f"image data holds {len(data)} bytes, {width}x{height} {encoding} with step {step} needs "
+            f"{step * height}",
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8, count=min(len(data), step * height))
+    if len(buffer) < step * height:  # last row unpadded
+        buffer = np.concatenate([buffer, np.zeros(step * height - len(buffer), np.uint8)])
+    rows = buffer.reshape(height, step)[:, :row_bytes]
+    array = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    array = array.astype(dtype.newbyteorder("="), copy=False)
+    return array[:, :, 0] if channels == 1 else array
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """(H, W[, C]) array -> sensor_msgs/Image (little-endian, no row padding)."""
+    if encoding not in _ALL_ENCODINGS:
+        raise ValueError(f"unsupported image encoding {encoding!r}")
+    dtype, channels = _ALL_ENCODINGS[encoding]
+    array = np.asarray(array)
+    expected = (array.shape[0], array.shape[1]) if channels == 1 else (array.shape[0], array.shape[1], channels)
+    if array.ndim == 3 and channels == 1 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.shape != expected or array.dtype != np.dtype(dtype):
+        raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(array.shape[1] * channels * array.dtype.itemsize)
+    msg.data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return msg
+
+
+def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> uint8 BGR or grey (16-bit PNG stays uint16)."""
+    if len(msg.data) == 0:
+        raise InputError("empty_image", "compressed image has no data")
+    if "compressedDepth" in msg.format:
+        raise InputError("unsupported_encoding", f"compressedDepth images are not supported ({msg.format!r})")
+    buffer = np.frombuffer(bytes(msg.data), np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise InputError(
+            "corrupt_compressed", f"could not decode compressed image (format {msg.format!r}, {len(buffer)} bytes)"
+        )
+    return image
+
+
+def numpy_to_compressed(array: np.ndarray, image_format: str = "jpeg", header: Header | None = None) -> CompressedImage:
+    """uint8 grey/BGR array -> CompressedImage as image_transport's compressed plugin writes it."""
+    extension = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}[image_format]
+    ok, encoded = cv2.imencode(extension, array)
+    if not ok:
+        raise ValueError(f"could not encode a {array.shape} {array.dtype} image as {image_format}")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    colour = "bgr8" if array.ndim == 3 else "mono8"
+    msg.format = f"{colour}; {'jpeg' if extension == '.jpg' else 'png'} compressed {colour}"
+    msg.data = encoded.tobytes()
+    return msg
+
+
+def to_vo_image(array: np.ndarray, encoding: str) -> np.ndarray:
+    """Decoded image -> uint8 grey (H, W) or BGR (H, W, 3), what VisualOdometry.process expects."""
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise InputError("unsupported_encoding", f"unsupported image dtype {array.dtype} for encoding {encoding}")
+    if array.ndim == 2:
+        return array
+    code = {
+        ("rgb8", 3): cv2.COLOR_RGB2BGR,
+        ("rgba8", 4): cv2.COLOR_RGBA2BGR,
+        ("bgra8", 4): cv2.COLOR_BGRA2BGR,
+    }.get((encoding, array.shape[2]))
+    if array.shape[2] == 4 and code is None:  # 4-channel PNG from a compressed stream
+        code = cv2.COLOR_BGRA2BGR
+    if array.shape[2] == 1:
+        return array[:, :, 0]
+    return cv2.cvtColor(array, code) if code is not None else array
+
+
+def depth_to_metres(array: np.ndarray, encoding: str) -> np.ndarray:
+    """16UC1 millimetres or 32FC1 metres -> float32 metres, NaN where the sensor gave no depth."""
+    if encoding in ("16UC1", "mono16") and array.dtype == np.uint16:
+        depth = array.astype(np.float32) * 1e-3
+        depth[(array == 0) | (array == 65535)] = np.nan
+        return depth
+    if encoding == "32FC1" and array.dtype == np.float32:
+        depth = array.astype(np.float32, copy=True)
+        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+        return depth
+    raise InputError("unsupported_encoding", f"unsupported depth encoding {encoding!r} (use 16UC1 mm or 32FC1 m)")
+
+
+# --------------------------------------------------------------------------------- camera info
+
+
+def camera_info_to_dict(msg: CameraInfo) -> dict:
+    """CameraInfo -> the dict ``Camera.from_camera_info`` takes; rejects intrinsics that cannot be right."""
+    k = [float(v) for v in msg.k]
+    width, height = int(msg.width), int(msg.height)
+    if width <= 0 or height <= 0:
+        raise InputError("invalid_camera_info", f"CameraInfo has no image size ({width}x{height})")
+    if len(k) != 9 or not all(math.isfinite(v) for v in k):
+        raise InputError("invalid_camera_info", f"CameraInfo K is not 9 finite numbers: {k}")
+    if k[0] <= 0 or k[4] <= 0:
+        raise InputError("invalid_camera_info", f"CameraInfo has a non-positive focal length (fx={k[0]}, fy={k[4]})")
+    d = [float(v) for v in msg.d]
+    if not all(math.isfinite(v) for v in d):
+        raise InputError("invalid_camera_info", f"CameraInfo distortion holds non-finite values: {d}")
+    model = msg.distortion_model or ("plumb_bob" if d else "none")
+    if not any(d):
+        model, d = "none", []
+    return {"width": width, "height": height, "k": k, "d": d, "distortion_model": model}
+
+
+# ------------------------------------------------------------------------------- poses and TF
+
+
+def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method, numerically safe)."""
+    r = np.asarray(rotation, dtype=np.float64)
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
+    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 1e-300))
+        q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
+    elif r[1, 1] > r[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + r[1, 1] - r[0, 0] - r[2, 2], 1e-300))
+        q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(max(1.0 + r[2, 2] - r[0, 0] - r[1, 1], 1e-300))
+        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def quaternion_to_rotation(q) -> np.ndarray:
+    """Quaternion (x, y, z, w), normalised first -> 3x3 rotation."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def matrix_to_pose(transform: np.ndarray) -> Pose:
+    x, y, z, w = rotation_to_quaternion(transform[:3, :3])
+    t = transform[:3, 3]
+    return Pose(position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])), orientation=Quaternion(x=x, y=y, z=z, w=w))
+
+
+def pose_to_matrix(pose: Pose | Transform) -> np.ndarray:
+    """geometry_msgs Pose or Transform -> 4x4."""
+    if isinstance(pose, Transform):
+        t, q = pose.translation, pose.rotation
+    else:
+        t, q = pose.position, pose.orientation
+    out = np.eye(4)
+    out[:3, :3] = quaternion_to_rotation([q.x, q.y, q.z, q.w])
+    out[:3, 3] = [t.x, t.y, t.z]
+    return out
+
+
+def matrix_to_transform(transform: np.ndarray) -> Transform:
+    x, y, z, w = rotation_to_quaternion(transform[:3, :3])
+    t = transform[:3, 3]
+    return Transform(
+        translation=Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2])), rotation=Quaternion(x=x, y=y, z=z, w=w)
+    )
+
+
+def transform_stamped(transform: np.ndarray, header: Header, child_frame: str) -> TransformStamped:
+    return TransformStamped(header=header, child_frame_id=child_frame, transform=matrix_to_transform(transform))
+
+
+def covariance_to_list(covariance: np.ndarray) -> list[float]:
+    """6x6 (x, y, z, rot_x, rot_y, rot_z) -> the row-major 36 floats of the ROS messages."""
+    covariance = np.asarray(covariance, dtype=np.float64)
+    if covariance.shape != (6, 6):
+        raise ValueError(f"covariance must be 6x6, got {covariance.shape}")
+    return [float(v) for v in covariance.reshape(-1)]
+
+
+def rotate_covariance(covariance: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Express a 6x6 pose covariance in a frame rotated by ``rotation`` (translation and rotation blocks)."""
+    big = np.zeros((6, 6))
+    big[:3, :3] = rotation
+    big[3:, 3:] = rotation
+    return big @ covariance @ big.T
+
+
+def pose_with_covariance(transform: np.ndarray, covariance: np.ndarray) -> PoseWithCovariance:
+    return PoseWithCovariance(pose=matrix_to_pose(transform), covariance=covariance_to_list(covariance))
+
+
+# -------------------------------------------------------------------------------- point clouds
+
+
+def pack_cloud(header: Header, names: tuple[str, ...], columns: np.ndarray) -> PointCloud2:
+    """(N, len(names)) numbers -> an unorganised PointCloud2 of FLOAT32 fields (height 1, dense)."""
+    columns = np.asarray(columns, dtype=np.float32).reshape(-1, len(names))
+    msg = PointCloud2(header=header, height=1, width=int(len(columns)), is_bigendian=False, is_dense=True)
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(names)]
+    msg.point_step = 4 * len(names)
+    msg.row_step = msg.point_step * msg.width
+    msg.data = np.ascontiguousarray(columns).astype("<f4", copy=False).tobytes()
+    return msg
+
+
+_POINTFIELD_DTYPES = {
+    PointField.INT8: "i1",
+    PointField.UINT8: "u1",
+    PointField.INT16: "i2",
+    PointField.UINT16: "u2",
+    PointField.INT32: "i4",
+    PointField.UINT32: "u4",
+    PointField.FLOAT32: "f4",
+    PointField.FLOAT64: "f8",
+}
+
+
+def unpack_cloud(msg: PointCloud2) -> dict[str, np.ndarray]:
+    """Any PointCloud2 of scalar fields -> {field name: (N,) array} (the reader used by tests and tools)."""
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [order + _POINTFIELD_DTYPES[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
+    count = msg.width * msg.height
+    points = np.frombuffer(bytes(msg.data), dtype=dtype, count=count)
+    return {name: points[name].astype(points[name].dtype.newbyteorder("=")) for name in dtype.names}
+
+
+def keypoints_to_cloud(header: Header, keypoints_xy: np.ndarray, scores: np.ndarray) -> PointCloud2:
+    """Keypoints as a cloud of (u, v, score): pixel-centre coordinates of the input image."""
+    return pack_cloud(header, KEYPOINT_FIELDS, np.column_stack([keypoints_xy.reshape(-1, 2), scores.reshape(-1)]))
+
+
+def matches_to_cloud(header: Header, xy0: np.ndarray, xy1: np.ndarray, confidence: np.ndarray) -> PointCloud2:
+    """Matches as a cloud of (u0, v0, u1, v1, confidence): keyframe pixel -> current-frame pixel."""
+    return pack_cloud(
+        header, MATCH_FIELDS, np.column_stack([xy0.reshape(-1, 2), xy1.reshape(-1, 2), confidence.reshape(-1)])
+    )
