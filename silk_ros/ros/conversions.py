@@ -14,12 +14,27 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Transform, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
+
+# The pure-numpy image codec lives in silk_ros/datasets/image_codec.py so that `silk-vo bag eval` (no ROS)
+# decodes bag frames with exactly the code the node runs; re-exported here for the node and its tests.
+from silk_ros.datasets.image_codec import (  # noqa: F401
+    _ALL_ENCODINGS,
+    COLOUR_ENCODINGS,
+    DEPTH_ENCODINGS,
+    InputError,
+    camera_info_to_dict,
+    compressed_to_numpy,
+    depth_to_metres,
+    image_to_numpy,
+    numpy_to_compressed_fields,
+    numpy_to_image_fields,
+    to_vo_image,
+)
 
 __all__ = [
     "COLOUR_ENCODINGS",
@@ -52,24 +67,6 @@ __all__ = [
     "unpack_cloud",
 ]
 
-#: encoding -> (numpy dtype, channels) for colour / intensity images.
-COLOUR_ENCODINGS: dict[str, tuple[type, int]] = {
-    "mono8": (np.uint8, 1),
-    "8UC1": (np.uint8, 1),
-    "mono16": (np.uint16, 1),
-    "bgr8": (np.uint8, 3),
-    "rgb8": (np.uint8, 3),
-    "bgra8": (np.uint8, 4),
-    "rgba8": (np.uint8, 4),
-}
-#: depth encodings: 16UC1 in millimetres (OpenNI convention), 32FC1 in metres (REP-118).
-DEPTH_ENCODINGS: dict[str, tuple[type, int]] = {
-    "16UC1": (np.uint16, 1),
-    "mono16": (np.uint16, 1),
-    "32FC1": (np.float32, 1),
-}
-_ALL_ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS}
-
 #: Rotation from the camera optical frame (x right, y down, z forward) to a REP-103 body frame
 #: (x forward, y left, z up): the default base <- camera extrinsics when neither TF nor a parameter
 #: gives them.
@@ -78,14 +75,6 @@ R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 #: PointCloud2 layouts published by the node (all FLOAT32, pixel units in the input image).
 KEYPOINT_FIELDS = ("u", "v", "score")
 MATCH_FIELDS = ("u0", "v0", "u1", "v1", "confidence")
-
-
-class InputError(ValueError):
-    """A message the node cannot use; ``kind`` names the problem class for diagnostics."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 # ---------------------------------------------------------------------------------------- time
@@ -104,144 +93,32 @@ def seconds_to_stamp(seconds: float) -> Time:
 # -------------------------------------------------------------------------------------- images
 
 
-def image_to_numpy(msg: Image, allowed: dict[str, tuple[type, int]] | None = None) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W) or (H, W, C) array, honouring ``step`` padding and endianness."""
-    allowed = _ALL_ENCODINGS if allowed is None else allowed
-    encoding = msg.encoding
-    if encoding not in allowed:
-        raise InputError(
-            "unsupported_encoding",
-            f"unsupported image encoding {encoding!r} (supported: {', '.join(sorted(allowed))})",
-        )
-    dtype, channels = allowed[encoding]
-    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise InputError("empty_image", f"empty image ({width}x{height}, encoding {encoding})")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise InputError("truncated_image", f"image step {step} is smaller than one row ({row_bytes} bytes)")
-    data = msg.data
-    if len(data) < step * (height - 1) + row_bytes:
-        raise InputError(
-            "truncated_image",
-            f"image data holds {len(data)} bytes, {width}x{height} {encoding} with step {step} needs "
-            f"{step * height}",
-        )
-    buffer = np.frombuffer(data, dtype=np.uint8, count=min(len(data), step * height))
-    if len(buffer) < step * height:  # last row unpadded
-        buffer = np.concatenate([buffer, np.zeros(step * height - len(buffer), np.uint8)])
-    rows = buffer.reshape(height, step)[:, :row_bytes]
-    array = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
-    array = array.astype(dtype.newbyteorder("="), copy=False)
-    return array[:, :, 0] if channels == 1 else array
-
-
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """(H, W[, C]) array -> sensor_msgs/Image (little-endian, no row padding)."""
-    if encoding not in _ALL_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}")
-    dtype, channels = _ALL_ENCODINGS[encoding]
-    array = np.asarray(array)
-    expected = (array.shape[0], array.shape[1]) if channels == 1 else (array.shape[0], array.shape[1], channels)
-    if array.ndim == 3 and channels == 1 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.shape != expected or array.dtype != np.dtype(dtype):
-        raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
-    msg = Image()
+    fields = numpy_to_image_fields(array, encoding)
+    msg = Image(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=fields.data,
+    )
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(array.shape[1] * channels * array.dtype.itemsize)
-    msg.data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
     return msg
-
-
-def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> uint8 BGR or grey (16-bit PNG stays uint16)."""
-    if len(msg.data) == 0:
-        raise InputError("empty_image", "compressed image has no data")
-    if "compressedDepth" in msg.format:
-        raise InputError("unsupported_encoding", f"compressedDepth images are not supported ({msg.format!r})")
-    buffer = np.frombuffer(bytes(msg.data), np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise InputError(
-            "corrupt_compressed", f"could not decode compressed image (format {msg.format!r}, {len(buffer)} bytes)"
-        )
-    return image
 
 
 def numpy_to_compressed(array: np.ndarray, image_format: str = "jpeg", header: Header | None = None) -> CompressedImage:
     """uint8 grey/BGR array -> CompressedImage as image_transport's compressed plugin writes it."""
-    extension = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}[image_format]
-    ok, encoded = cv2.imencode(extension, array)
-    if not ok:
-        raise ValueError(f"could not encode a {array.shape} {array.dtype} image as {image_format}")
-    msg = CompressedImage()
+    image_format_string, data = numpy_to_compressed_fields(array, image_format)
+    msg = CompressedImage(format=image_format_string, data=data)
     if header is not None:
         msg.header = header
-    colour = "bgr8" if array.ndim == 3 else "mono8"
-    msg.format = f"{colour}; {'jpeg' if extension == '.jpg' else 'png'} compressed {colour}"
-    msg.data = encoded.tobytes()
     return msg
 
 
-def to_vo_image(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Decoded image -> uint8 grey (H, W) or BGR (H, W, 3), what VisualOdometry.process expects."""
-    if array.dtype == np.uint16:
-        array = (array.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        raise InputError("unsupported_encoding", f"unsupported image dtype {array.dtype} for encoding {encoding}")
-    if array.ndim == 2:
-        return array
-    code = {
-        ("rgb8", 3): cv2.COLOR_RGB2BGR,
-        ("rgba8", 4): cv2.COLOR_RGBA2BGR,
-        ("bgra8", 4): cv2.COLOR_BGRA2BGR,
-    }.get((encoding, array.shape[2]))
-    if array.shape[2] == 4 and code is None:  # 4-channel PNG from a compressed stream
-        code = cv2.COLOR_BGRA2BGR
-    if array.shape[2] == 1:
-        return array[:, :, 0]
-    return cv2.cvtColor(array, code) if code is not None else array
-
-
-def depth_to_metres(array: np.ndarray, encoding: str) -> np.ndarray:
-    """16UC1 millimetres or 32FC1 metres -> float32 metres, NaN where the sensor gave no depth."""
-    if encoding in ("16UC1", "mono16") and array.dtype == np.uint16:
-        depth = array.astype(np.float32) * 1e-3
-        depth[(array == 0) | (array == 65535)] = np.nan
-        return depth
-    if encoding == "32FC1" and array.dtype == np.float32:
-        depth = array.astype(np.float32, copy=True)
-        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-        return depth
-    raise InputError("unsupported_encoding", f"unsupported depth encoding {encoding!r} (use 16UC1 mm or 32FC1 m)")
-
-
 # --------------------------------------------------------------------------------- camera info
-
-
-def camera_info_to_dict(msg: CameraInfo) -> dict:
-    """CameraInfo -> the dict ``Camera.from_camera_info`` takes; rejects intrinsics that cannot be right."""
-    k = [float(v) for v in msg.k]
-    width, height = int(msg.width), int(msg.height)
-    if width <= 0 or height <= 0:
-        raise InputError("invalid_camera_info", f"CameraInfo has no image size ({width}x{height})")
-    if len(k) != 9 or not all(math.isfinite(v) for v in k):
-        raise InputError("invalid_camera_info", f"CameraInfo K is not 9 finite numbers: {k}")
-    if k[0] <= 0 or k[4] <= 0:
-        raise InputError("invalid_camera_info", f"CameraInfo has a non-positive focal length (fx={k[0]}, fy={k[4]})")
-    d = [float(v) for v in msg.d]
-    if not all(math.isfinite(v) for v in d):
-        raise InputError("invalid_camera_info", f"CameraInfo distortion holds non-finite values: {d}")
-    model = msg.distortion_model or ("plumb_bob" if d else "none")
-    if not any(d):
-        model, d = "none", []
-    return {"width": width, "height": height, "k": k, "d": d, "distortion_model": model}
 
 
 # ------------------------------------------------------------------------------- poses and TF
