@@ -101,8 +101,14 @@ class Trajectory:
 
     # ----------------------------------------------------------------------------------------- TUM I/O
     @classmethod
-    def read_tum(cls, path: str | Path) -> Trajectory:
-        """Read a TUM trajectory file (8 numbers per line, ``#`` comments, blank lines ignored)."""
+    def read_tum(cls, path: str | Path, duplicates: str = "keep_first") -> Trajectory:
+        """Read a TUM trajectory file (8 numbers per line, ``#`` comments, blank lines ignored).
+
+        Rows are sorted by time. Real files repeat a timestamp now and then (TUM fr2/desk does, with two
+        different poses); ``duplicates="keep_first"`` keeps the first such row, ``"error"`` refuses the file.
+        """
+        if duplicates not in ("keep_first", "error"):
+            raise TrajectoryError(f"duplicates must be 'keep_first' or 'error', got {duplicates!r}")
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"trajectory file not found: {path}")
@@ -120,6 +126,11 @@ class Trajectory:
             except ValueError as err:
                 raise TrajectoryError(f"{path}:{lineno}: {err}") from None
         data = np.array(rows, dtype=np.float64).reshape(-1, 8)
+        data = data[np.argsort(data[:, 0], kind="stable")]
+        repeated = np.concatenate([[False], np.diff(data[:, 0]) == 0])
+        if np.any(repeated) and duplicates == "error":
+            raise TrajectoryError(f"{path}: timestamp {data[repeated][0, 0]!r} appears more than once")
+        data = data[~repeated]
         try:
             return cls(data[:, 0], tum_rows_to_poses(data[:, 1:]))
         except TrajectoryError as err:
