@@ -1,0 +1,135 @@
+"""Odometry settings: one dataclass, defaults mirrored in ``config/odometry.yaml`` (also read by the ROS node)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["OdometryConfig", "ConfigError", "FEATURE_KINDS", "MODES"]
+
+FEATURE_KINDS = ("silk", "orb", "sift")
+MODES = ("auto", "mono", "rgbd")
+
+
+class ConfigError(ValueError):
+    """An odometry setting that is unknown or out of range."""
+
+
+@dataclass
+class OdometryConfig:
+    # --- front end -------------------------------------------------------------------------------
+    #: ``silk`` (learned), ``orb`` or ``sift`` (OpenCV baselines through the same pipeline).
+    features: str = "silk"
+    #: SiLK weights: shipped name (``silk-mu``), a path, or ``untrained`` (plumbing tests only).
+    weights: str = "silk-mu"
+    allow_untrained: bool = False
+    #: SiLK backend: ``auto`` (ONNX Runtime when present), ``onnxruntime`` or ``torch``; ``device`` cpu/cuda.
+    backend: str = "auto"
+    device: str = "cpu"
+    threads: int = 0
+    #: Keypoints per frame (SiLK top-k, ORB/SIFT nfeatures).
+    max_keypoints: int = 1000
+    #: SiLK non-maximum suppression radius in pixels (spreads keypoints; 0 = none).
+    nms_radius: int = 1
+    #: Matcher spec for ``silk_ros.matching.build_matcher``: ``mnn`` or e.g. ``{name: attention}``.
+    matcher: Any = "mnn"
+    #: Working resolution: explicit ``input_width`` x ``input_height`` when both > 0, else images larger than
+    #: ``max_pixels`` are shrunk (aspect kept).  The camera is rescaled with the image.
+    input_width: int = 0
+    input_height: int = 0
+    max_pixels: int = 76800
+    # --- geometry --------------------------------------------------------------------------------
+    #: ``auto`` uses depth when given, ``mono`` ignores it, ``rgbd`` requires it.
+    mode: str = "auto"
+    #: Robust estimator inlier threshold in working-resolution pixels.
+    ransac_threshold_px: float = 1.0
+    ransac_confidence: float = 0.999
+    ransac_iterations: int = 1000
+    #: Median rotation-compensated parallax (px) below which translation is not observable: rotation
+    #: only, the translation stays with the keyframe (deferred, never lost or invented).
+    static_parallax_px: float = 1.0
+    #: Monocular initialisation needs this much parallax (px) and ``init_min_points`` triangulated points.
+    init_parallax_px: float = 6.0
+    init_min_points: int = 40
+    #: New keyframe when the parallax to the current keyframe exceeds this (px) ...
+    keyframe_parallax_px: float = 14.0
+    #: ... or the inliers fall below this count.
+    keyframe_min_inliers: int = 80
+    #: Triangulated points need this angle between the two rays (degrees).
+    min_triangulation_deg: float = 0.6
+    #: Valid depth range (metres) for RGB-D keyframe points.
+    depth_min: float = 0.1
+    depth_max: float = 20.0
+    # --- tracking state --------------------------------------------------------------------------
+    #: Fewer inliers than this: LOST.  Fewer than ``good_inliers``: DEGRADED (covariance inflated).
+    min_inliers: int = 20
+    good_inliers: int = 60
+    #: Consecutive lost frames before the current frame becomes a new keyframe (re-initialisation).
+    max_lost_frames: int = 3
+    # --- covariance ------------------------------------------------------------------------------
+    #: Floor of the reprojection residual standard deviation (px) used to scale ``(J^T J)^-1``.
+    min_pixel_sigma: float = 0.3
+    #: Variance multiplier while DEGRADED.
+    degraded_inflation: float = 25.0
+    #: Variance of every axis while LOST (large, finite: consumers can still fuse it).
+    lost_variance: float = 1.0e6
+    #: Translation sigma (map units) reported for rotation-only updates when no map gives a depth scale.
+    static_translation_sigma: float = 0.05
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"features must be one of {FEATURE_KINDS}, got '{self.features}'")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got '{self.mode}'")
+        positive = ("max_keypoints", "max_pixels", "ransac_threshold_px", "min_inliers", "init_min_points")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if (self.input_width > 0) != (self.input_height > 0):
+            raise ConfigError("input_width and input_height must be given together (or both 0)")
+        if self.good_inliers < self.min_inliers:
+            raise ConfigError(f"good_inliers ({self.good_inliers}) must be >= min_inliers ({self.min_inliers})")
+        if not 0 <= self.static_parallax_px < self.init_parallax_px <= self.keyframe_parallax_px:
+            raise ConfigError("need 0 <= static_parallax_px < init_parallax_px <= keyframe_parallax_px")
+        if not 0 < self.ransac_confidence < 1:
+            raise ConfigError(f"ransac_confidence must be in (0, 1), got {self.ransac_confidence}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> OdometryConfig:
+        """Build from a mapping; unknown keys are an error (a typo must not silently keep a default)."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown odometry settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> OdometryConfig:
+        """Read a YAML file; the settings may sit at top level or under an ``odometry:`` key."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"odometry config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        if "odometry" in data and isinstance(data["odometry"], dict):
+            data = data["odometry"]
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def replace(self, **changes: Any) -> OdometryConfig:
+        values = asdict(self)
+        values.update(changes)
+        return OdometryConfig.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

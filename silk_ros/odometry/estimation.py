@@ -1,0 +1,176 @@
+"""Two-view geometry of the odometry, on undistorted pixel coordinates with the working camera's K.
+
+Every solver returns ``T_1_0`` (frame 0 = keyframe, frame 1 = current; maps keyframe points into the current
+camera) and an inlier mask over its input correspondences, or ``None`` when the geometry does not support an
+estimate.  Thresholds are in working-resolution pixels, so MAGSAC++ and the parallax tests mean the same at
+any image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..geometry.pose import (
+    gauss_newton_covariance,
+    kabsch_rotation,
+    make_pose,
+    project_to_so3,
+    reprojection_jacobian,
+    transform_points,
+)
+
+__all__ = [
+    "Solution",
+    "bearings",
+    "project",
+    "rotation_only",
+    "rotation_parallax_px",
+    "essential_pose",
+    "pnp_pose",
+    "triangulate",
+    "pose_covariance",
+    "rotation_covariance",
+]
+
+
+@dataclass
+class Solution:
+    T_1_0: np.ndarray
+    inliers: np.ndarray  # bool mask over the input correspondences
+
+
+def bearings(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Undistorted pixels (N, 2) -> rays (N, 3) with z = 1."""
+    return np.column_stack([(pixels[:, 0] - K[0, 2]) / K[0, 0], (pixels[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(pixels))])
+
+
+def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Camera points (N, 3) -> undistorted pixels (N, 2) (points behind the camera give inf/NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = points[:, :2] / points[:, 2:3]
+    return xy * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+
+
+def rotation_parallax_px(R_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Per-correspondence image motion left after removing the rotation: what only translation can cause."""
+    if len(u0) == 0:
+        return np.zeros(0)
+    predicted = project(bearings(u0, K) @ R_1_0.T, K)
+    residual = np.linalg.norm(predicted - u1, axis=1)
+    return np.where(np.isfinite(residual), residual, np.inf)
+
+
+def rotation_only(
+    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+) -> Solution | None:
+    """Pure-rotation model: the infinite homography ``K R K^-1`` by MAGSAC++, projected onto SO(3) and refined
+    by Kabsch on the inlier rays.  Fits any motion whose parallax is below ``threshold``."""
+    if len(u0) < 8:
+        return None
+    H, mask = cv2.findHomography(
+        u0, u1, method=cv2.USAC_MAGSAC, ransacReprojThreshold=2.0 * threshold, maxIters=iterations,
+        confidence=confidence,
+    )
+    if H is None or mask is None or int(mask.sum()) < 4:
+        return None
+    M = np.linalg.inv(K) @ H @ K
+    det = np.linalg.det(M)
+    if abs(det) < 1e-12:
+        return None
+    R = project_to_so3(M / np.cbrt(det))
+    inliers = mask.ravel().astype(bool)
+    for _ in range(2):
+        b0, b1 = bearings(u0[inliers], K), bearings(u1[inliers], K)
+        b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
+        b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
+        R = kabsch_rotation(b0, b1)
+        inliers = rotation_parallax_px(R, u0, u1, K) < 2.0 * threshold
+        if inliers.sum() < 4:
+            return None
+    return Solution(make_pose(R), inliers)
+
+
+def essential_pose(
+    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+) -> Solution | None:
+    """Essential matrix by MAGSAC++ and the cheirality check of ``recoverPose``: rotation and unit translation."""
+    if len(u0) < 8:
+        return None
+    E, mask = cv2.findEssentialMat(
+        u0, u1, K, method=cv2.USAC_MAGSAC, prob=confidence, threshold=threshold, maxIters=iterations
+    )
+    if E is None or mask is None or E.shape != (3, 3):
+        return None
+    count, R, t, pose_mask = cv2.recoverPose(E, u0, u1, K, mask=mask.copy())
+    if count < 8:
+        return None
+    inliers = pose_mask.ravel() > 0
+    return Solution(make_pose(R, t.ravel() / max(np.linalg.norm(t), 1e-12)), inliers)
+
+
+def pnp_pose(
+    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+) -> Solution | None:
+    """Metric (or map-scaled) pose from keyframe points (N, 3) and their current pixels: MAGSAC++ P3P, then
+    Levenberg-Marquardt on the inliers."""
+    if len(points0) < 6:
+        return None
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+        points0.astype(np.float64), u1.astype(np.float64), K, None,
+        iterationsCount=iterations, reprojectionError=threshold, confidence=confidence, flags=cv2.USAC_MAGSAC,
+    )
+    if not ok or inliers is None or len(inliers) < 6:
+        return None
+    index = inliers.ravel()
+    rvec, tvec = cv2.solvePnPRefineLM(points0[index], u1[index], K, None, rvec, tvec)
+    T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
+    # Re-select inliers at the refined pose (MAGSAC's own set is soft).
+    error = np.linalg.norm(project(transform_points(T, points0), K) - u1, axis=1)
+    mask = np.isfinite(error) & (error < 2.0 * threshold) & (transform_points(T, points0)[:, 2] > 0)
+    return Solution(T, mask)
+
+
+def triangulate(u0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_1_0: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Linear triangulation in frame 0: points (N, 3), max reprojection error (px), ray angle (degrees)."""
+    if len(u0) == 0:
+        return np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+    P0 = K @ np.eye(3, 4)
+    P1 = K @ T_1_0[:3]
+    homogeneous = cv2.triangulatePoints(P0, P1, u0.T.astype(np.float64), u1.T.astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        points = (homogeneous[:3] / homogeneous[3]).T
+    points1 = transform_points(T_1_0, points)
+    error = np.maximum(
+        np.linalg.norm(project(points, K) - u0, axis=1), np.linalg.norm(project(points1, K) - u1, axis=1)
+    )
+    centre1 = -T_1_0[:3, :3].T @ T_1_0[:3, 3]
+    ray0, ray1 = points, points - centre1
+    cos = np.sum(ray0 * ray1, axis=1) / np.maximum(np.linalg.norm(ray0, axis=1) * np.linalg.norm(ray1, axis=1), 1e-12)
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    valid = (points[:, 2] > 0) & (points1[:, 2] > 0) & np.isfinite(error)
+    error = np.where(valid, error, np.inf)
+    return points, error, np.where(valid, angle, 0.0)
+
+
+def pose_covariance(points1: np.ndarray, u1: np.ndarray, K: np.ndarray, min_sigma: float) -> np.ndarray:
+    """Gauss-Newton covariance of the current pose from its inlier points (current frame) and pixels."""
+    residuals = (project(points1, K) - u1).ravel()
+    J = reprojection_jacobian(points1, K[0, 0], K[1, 1])
+    return gauss_newton_covariance(J, residuals, min_sigma)
+
+
+def rotation_covariance(
+    R_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, min_sigma: float, translation_sigma: float
+) -> np.ndarray:
+    """Covariance of a rotation-only update: rotation block from the ray residuals, the translation block is
+    the translation that would stay below the parallax threshold (``translation_sigma``)."""
+    rays = bearings(u0, K) @ R_1_0.T
+    residuals = (project(rays, K) - u1).ravel()
+    J = reprojection_jacobian(rays, K[0, 0], K[1, 1])[:, 3:]
+    covariance = np.zeros((6, 6))
+    covariance[3:, 3:] = gauss_newton_covariance(J, residuals, min_sigma)
+    covariance[:3, :3] = np.eye(3) * translation_sigma**2
+    return covariance

@@ -1,0 +1,60 @@
+"""Front end of the odometry: working resolution, feature extractor and matcher chosen by the config."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..geometry.camera import Camera
+from ..matching import Matcher, build_matcher
+from .config import OdometryConfig
+
+__all__ = ["build_extractor", "build_vo_matcher", "working_size", "resize_image", "working_camera"]
+
+
+def build_extractor(config: OdometryConfig):
+    """SiLK (ONNX Runtime / torch) or an OpenCV baseline, with the same keypoint budget."""
+    if config.features == "silk":
+        from ..features.extractor import SilkExtractor
+
+        return SilkExtractor(
+            weights=config.weights,
+            allow_untrained=config.allow_untrained,
+            backend=config.backend,
+            device=config.device,
+            top_k=config.max_keypoints,
+            nms_radius=config.nms_radius,
+            threads=config.threads,
+        )
+    from ..features.classic import ClassicExtractor
+
+    return ClassicExtractor(config.features, max_keypoints=config.max_keypoints)
+
+
+def build_vo_matcher(config: OdometryConfig) -> Matcher:
+    return build_matcher(config.matcher)
+
+
+def working_size(config: OdometryConfig, width: int, height: int) -> tuple[int, int]:
+    """(width, height) the odometry works at: explicit size, else shrink to ``max_pixels`` keeping the aspect."""
+    if config.input_width > 0:
+        return config.input_width, config.input_height
+    pixels = width * height
+    if pixels <= config.max_pixels:
+        return width, height
+    scale = math.sqrt(config.max_pixels / pixels)
+    return max(16, round(width * scale)), max(16, round(height * scale))
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def working_camera(camera: Camera, width: int, height: int) -> Camera:
+    if camera.width == width and camera.height == height:
+        return camera
+    return camera.scaled(width, height)

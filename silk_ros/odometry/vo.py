@@ -1,0 +1,345 @@
+"""Keyframe-based visual odometry, monocular or RGB-D, on any ``extract(image) -> Features`` front end.
+
+Per frame: features -> matches against the current keyframe -> pose of the frame relative to the keyframe ->
+state update.  Why frame-to-keyframe: small motions accumulate no drift (the estimate is re-solved against the
+same keyframe until it is replaced), and a frame with too little parallax simply defers its translation to a
+later frame instead of inventing one.
+
+Pose of a frame relative to its keyframe, in order of preference:
+
+* ``pnp``: the keyframe has 3D points (RGB-D: its depth; monocular: points triangulated when it was created,
+  whose scale was inherited from the previous keyframe through the shared points) -> MAGSAC++ PnP + LM.
+  Monocular scale therefore stays that of the first baseline.
+* ``essential``: monocular without a map -> essential matrix (MAGSAC++, cheirality by ``recoverPose``); it
+  initialises the map once the rotation-compensated parallax exceeds ``init_parallax_px`` and enough points
+  triangulate.
+* ``rotation``: not enough parallax to observe translation -> pure rotation (infinite homography), the
+  translation stays that of the keyframe.  PnP solutions below ``static_parallax_px`` also keep the keyframe's
+  translation, so a camera at rest accumulates no path length.
+
+A new keyframe is taken when the parallax to the keyframe passes ``keyframe_parallax_px`` or the inliers fall
+below ``keyframe_min_inliers``; it inherits the old keyframe's inlier points (moved into its frame) and adds
+points triangulated against the old keyframe (monocular) or read from its depth (RGB-D).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..features.types import Features
+from ..geometry.camera import Camera
+from ..geometry.pose import invert_pose, make_pose, transform_points
+from ..matching.base import Matches
+from . import estimation as est
+from .config import OdometryConfig
+from .frontend import build_extractor, build_vo_matcher, resize_image, working_camera, working_size
+from .types import FrameResult, TrackingState
+
+__all__ = ["VisualOdometry", "OdometryInputError"]
+
+
+class OdometryInputError(ValueError):
+    """An image, depth map or camera the odometry cannot use (the message says which and why)."""
+
+
+@dataclass
+class _Keyframe:
+    features: Features
+    pixels: np.ndarray  # undistorted working-resolution pixels (N, 2)
+    pose_world: np.ndarray  # T_world_kf
+    points: np.ndarray  # (N, 3) in the keyframe frame, NaN where unknown
+    timestamp: float
+
+    @property
+    def map_size(self) -> int:
+        return int(np.isfinite(self.points[:, 0]).sum())
+
+
+@dataclass
+class _Estimate:
+    T_cur_kf: np.ndarray
+    inliers: np.ndarray  # bool over the matches
+    parallax_px: float
+    method: str
+    covariance: np.ndarray
+    #: monocular initialisation: keyframe feature indices and their triangulated points (keyframe frame)
+    new_points: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class VisualOdometry:
+    """``process(image, timestamp, camera, depth=None) -> FrameResult``; ``trajectory``; ``state``; ``reset()``."""
+
+    def __init__(self, config: OdometryConfig | dict | None = None, extractor=None, matcher=None):
+        if config is None:
+            config = OdometryConfig()
+        elif isinstance(config, dict):
+            config = OdometryConfig.from_dict(config)
+        self.config = config
+        self.extractor = extractor if extractor is not None else build_extractor(config)
+        self.matcher = matcher if matcher is not None else build_vo_matcher(config)
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget the map and the trajectory (the next frame starts a new one at the identity)."""
+        self._keyframe: _Keyframe | None = None
+        self._pose = np.eye(4)
+        self._state = TrackingState.INITIALIZING
+        self._lost_count = 0
+        self._scale_reference = 1.0
+        self._timestamps: list[float] = []
+        self._poses: list[np.ndarray] = []
+        self.keyframe_count = 0
+
+    @property
+    def state(self) -> TrackingState:
+        return self._state
+
+    @property
+    def pose(self) -> np.ndarray:
+        """Current T_world_cam."""
+        return self._pose.copy()
+
+    @property
+    def trajectory(self):
+        from ..evaluation.trajectory import Trajectory
+
+        if not self._poses:
+            return Trajectory(np.zeros(0), np.zeros((0, 4, 4)))
+        return Trajectory(np.asarray(self._timestamps), np.stack(self._poses))
+
+    # ----------------------------------------------------------------------------------------- per frame
+    def process(
+        self, image: np.ndarray, timestamp: float, camera: Camera, depth: np.ndarray | None = None
+    ) -> FrameResult:
+        cfg = self.config
+        t0 = time.perf_counter()
+        use_depth = self._check_inputs(image, camera, depth)
+        width, height = working_size(cfg, camera.width, camera.height)
+        cam = working_camera(camera, width, height)
+        features = self.extractor.extract(resize_image(image, width, height))
+        pixels = cam.undistort_points(features.keypoints_xy) if len(features) else np.zeros((0, 2))
+        points = self._depth_points(depth, features, cam) if use_depth else None
+        t1 = time.perf_counter()
+
+        keyframe = self._keyframe
+        if keyframe is None:
+            self._keyframe = self._new_keyframe(features, pixels, self._pose, points, float(timestamp))
+            self._state = TrackingState.TRACKING if self._keyframe.map_size >= cfg.min_inliers else (
+                TrackingState.INITIALIZING
+            )
+            t2 = time.perf_counter()
+            return self._finish(
+                timestamp, self._pose, np.eye(6) * 1e-9, features, features, Matches.empty(), None, 0, True,
+                0.0, "first", (t0, t1, t2, t2),
+            )
+
+        matches = self.matcher(keyframe.features, features)
+        t2 = time.perf_counter()
+        estimate = self._estimate(keyframe, matches, pixels, cam.K, use_depth)
+        inliers = 0 if estimate is None else int(estimate.inliers.sum())
+        if estimate is None or inliers < cfg.min_inliers:
+            result = self._lost(timestamp, features, pixels, points, keyframe, matches, estimate, (t0, t1, t2))
+            return result
+
+        self._lost_count = 0
+        if estimate.new_points is not None:
+            index, xyz = estimate.new_points
+            keyframe.points[index] = xyz
+        pose = keyframe.pose_world @ invert_pose(estimate.T_cur_kf)
+        has_map = keyframe.map_size >= cfg.min_inliers
+        if not has_map:
+            state = TrackingState.INITIALIZING
+        elif inliers < cfg.good_inliers:
+            state = TrackingState.DEGRADED
+        else:
+            state = TrackingState.TRACKING
+        covariance = estimate.covariance * (cfg.degraded_inflation if state == TrackingState.DEGRADED else 1.0)
+
+        is_keyframe = False
+        wants_keyframe = estimate.parallax_px > cfg.keyframe_parallax_px or inliers < cfg.keyframe_min_inliers
+        if has_map and estimate.method in ("pnp", "essential") and (wants_keyframe or estimate.new_points is not None):
+            candidate = self._successor(keyframe, matches, estimate, features, pixels, points, pose, cam.K, timestamp)
+            if candidate.map_size >= cfg.init_min_points:
+                self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
+                self._keyframe = candidate
+                is_keyframe = True
+        self._state = state
+        t3 = time.perf_counter()
+        return self._finish(
+            timestamp, pose, covariance, features, keyframe.features, matches, estimate.inliers, inliers,
+            is_keyframe, estimate.parallax_px, estimate.method, (t0, t1, t2, t3),
+        )
+
+    # ----------------------------------------------------------------------------------------- estimation
+    def _estimate(
+        self, keyframe: _Keyframe, matches: Matches, pixels: np.ndarray, K: np.ndarray, use_depth: bool
+    ) -> _Estimate | None:
+        cfg = self.config
+        if len(matches) < cfg.min_inliers:
+            return None
+        i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
+        u0, u1 = keyframe.pixels[i0], pixels[i1]
+        solver = dict(threshold=cfg.ransac_threshold_px, confidence=cfg.ransac_confidence,
+                      iterations=cfg.ransac_iterations)
+        map_points = keyframe.points[i0]
+        on_map = np.isfinite(map_points[:, 0])
+        if on_map.sum() >= cfg.min_inliers:
+            return self._estimate_pnp(map_points, on_map, u0, u1, K, solver)
+        if use_depth:
+            return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
+        return self._estimate_two_view(i0, u0, u1, K, solver)
+
+    def _estimate_pnp(self, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
+        cfg = self.config
+        solution = est.pnp_pose(map_points[on_map], u1[on_map], K, **solver)
+        if solution is None:
+            return None
+        inliers = np.zeros(len(u0), bool)
+        inliers[np.flatnonzero(on_map)[solution.inliers]] = True
+        if inliers.sum() < 6:
+            return None
+        T = solution.T_1_0
+        parallax = float(np.median(est.rotation_parallax_px(T[:3, :3], u0[inliers], u1[inliers], K)))
+        covariance = est.pose_covariance(transform_points(T, map_points[inliers]), u1[inliers], K, cfg.min_pixel_sigma)
+        if parallax < cfg.static_parallax_px:
+            # Translation below what the image can show: keep the keyframe's, never add noise.
+            return _Estimate(make_pose(T[:3, :3]), inliers, parallax, "pnp-static", covariance)
+        return _Estimate(T, inliers, parallax, "pnp", covariance)
+
+    def _estimate_two_view(self, i0, u0, u1, K, solver) -> _Estimate | None:
+        cfg = self.config
+        rotation = est.rotation_only(u0, u1, K, **solver)
+        essential = est.essential_pose(u0, u1, K, **solver)
+        if rotation is None and essential is None:
+            return None
+        reference = essential.inliers if essential is not None else rotation.inliers
+        R = (rotation or essential).T_1_0[:3, :3]
+        parallax = float(np.median(est.rotation_parallax_px(R, u0[reference], u1[reference], K)))
+        if essential is not None and parallax >= cfg.init_parallax_px and essential.inliers.sum() >= cfg.init_min_points:
+            T = essential.T_1_0.copy()
+            T[:3, 3] *= self._scale_reference
+            keep = np.flatnonzero(essential.inliers)
+            xyz, error, angle = est.triangulate(u0[keep], u1[keep], K, T)
+            good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
+            if good.sum() >= cfg.init_min_points:
+                inliers = np.zeros(len(u0), bool)
+                inliers[keep[good]] = True
+                points1 = transform_points(T, xyz[good])
+                covariance = est.pose_covariance(points1, u1[keep[good]], K, cfg.min_pixel_sigma)
+                return _Estimate(T, inliers, parallax, "essential", covariance, (i0[keep[good]], xyz[good]))
+        if rotation is None:
+            return None
+        R = rotation.T_1_0[:3, :3]
+        covariance = est.rotation_covariance(
+            R, u0[rotation.inliers], u1[rotation.inliers], K, cfg.min_pixel_sigma,
+            cfg.static_translation_sigma * self._scale_reference,
+        )
+        return _Estimate(make_pose(R), rotation.inliers, parallax, "rotation", covariance)
+
+    # ----------------------------------------------------------------------------------------- keyframes
+    def _new_keyframe(self, features, pixels, pose_world, points, timestamp) -> _Keyframe:
+        if points is None:
+            points = np.full((len(features), 3), np.nan)
+        self.keyframe_count += 1
+        return _Keyframe(features, pixels, pose_world.copy(), points, timestamp)
+
+    def _successor(self, keyframe, matches, estimate, features, pixels, depth_points, pose, K, timestamp) -> _Keyframe:
+        """The current frame as the next keyframe, its points in its own frame: depth where measured, else the old
+        keyframe's inlier points carried over (they hold the scale), else new triangulations (monocular)."""
+        cfg = self.config
+        T = estimate.T_cur_kf
+        points = np.full((len(features), 3), np.nan) if depth_points is None else depth_points.copy()
+        i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
+        if depth_points is None:
+            # Triangulate every match against the old keyframe; the reprojection test rejects outliers.
+            xyz, error, angle = est.triangulate(keyframe.pixels[i0], pixels[i1], K, T)
+            good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
+            points[i1[good]] = transform_points(T, xyz[good])
+        carried = estimate.inliers & np.isfinite(keyframe.points[i0, 0])
+        if estimate.new_points is not None:
+            carried = estimate.inliers.copy()
+        fill = carried & ~np.isfinite(points[i1, 0])
+        points[i1[fill]] = transform_points(T, keyframe.points[i0[fill]])
+        return self._new_keyframe(features, pixels, pose, points, float(timestamp))
+
+    # ----------------------------------------------------------------------------------------- loss
+    def _lost(self, timestamp, features, pixels, points, keyframe, matches, estimate, times) -> FrameResult:
+        """Hold the pose; after ``max_lost_frames`` failures re-start from the current frame (if it has texture)."""
+        cfg = self.config
+        self._lost_count += 1
+        self._state = TrackingState.LOST
+        is_keyframe = False
+        if self._lost_count > cfg.max_lost_frames and len(features) >= cfg.init_min_points:
+            self._keyframe = self._new_keyframe(features, pixels, self._pose, points, float(timestamp))
+            self._lost_count = 0
+            is_keyframe = True
+        covariance = np.eye(6) * cfg.lost_variance
+        mask = None if estimate is None else estimate.inliers
+        inliers = 0 if estimate is None else int(estimate.inliers.sum())
+        t3 = time.perf_counter()
+        return self._finish(
+            timestamp, self._pose, covariance, features, keyframe.features, matches, mask, inliers, is_keyframe,
+            0.0 if estimate is None else estimate.parallax_px, "lost", (*times, t3),
+        )
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _finish(
+        self, timestamp, pose, covariance, features, keyframe_features, matches, mask, inliers, is_keyframe,
+        parallax, method, times,
+    ) -> FrameResult:
+        t0, t1, t2, t3 = times
+        previous = self._poses[-1] if self._poses else pose
+        relative = invert_pose(previous) @ pose
+        self._pose = pose.copy()
+        self._timestamps.append(float(timestamp))
+        self._poses.append(pose.copy())
+        timings = {
+            "extract": (t1 - t0) * 1e3,
+            "match": (t2 - t1) * 1e3,
+            "pose": (t3 - t2) * 1e3,
+            "total": (time.perf_counter() - t0) * 1e3,
+        }
+        return FrameResult(
+            timestamp=float(timestamp), state=self._state, pose_world_cam=pose.copy(), relative_pose=relative,
+            covariance=covariance, features=features, keyframe_features=keyframe_features, matches=matches,
+            inliers=int(inliers), is_keyframe=bool(is_keyframe), timings_ms=timings, inlier_mask=mask,
+            parallax_px=float(parallax), method=method,
+        )
+
+    def _check_inputs(self, image, camera, depth) -> bool:
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+            shape = getattr(image, "shape", None)
+            raise OdometryInputError(f"image must be a non-empty HxW or HxWxC numpy array, got {shape}")
+        if not isinstance(camera, Camera):
+            raise OdometryInputError(f"camera must be a silk_ros.geometry.camera.Camera, got {type(camera).__name__}")
+        if image.shape[:2] != (camera.height, camera.width):
+            raise OdometryInputError(
+                f"image is {image.shape[1]}x{image.shape[0]} but the camera is {camera.width}x{camera.height}"
+            )
+        if self.config.mode == "rgbd" and depth is None:
+            raise OdometryInputError("mode 'rgbd' needs a depth image with every frame")
+        if depth is None or self.config.mode == "mono":
+            return False
+        if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+            raise OdometryInputError(f"depth must be an HxW array in metres, got {getattr(depth, 'shape', depth)}")
+        return True
+
+    def _depth_points(self, depth: np.ndarray, features: Features, cam: Camera) -> np.ndarray:
+        """Keyframe-candidate 3D points: depth sampled (nearest) at each keypoint, in the working camera frame."""
+        cfg = self.config
+        points = np.full((len(features), 3), np.nan)
+        if len(features) == 0:
+            return points
+        sx, sy = depth.shape[1] / cam.width, depth.shape[0] / cam.height
+        xy = features.keypoints_xy.astype(np.float64)
+        cols = np.clip(np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(int), 0, depth.shape[1] - 1)
+        rows = np.clip(np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(int), 0, depth.shape[0] - 1)
+        z = depth[rows, cols].astype(np.float64)
+        valid = np.isfinite(z) & (z >= cfg.depth_min) & (z <= cfg.depth_max)
+        if valid.any():
+            points[valid] = cam.backproject(features.keypoints_xy[valid], z[valid])
+        return points
