@@ -47,7 +47,8 @@ class Trajectory:
         if len(stamps) > 1 and np.any(np.diff(stamps) <= 0):
             i = int(np.flatnonzero(np.diff(stamps) <= 0)[0])
             raise TrajectoryError(
-                f"timestamps must be strictly increasing: t[{i}]={stamps[i]!r} >= t[{i + 1}]={stamps[i + 1]!r}"
+                f"timestamps must be strictly increasing: t[{i}]={float(stamps[i])!r} >= "
+                f"t[{i + 1}]={float(stamps[i + 1])!r}"
             )
         _check_poses(mats)
         self.timestamps = stamps
@@ -129,7 +130,7 @@ class Trajectory:
         data = data[np.argsort(data[:, 0], kind="stable")]
         repeated = np.concatenate([[False], np.diff(data[:, 0]) == 0])
         if np.any(repeated) and duplicates == "error":
-            raise TrajectoryError(f"{path}: timestamp {data[repeated][0, 0]!r} appears more than once")
+            raise TrajectoryError(f"{path}: timestamp {float(data[repeated][0, 0])!r} appears more than once")
         data = data[~repeated]
         try:
             return cls(data[:, 0], tum_rows_to_poses(data[:, 1:]))
@@ -161,9 +162,9 @@ def tum_rows_to_poses(rows: np.ndarray) -> np.ndarray:
     return poses
 
 
-def read_tum(path: str | Path) -> Trajectory:
+def read_tum(path: str | Path, duplicates: str = "keep_first") -> Trajectory:
     """Module-level alias of :meth:`Trajectory.read_tum`."""
-    return Trajectory.read_tum(path)
+    return Trajectory.read_tum(path, duplicates)
 
 
 def associate_indices(stamps_a: np.ndarray, stamps_b: np.ndarray, max_dt: float) -> tuple[np.ndarray, np.ndarray]:
