@@ -176,6 +176,10 @@ def test_point_clouds_have_documented_fields_and_round_trip():
     fields = conv.unpack_cloud(cloud)
     np.testing.assert_array_equal(fields["u"], xy[:, 0])
     np.testing.assert_array_equal(fields["score"], scores)
+    rays = np.column_stack([xy / 500.0, np.ones(30)])
+    with_rays = conv.unpack_cloud(conv.keypoints_to_cloud(header, xy, scores, rays))
+    assert list(with_rays) == ["u", "v", "score", "x", "y", "z"]
+    np.testing.assert_allclose(with_rays["y"], xy[:, 1] / 500.0, rtol=1e-6)
     xy1 = xy + 1.5
     matches = conv.matches_to_cloud(header, xy, xy1, scores)
     fields = conv.unpack_cloud(matches)

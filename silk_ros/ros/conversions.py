@@ -40,6 +40,7 @@ __all__ = [
     "COLOUR_ENCODINGS",
     "DEPTH_ENCODINGS",
     "KEYPOINT_FIELDS",
+    "KEYPOINT_RAY_FIELDS",
     "MATCH_FIELDS",
     "InputError",
     "R_BODY_OPTICAL",
@@ -74,6 +75,7 @@ R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 #: PointCloud2 layouts published by the node (all FLOAT32, pixel units in the input image).
 KEYPOINT_FIELDS = ("u", "v", "score")
+KEYPOINT_RAY_FIELDS = ("x", "y", "z")
 MATCH_FIELDS = ("u0", "v0", "u1", "v1", "confidence")
 
 
@@ -249,9 +251,18 @@ def unpack_cloud(msg: PointCloud2) -> dict[str, np.ndarray]:
     return {name: points[name].astype(points[name].dtype.newbyteorder("=")) for name in dtype.names}
 
 
-def keypoints_to_cloud(header: Header, keypoints_xy: np.ndarray, scores: np.ndarray) -> PointCloud2:
-    """Keypoints as a cloud of (u, v, score): pixel-centre coordinates of the input image."""
-    return pack_cloud(header, KEYPOINT_FIELDS, np.column_stack([keypoints_xy.reshape(-1, 2), scores.reshape(-1)]))
+def keypoints_to_cloud(
+    header: Header, keypoints_xy: np.ndarray, scores: np.ndarray, rays: np.ndarray | None = None
+) -> PointCloud2:
+    """Keypoints as a cloud of (u, v, score): pixel-centre coordinates of the input image.
+
+    With ``rays`` (N, 3) the cloud also carries x, y, z: the keypoint's viewing ray at unit depth in the
+    camera optical frame, so RViz (which needs x, y, z) draws the keypoints on a plane 1 m ahead.
+    """
+    columns = [keypoints_xy.reshape(-1, 2), scores.reshape(-1, 1)]
+    if rays is None:
+        return pack_cloud(header, KEYPOINT_FIELDS, np.hstack(columns))
+    return pack_cloud(header, KEYPOINT_FIELDS + KEYPOINT_RAY_FIELDS, np.hstack([*columns, rays.reshape(-1, 3)]))
 
 
 def matches_to_cloud(header: Header, xy0: np.ndarray, xy1: np.ndarray, confidence: np.ndarray) -> PointCloud2:

@@ -1,0 +1,113 @@
+"""Running figures of the VO node and their /diagnostics message.
+
+Why a module of its own: the processing thread updates the figures, the executor's timer reads
+them, so they live behind one lock; and every bad input is logged once per kind but counted
+always, so a user sees both the first clear message and how often it keeps happening.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+__all__ = ["NodeStats"]
+
+
+class NodeStats:
+    """Counters, a rate / latency window and per-kind problem counts, thread-safe."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._lock = threading.Lock()
+        self._processed_at: collections.deque = collections.deque(maxlen=window)
+        self._received_at: collections.deque = collections.deque(maxlen=window)
+        self._latency_ms: collections.deque = collections.deque(maxlen=window)
+        self._processing_ms: collections.deque = collections.deque(maxlen=window)
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.problems: collections.Counter = collections.Counter()
+        self.last_problem = ""
+        self.last: dict[str, object] = {}
+
+    def frame_received(self) -> None:
+        with self._lock:
+            self.received += 1
+            self._received_at.append(time.monotonic())
+
+    def frames_dropped(self, count: int = 1) -> None:
+        with self._lock:
+            self.dropped += count
+
+    def problem(self, kind: str, message: str) -> bool:
+        """Count a problem; True the first time this kind is seen (the caller logs it then)."""
+        with self._lock:
+            first = kind not in self.problems
+            self.problems[kind] += 1
+            self.last_problem = f"{kind}: {message}"
+            return first
+
+    def frame_processed(self, latency_ms: float, processing_ms: float, **figures: object) -> None:
+        with self._lock:
+            self.processed += 1
+            self._processed_at.append(time.monotonic())
+            self._latency_ms.append(latency_ms)
+            self._processing_ms.append(processing_ms)
+            self.last = dict(figures)
+
+    @staticmethod
+    def _rate(stamps: collections.deque) -> float:
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return 0.0
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            latency = sorted(self._latency_ms)
+            return {
+                "processing_rate_hz": self._rate(self._processed_at),
+                "input_rate_hz": self._rate(self._received_at),
+                "latency_ms_mean": sum(latency) / len(latency) if latency else 0.0,
+                "latency_ms_max": latency[-1] if latency else 0.0,
+                "processing_ms_mean": (
+                    sum(self._processing_ms) / len(self._processing_ms) if self._processing_ms else 0.0
+                ),
+                "frames_received": self.received,
+                "frames_processed": self.processed,
+                "frames_dropped": self.dropped,
+                "problems": dict(self.problems),
+                "last_problem": self.last_problem,
+                **self.last,
+            }
+
+    def to_message(self, name: str, hardware_id: str, stamp, extra: dict[str, object]) -> DiagnosticArray:
+        """One DiagnosticStatus: ERROR when lost, WARN when degraded/waiting/recent bad input, else OK."""
+        figures = {**self.snapshot(), **extra}
+        state = str(figures.get("tracking_state", "WAITING"))
+        problems = figures.pop("problems")
+        if state == "LOST":
+            level, summary = DiagnosticStatus.ERROR, "tracking lost"
+        elif not figures.get("camera_info_received", True):
+            level, summary = DiagnosticStatus.WARN, "waiting for camera_info: frames are held back"
+        elif state in ("DEGRADED", "INITIALIZING", "WAITING"):
+            level, summary = DiagnosticStatus.WARN, f"tracking {state.lower()}"
+        else:
+            level, summary = DiagnosticStatus.OK, "tracking"
+        if problems:
+            summary += f"; bad input seen ({', '.join(f'{k} x{v}' for k, v in sorted(problems.items()))})"
+            level = max(level, DiagnosticStatus.WARN)
+        values = [KeyValue(key=k, value=_format(v)) for k, v in figures.items()]
+        values += [KeyValue(key=f"bad_input.{k}", value=str(v)) for k, v in sorted(problems.items())]
+        status = DiagnosticStatus(level=level, name=name, message=summary, hardware_id=hardware_id, values=values)
+        array = DiagnosticArray(status=[status])
+        if stamp is not None:
+            array.header.stamp = stamp
+        return array
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
