@@ -15,16 +15,15 @@ from collections.abc import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseWithCovarianceStamped
-from nav_msgs.msg import Odometry, Path
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from silk_ros.ros import conversions as conv
+from silk_ros.ros.topics import OUTPUTS
 
 try:
     from tf2_msgs.msg import TFMessage
@@ -32,16 +31,6 @@ except ImportError:
     TFMessage = None
 
 __all__ = ["NodeHarness", "camera_info_message", "spin_in_background"]
-
-#: output topic (relative to the node's name) -> message type
-OUTPUTS = {
-    "keypoints": PointCloud2,
-    "matches": PointCloud2,
-    "relative_pose": PoseWithCovarianceStamped,
-    "odometry": Odometry,
-    "path": Path,
-    "debug_image": Image,
-}
 
 
 def camera_info_message(camera, header: Header) -> CameraInfo:

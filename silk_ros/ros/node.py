@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import rclpy
 import rclpy.time
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped, TwistWithCovariance
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
@@ -51,7 +52,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
@@ -64,6 +65,7 @@ from silk_ros.ros.debug_image import draw_debug_image
 from silk_ros.ros.diagnostics import NodeStats
 from silk_ros.ros.frame_buffer import DepthPairer, FrameQueue, LatestFrameSlot
 from silk_ros.ros.parameters import NODE_PARAMETERS, check_choice, descriptor, odometry_config
+from silk_ros.ros.topics import NODE_NAME, OUTPUTS
 
 try:  # real ROS install: TF broadcasting and extrinsics lookup
     import tf2_ros
@@ -102,7 +104,7 @@ class SilkVoNode(Node):
     """Subscribes camera topics, runs the VO in a worker thread, publishes odometry and its by-products."""
 
     def __init__(self, **node_options: Any) -> None:
-        super().__init__("silk_vo_node", **node_options)
+        super().__init__(NODE_NAME, **node_options)
         self.params = self._declare_parameters()
         self.stats = NodeStats()
         self.config = odometry_config(self.params)
@@ -178,14 +180,10 @@ class SilkVoNode(Node):
         if self._rgbd:
             self.create_subscription(Image, "depth", self._on_depth, input_qos, callback_group=image_group)
 
-        self._keypoints_pub = self.create_publisher(PointCloud2, "~/keypoints", 10)
-        self._matches_pub = self.create_publisher(PointCloud2, "~/matches", 10)
-        self._relative_pub = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", 10)
-        self._odometry_pub = self.create_publisher(Odometry, "~/odometry", 10)
-        self._path_pub = self.create_publisher(Path, "~/path", 10)
-        self._debug_pub = self.create_publisher(Image, "~/debug_image", 2)
-        from diagnostic_msgs.msg import DiagnosticArray
-
+        publishers = {name: self.create_publisher(kind, f"~/{name}", 10) for name, kind in OUTPUTS.items()}
+        self._keypoints_pub, self._matches_pub = publishers["keypoints"], publishers["matches"]
+        self._relative_pub, self._odometry_pub = publishers["relative_pose"], publishers["odometry"]
+        self._path_pub, self._debug_pub = publishers["path"], publishers["debug_image"]
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=other_group)
 
