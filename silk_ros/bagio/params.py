@@ -1,0 +1,65 @@
+"""Odometry settings for `silk-vo bag eval` from either file the project uses, without ROS.
+
+* an OdometryConfig YAML (settings at top level or under ``odometry:``), or
+* the node's ROS parameters file (``silk_vo_node: ros__parameters: ...``, config/silk_vo.yaml): the deterministic
+  replay then runs the very settings the node runs. The mapping mirrors ``silk_ros.ros.parameters.odometry_config``
+  (which needs rcl_interfaces); test_bag_eval checks the two agree on config/silk_vo.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from silk_ros.bagio.errors import BagError
+from silk_ros.datasets.paths import REPO_ROOT
+from silk_ros.odometry.config import ConfigError, OdometryConfig
+
+#: node parameter name -> OdometryConfig field, where they differ (as in silk_ros/ros/parameters.py).
+NODE_TO_CONFIG = {"top_k": "max_keypoints", "allow_untrained_weights": "allow_untrained"}
+#: the node's default parameters file (also what --realtime starts the node with unless --params says otherwise).
+DEFAULT_NODE_PARAMS = REPO_ROOT / "config" / "silk_vo.yaml"
+
+
+def node_parameters(data: dict) -> dict[str, Any] | None:
+    """``{node: {ros__parameters: {...}}}`` (or ``/**``) -> the parameter dict; None when not a ROS params file."""
+    for value in data.values():
+        if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+            return dict(value["ros__parameters"])
+    return None
+
+
+def load_odometry_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> OdometryConfig:
+    """OdometryConfig from an odometry YAML or a node params file (None: OdometryConfig defaults)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise BagError(f"odometry settings file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise BagError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        params = node_parameters(data)
+        if params is None:
+            values = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
+        else:
+            values = _from_node_parameters(params, path)
+    values.update(overrides or {})
+    try:
+        return OdometryConfig.from_dict(values)
+    except (ConfigError, TypeError) as err:
+        raise BagError(f"odometry settings{f' in {path}' if path else ''}: {err}") from None
+
+
+def _from_node_parameters(params: dict[str, Any], path: Path) -> dict[str, Any]:
+    known = {f.name for f in fields(OdometryConfig)}
+    settings = {NODE_TO_CONFIG.get(k, k): v for k, v in params.items() if NODE_TO_CONFIG.get(k, k) in known}
+    options = yaml.safe_load(params.get("matcher_options") or "{}") or {}
+    if not isinstance(options, dict):
+        raise BagError(f"{path}: matcher_options must be a YAML mapping, got {params.get('matcher_options')!r}")
+    if options:
+        settings["matcher"] = {"name": settings.get("matcher", "mnn"), **options}
+    return settings

@@ -1,0 +1,397 @@
+"""Bag -> frames: a rosbag2 (sqlite3 or mcap, directory or bare file) or ROS 1 bag as a dataset ``Sequence``.
+
+Everything that can be wrong with a bag is found in :meth:`BagSource.open`, before any frame is processed:
+missing or mistyped topics, no calibration, a truncated file (fewer messages than the bag's index promises),
+non-increasing image stamps. Frames are decoded with silk_ros.datasets.image_codec, the node's own decoder, and
+come in the order the node would receive them (bag log time).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import yaml
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
+from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
+
+from silk_ros.bagio import messages as m
+from silk_ros.bagio.errors import BagError
+from silk_ros.datasets.base import Frame, Sequence
+from silk_ros.datasets.image_codec import InputError, camera_info_to_dict, depth_from_msg, vo_image_from_msg
+from silk_ros.evaluation.trajectory import Trajectory
+from silk_ros.geometry.camera import Camera, CameraError
+
+#: what a damaged bag raises inside rosbags / its storage backends.
+READ_ERRORS = (
+    AnyReaderError,
+    Rosbag1ReaderError,
+    Rosbag2ReaderError,
+    sqlite3.Error,
+    EOFError,
+    struct.error,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AssertionError,
+)
+
+
+@dataclass
+class EvalTopics:
+    """Topics `silk-vo bag eval` reads. camera_info None: auto-detect; depth/ground_truth None: not used."""
+
+    image: str
+    camera_info: str | None = None
+    depth: str | None = None
+    ground_truth: str | None = None
+    #: largest |t_depth - t_image| (s) for a depth image to count as the frame's depth.
+    depth_max_dt: float = 0.02
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Where one message sits in the bag: log time (ns), rank among messages sharing it, header stamp (ns)."""
+
+    log_ns: int
+    rank: int
+    stamp_ns: int
+
+
+def read_camera_yaml(path: str | Path) -> Camera:
+    """ROS camera_calibration YAML (image_width, camera_matrix, distortion_model, ...) -> Camera."""
+    path = Path(path)
+    if not path.is_file():
+        raise BagError(f"camera YAML not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise BagError(f"camera YAML {path} is not valid YAML: {err}") from None
+    required = ("image_width", "image_height", "camera_matrix")
+    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise BagError(f"camera YAML {path} lacks {', '.join(missing)} (expected the ROS camera_calibration format)")
+    distortion = data.get("distortion_coefficients") or {}
+    info = SimpleNamespace(
+        width=data["image_width"],
+        height=data["image_height"],
+        k=(data["camera_matrix"] or {}).get("data", []),
+        d=distortion.get("data", []) if isinstance(distortion, dict) else distortion,
+        distortion_model=data.get("distortion_model", ""),
+    )
+    try:
+        return Camera.from_camera_info(camera_info_to_dict(info))
+    except (InputError, CameraError, TypeError) as err:
+        raise BagError(f"camera YAML {path}: {err}") from None
+
+
+class BagSource:
+    """An opened, validated bag. Use as a context manager; :attr:`sequence` replays its frames."""
+
+    def __init__(self, path: str | Path, topics: EvalTopics, camera: Camera | None = None, progress: bool = True):
+        self.path = Path(path)
+        self.topics = topics
+        self.override_camera = camera
+        self.progress = progress
+        self._reader: AnyReader | None = None
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+    def __enter__(self) -> BagSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            try:
+                reader.close()
+            except READ_ERRORS:
+                pass
+
+    @contextmanager
+    def _reading(self, what: str):
+        """Turn a storage-level failure into a BagError that names the bag and what was being read."""
+        try:
+            yield
+        except BagError:
+            raise
+        except READ_ERRORS as err:
+            raise BagError(
+                f"cannot read {what} from bag {self.path}: {type(err).__name__}: {err} "
+                "(the file looks truncated or corrupt)"
+            ) from err
+
+    def open(self) -> None:
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}")
+        paths = sorted(self.path.glob("*.bag")) if self.path.is_dir() and not _is_rosbag2_dir(self.path) else []
+        with self._reading("the index"):
+            reader = AnyReader(paths or [self.path])
+            reader.open()
+        self._reader = reader
+        try:
+            self._validate_topics()
+            self._build_index()
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------------------------------- validation
+    def _topic_table(self) -> str:
+        rows = sorted({(c.topic, m.short_type(c.msgtype)) for c in self._reader.connections})
+        return ", ".join(f"{topic} [{kind}]" for topic, kind in rows) or "(no topics at all)"
+
+    def _connections(self, topic: str, allowed: tuple[str, ...], role: str) -> list:
+        found = [c for c in self._reader.connections if c.topic == topic]
+        if not found:
+            raise BagError(f"bag {self.path} has no {role} topic {topic!r}; it has: {self._topic_table()}")
+        wrong = sorted({m.short_type(c.msgtype) for c in found if m.short_type(c.msgtype) not in _short(allowed)})
+        if wrong:
+            raise BagError(
+                f"{role} topic {topic!r} in bag {self.path} carries {', '.join(wrong)}, expected "
+                f"{' or '.join(_short(allowed))}"
+            )
+        return found
+
+    def _validate_topics(self) -> None:
+        topics = self.topics
+        self.image_connections = self._connections(topics.image, m.IMAGE_TYPES, "image")
+        self.depth_connections = (
+            self._connections(topics.depth, m.IMAGE_TYPES, "depth") if topics.depth is not None else []
+        )
+        self.gt_connections = (
+            self._connections(topics.ground_truth, m.POSE_TYPES, "ground-truth") if topics.ground_truth else []
+        )
+        if self.override_camera is not None:
+            self.info_connections = []
+            return
+        info_topic = topics.camera_info or self._guess_camera_info_topic()
+        if info_topic is None:
+            raise BagError(
+                f"bag {self.path} has no sensor_msgs/CameraInfo topic for {topics.image!r} (it has: "
+                f"{self._topic_table()}); pass --camera-info-topic, or --camera-yaml with a ROS camera_calibration "
+                "YAML file"
+            )
+        self.topics.camera_info = info_topic
+        self.info_connections = self._connections(info_topic, (m.CAMERA_INFO,), "camera-info")
+
+    def _guess_camera_info_topic(self) -> str | None:
+        """The image topic's sibling ``camera_info`` (image_transport convention), else the only CameraInfo topic."""
+        info_type = m.short_type(m.CAMERA_INFO)
+        infos = sorted({c.topic for c in self._reader.connections if m.short_type(c.msgtype) == info_type})
+        namespace = self.topics.image.rstrip("/").rsplit("/", 1)[0]
+        for base in (namespace, namespace.rsplit("/", 1)[0]):
+            if f"{base}/camera_info" in infos:
+                return f"{base}/camera_info"
+        return infos[0] if len(infos) == 1 else None
+
+    # ----------------------------------------------------------------------------------------- indexing
+    def _index(self, connections: list, role: str, keep=None) -> list:
+        """One pass over a topic: (log ns, rank, header stamp ns) per message, plus ``keep(msg)`` values."""
+        out, kept = [], []
+        last_log, rank = None, 0
+        expected = sum(c.msgcount for c in connections)
+        with self._reading(f"{role} messages"):
+            for connection, log_ns, raw in self._reader.messages(connections=connections):
+                msg = self._reader.deserialize(raw, connection.msgtype)
+                rank = rank + 1 if log_ns == last_log else 0
+                last_log = log_ns
+                out.append(_Index(log_ns, rank, m.stamp_to_ns(msg.header.stamp)))
+                if keep is not None:
+                    kept.append(keep(msg, connection))
+        if expected and len(out) < expected:
+            raise BagError(
+                f"bag {self.path} is truncated: its index lists {expected} {role} messages on "
+                f"{connections[0].topic!r} but only {len(out)} could be read"
+            )
+        return (out, kept) if keep is not None else out
+
+    def _build_index(self) -> None:
+        topic = self.topics.image
+        self.image_index = self._index(self.image_connections, "image")
+        if not self.image_index:
+            raise BagError(f"image topic {topic!r} in bag {self.path} holds no messages")
+        stamps = np.array([entry.stamp_ns for entry in self.image_index], dtype=np.int64)
+        bad = np.flatnonzero(np.diff(stamps) <= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise BagError(
+                f"image stamps on {topic!r} in bag {self.path} are not strictly increasing: message {i + 1} has "
+                f"header stamp {stamps[i + 1] * 1e-9:.9f} s after {stamps[i] * 1e-9:.9f} s"
+            )
+        self.depth_index = self._index(self.depth_connections, "depth") if self.depth_connections else []
+        if self.depth_connections and not self.depth_index:
+            raise BagError(f"depth topic {self.topics.depth!r} in bag {self.path} holds no messages")
+        self.cameras: list[tuple[_Index, Camera]] = []
+        if self.info_connections:
+            index, cameras = self._index(self.info_connections, "camera-info", keep=self._camera_from_info)
+            if not index:
+                raise BagError(
+                    f"camera-info topic {self.topics.camera_info!r} in bag {self.path} holds no messages; "
+                    "pass --camera-yaml with a ROS camera_calibration YAML file"
+                )
+            self.cameras = list(zip(index, cameras, strict=True))
+        self.ground_truth = self._read_ground_truth() if self.gt_connections else None
+
+    def _camera_from_info(self, msg, connection) -> Camera:
+        try:
+            return Camera.from_camera_info(camera_info_to_dict(msg))
+        except (InputError, CameraError) as err:
+            raise BagError(f"CameraInfo on {connection.topic!r} in bag {self.path} is unusable: {err}") from None
+
+    def _read_ground_truth(self) -> Trajectory:
+        topic = self.topics.ground_truth
+        index, poses = self._index(self.gt_connections, "ground-truth", keep=lambda msg, c: _pose(msg, c, topic))
+        if not index:
+            raise BagError(f"ground-truth topic {topic!r} in bag {self.path} holds no messages")
+        stamps = np.array([stamp for stamp, _ in poses])
+        order = np.argsort(stamps, kind="stable")
+        stamps, matrices = stamps[order], np.array([pose for _, pose in poses])[order]
+        unique = np.concatenate([[True], np.diff(stamps) > 0])  # keep the first pose of duplicated stamps
+        return Trajectory(stamps[unique], matrices[unique])
+
+    # ----------------------------------------------------------------------------------------- frames
+    @property
+    def image_stamps(self) -> np.ndarray:
+        """Header stamps of the image messages in seconds (the node's formula: sec + nanosec * 1e-9)."""
+        return np.array([_ns_to_seconds(entry.stamp_ns) for entry in self.image_index])
+
+    def camera_for(self, i: int) -> Camera:
+        """The calibration the node would hold for image ``i``: the CameraInfo with the same stamp, else the
+        latest one logged before the image, else the first one."""
+        if self.override_camera is not None:
+            return self.override_camera
+        entry = self.image_index[i]
+        same = [camera for info, camera in self.cameras if info.stamp_ns == entry.stamp_ns]
+        if same:
+            return same[0]
+        before = [camera for info, camera in self.cameras if info.log_ns <= entry.log_ns]
+        return before[-1] if before else self.cameras[0][1]
+
+    def _message_at(self, connections: list, entry: _Index, role: str):
+        with self._reading(f"a {role} message at {entry.log_ns * 1e-9:.9f} s"):
+            found = self._reader.messages(connections=connections, start=entry.log_ns, stop=entry.log_ns + 1)
+            for rank, (connection, _, raw) in enumerate(found):
+                if rank == entry.rank:
+                    return self._reader.deserialize(raw, connection.msgtype)
+        raise BagError(f"bag {self.path}: the {role} message logged at {entry.log_ns} ns disappeared while reading")
+
+    def depth_for(self, i: int) -> np.ndarray | None:
+        """Depth with the image's stamp (or nearest within depth_max_dt), as float32 metres; None if none."""
+        if not self.depth_index:
+            return None
+        stamp = self.image_index[i].stamp_ns
+        best = min(self.depth_index, key=lambda entry: abs(entry.stamp_ns - stamp))
+        if abs(best.stamp_ns - stamp) > self.topics.depth_max_dt * 1e9:
+            return None
+        msg = self._message_at(self.depth_connections, best, "depth")
+        try:
+            return depth_from_msg(msg)
+        except InputError as err:
+            raise BagError(f"depth on {self.topics.depth!r} at {best.stamp_ns * 1e-9:.9f} s: {err}") from None
+
+    def decode_frame(self, i: int, msg) -> Frame:
+        """Image message ``i`` -> Frame, exactly as the node decodes it."""
+        entry = self.image_index[i]
+        try:
+            image = vo_image_from_msg(msg)
+        except InputError as err:
+            raise BagError(f"image {i} on {self.topics.image!r} at {entry.stamp_ns * 1e-9:.9f} s: {err}") from None
+        camera = self.camera_for(i)
+        if image.shape[:2] != (camera.height, camera.width):
+            raise BagError(
+                f"image {i} on {self.topics.image!r} is {image.shape[1]}x{image.shape[0]} but the calibration "
+                f"({'--camera-yaml' if self.override_camera is not None else self.topics.camera_info}) says "
+                f"{camera.width}x{camera.height}"
+            )
+        depth = self.depth_for(i)
+        if depth is not None and depth.shape != image.shape[:2]:
+            raise BagError(
+                f"depth for image {i} is {depth.shape[1]}x{depth.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
+            )
+        return Frame(i, _ns_to_seconds(entry.stamp_ns), image, camera, depth)
+
+    def frame(self, i: int) -> Frame:
+        return self.decode_frame(i, self._message_at(self.image_connections, self.image_index[i], "image"))
+
+    def frames(self) -> Iterator[Frame]:
+        """All frames in log order, one sequential pass over the image topic."""
+        with self._reading("image messages"):
+            for i, (connection, _, raw) in enumerate(self._reader.messages(connections=self.image_connections)):
+                yield self.decode_frame(i, self._reader.deserialize(raw, connection.msgtype))
+
+    @property
+    def sequence(self) -> BagSequence:
+        return BagSequence(self)
+
+    def summary(self) -> dict:
+        """What was read, for the report: topics, message counts, time span."""
+        stamps = self.image_stamps
+        return {
+            "bag": str(self.path),
+            "image_topic": self.topics.image,
+            "image_type": m.short_type(self.image_connections[0].msgtype),
+            "camera_info": "--camera-yaml" if self.override_camera is not None else self.topics.camera_info,
+            "depth_topic": self.topics.depth,
+            "ground_truth_topic": self.topics.ground_truth,
+            "images": len(self.image_index),
+            "depth_images": len(self.depth_index),
+            "image_span_s": [float(stamps[0]), float(stamps[-1])],
+        }
+
+
+class BagSequence(Sequence):
+    """A bag's image topic as a datasets.Sequence, so the same replay code runs on bags and dataset folders."""
+
+    gt_max_dt = 0.02
+
+    def __init__(self, source: BagSource):
+        self.source = source
+        super().__init__(
+            name=source.path.name,
+            camera=source.camera_for(0),
+            timestamps=source.image_stamps,
+            ground_truth=source.ground_truth,
+            has_depth=bool(source.depth_index),
+        )
+
+    def __getitem__(self, i: int) -> Frame:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"sequence indices must be integers, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} out of range for a bag of {n} images")
+        return self.source.frame(int(i) % n)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.source.frames()
+
+
+def _short(types: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(m.short_type(t) for t in types)
+
+
+def _ns_to_seconds(ns: int) -> float:
+    return (ns // 1_000_000_000) + (ns % 1_000_000_000) * 1e-9
+
+
+def _pose(msg, connection, topic: str) -> tuple[float, np.ndarray]:
+    try:
+        return m.pose_from_msg(msg, connection.msgtype)
+    except ValueError as err:
+        raise BagError(f"ground-truth message on {topic!r}: {err}") from None
+
+
+def _is_rosbag2_dir(path: Path) -> bool:
+    return (path / "metadata.yaml").is_file() or any(path.glob("*.db3")) or any(path.glob("*.mcap"))
