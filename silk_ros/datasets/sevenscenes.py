@@ -51,9 +51,11 @@ class SevenScenes(Sequence):
             seq_dir, scene_dir = path, path.parent
         else:
             available = sorted(p.name for p in path.glob("seq-*") if p.is_dir())
+            if not available:
+                raise DatasetError(f"no seq-XX folder in {path} (expected <scene>/seq-XX/frame-XXXXXX.pose.txt)")
             if seq is None:
                 if len(available) != 1:
-                    raise DatasetError(f"{path} holds sequences {available or 'none'}: pass seq='seq-XX'")
+                    raise DatasetError(f"{path} holds sequences {available}: pass seq='seq-XX'")
                 seq = available[0]
             seq_dir, scene_dir = require_dir(path / seq, f"7-Scenes sequence {seq!r}"), path
         pose_files = sorted(seq_dir.glob("frame-*.pose.txt"))
