@@ -52,8 +52,11 @@ class OdometryConfig:
     #: only, the translation stays with the keyframe (deferred, never lost or invented).
     static_parallax_px: float = 1.0
     #: Monocular initialisation needs this much parallax (px) and ``init_min_points`` triangulated points.
-    init_parallax_px: float = 6.0
+    init_parallax_px: float = 4.0
     init_min_points: int = 40
+    #: Translation counts as observable (monocular, no map) when the pure-rotation model keeps fewer than this
+    #: fraction of the essential matrix's inliers.
+    rotation_inlier_ratio: float = 0.8
     #: New keyframe when the parallax to the current keyframe exceeds this (px) ...
     keyframe_parallax_px: float = 14.0
     #: ... or the inliers fall below this count.

@@ -44,7 +44,9 @@ class Solution:
 
 def bearings(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Undistorted pixels (N, 2) -> rays (N, 3) with z = 1."""
-    return np.column_stack([(pixels[:, 0] - K[0, 2]) / K[0, 0], (pixels[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(pixels))])
+    x = (pixels[:, 0] - K[0, 2]) / K[0, 0]
+    y = (pixels[:, 1] - K[1, 2]) / K[1, 1]
+    return np.column_stack([x, y, np.ones(len(pixels))])
 
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..features.types import Features
@@ -161,9 +162,16 @@ class VisualOdometry:
 
         is_keyframe = False
         wants_keyframe = estimate.parallax_px > cfg.keyframe_parallax_px or inliers < cfg.keyframe_min_inliers
+        if points is None and estimate.parallax_px < cfg.init_parallax_px:
+            wants_keyframe = False  # monocular: too little parallax to triangulate a successor's map
         if has_map and estimate.method in ("pnp", "essential") and (wants_keyframe or estimate.new_points is not None):
-            candidate = self._successor(keyframe, matches, estimate, features, pixels, points, pose, cam.K, timestamp)
+            candidate, T_cur_kf = self._successor(
+                keyframe, matches, estimate, features, pixels, points, cam.K, timestamp
+            )
             if candidate.map_size >= cfg.init_min_points:
+                estimate.T_cur_kf = T_cur_kf
+                pose = keyframe.pose_world @ invert_pose(T_cur_kf)
+                candidate.pose_world = pose.copy()
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
                 self._keyframe = candidate
                 is_keyframe = True
@@ -216,10 +224,15 @@ class VisualOdometry:
         essential = est.essential_pose(u0, u1, K, **solver)
         if rotation is None and essential is None:
             return None
-        reference = essential.inliers if essential is not None else rotation.inliers
-        R = (rotation or essential).T_1_0[:3, :3]
-        parallax = float(np.median(est.rotation_parallax_px(R, u0[reference], u1[reference], K)))
-        if essential is not None and parallax >= cfg.init_parallax_px and essential.inliers.sum() >= cfg.init_min_points:
+        # Which model explains the matches (a GRIC-like count test): when the pure rotation keeps nearly all of
+        # the essential matrix's inliers, translation is not observable and the essential matrix is degenerate.
+        translating = essential is not None and (
+            rotation is None or rotation.inliers.sum() < cfg.rotation_inlier_ratio * essential.inliers.sum()
+        )
+        model = essential if translating else rotation
+        reference = model.inliers
+        parallax = float(np.median(est.rotation_parallax_px(model.T_1_0[:3, :3], u0[reference], u1[reference], K)))
+        if translating and parallax >= cfg.init_parallax_px and essential.inliers.sum() >= cfg.init_min_points:
             T = essential.T_1_0.copy()
             T[:3, 3] *= self._scale_reference
             keep = np.flatnonzero(essential.inliers)
@@ -247,24 +260,50 @@ class VisualOdometry:
         self.keyframe_count += 1
         return _Keyframe(features, pixels, pose_world.copy(), points, timestamp)
 
-    def _successor(self, keyframe, matches, estimate, features, pixels, depth_points, pose, K, timestamp) -> _Keyframe:
-        """The current frame as the next keyframe, its points in its own frame: depth where measured, else the old
-        keyframe's inlier points carried over (they hold the scale), else new triangulations (monocular)."""
+    def _successor(self, keyframe, matches, estimate, features, pixels, depth_points, K, timestamp):
+        """The current frame as the next keyframe, with its points in its own frame, and its pose to the old keyframe.
+
+        RGB-D: points from depth, the old keyframe's inlier points where depth is missing.  Monocular: the
+        relative pose is re-estimated from *all* 2D-2D matches (essential matrix), its scale chosen so that the
+        triangulated depths of the points shared with the old keyframe's map agree with that map (median ratio);
+        every essential inlier is then triangulated, so the map does not thin out from keyframe to keyframe.
+        """
         cfg = self.config
         T = estimate.T_cur_kf
-        points = np.full((len(features), 3), np.nan) if depth_points is None else depth_points.copy()
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        if depth_points is None:
-            # Triangulate every match against the old keyframe; the reprojection test rejects outliers.
+        if depth_points is not None:
+            points = depth_points.copy()
+        else:
+            points = np.full((len(features), 3), np.nan)
+            T = self._scaled_essential(keyframe, i0, keyframe.pixels[i0], pixels[i1], K, T)
             xyz, error, angle = est.triangulate(keyframe.pixels[i0], pixels[i1], K, T)
             good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
             points[i1[good]] = transform_points(T, xyz[good])
         carried = estimate.inliers & np.isfinite(keyframe.points[i0, 0])
-        if estimate.new_points is not None:
-            carried = estimate.inliers.copy()
         fill = carried & ~np.isfinite(points[i1, 0])
         points[i1[fill]] = transform_points(T, keyframe.points[i0[fill]])
-        return self._new_keyframe(features, pixels, pose, points, float(timestamp))
+        pose = keyframe.pose_world @ invert_pose(T)
+        return self._new_keyframe(features, pixels, pose, points, float(timestamp)), T
+
+    def _scaled_essential(self, keyframe, i0, u0, u1, K, T_pnp) -> np.ndarray:
+        """Essential-matrix pose with the map's scale; the PnP pose when the two disagree or scale is unsupported."""
+        cfg = self.config
+        solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations)
+        if solution is None:
+            return T_pnp
+        keep = np.flatnonzero(solution.inliers & np.isfinite(keyframe.points[i0, 0]))
+        xyz, error, angle = est.triangulate(u0[keep], u1[keep], K, solution.T_1_0)
+        shared = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
+        if shared.sum() < 10:
+            return T_pnp
+        scale = float(np.median(keyframe.points[i0[keep[shared]], 2] / xyz[shared, 2]))
+        T = solution.T_1_0.copy()
+        T[:3, 3] *= scale
+        t_pnp = T_pnp[:3, 3]
+        rotation_gap = np.degrees(np.linalg.norm(cv2.Rodrigues(T[:3, :3] @ T_pnp[:3, :3].T)[0]))
+        if rotation_gap > 2.0 or np.linalg.norm(T[:3, 3] - t_pnp) > 0.5 * np.linalg.norm(t_pnp):
+            return T_pnp
+        return T
 
     # ----------------------------------------------------------------------------------------- loss
     def _lost(self, timestamp, features, pixels, points, keyframe, matches, estimate, times) -> FrameResult:
