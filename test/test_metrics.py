@@ -178,3 +178,40 @@ def test_bad_trajectories_raise_clear_errors(tmp_path):
         ate(far, still)
     with pytest.raises(MetricsError, match="no pose pair"):
         rpe(still, still, delta=10)
+
+
+def test_write_report_mono_and_metric(tmp_path, kitti_gt):
+    from silk_ros.evaluation.report import write_report
+
+    est = perturbed(kitti_gt, seed=4, scale=0.25, noise=0.2)
+    stats = {"frames": 160, "lost_frames": 2, "states": {"tracking": 158, "lost": 2}, "keyframes": 31,
+             "timings": {"extract": {"mean_ms": 40.0}, "total": {"mean_ms": 50.0}}}
+    mono = write_report(tmp_path / "mono", est, kitti_gt, {**stats, "metric": False}, "mono run")
+    for name in ("trajectory.tum", "report.json", "report.md", "trajectory.png"):
+        assert (tmp_path / "mono" / name).stat().st_size > 100, name
+    assert mono["headline"]["align"] == "sim3"
+    assert mono["headline"]["rmse_m"] == pytest.approx(evo_ate(est, kitti_gt, with_scale=True)["rmse"], rel=1e-6)
+    assert mono["ate"]["sim3"]["scale"] == pytest.approx(4.0, rel=0.05)
+    assert mono["rpe"]["per_frame"]["scale"] == mono["ate"]["sim3"]["scale"]  # mono RPE is judged after scaling
+    assert mono["fps"]["total"] == pytest.approx(20.0) and mono["lost_frames"] == 2
+    assert mono["associated_poses"] == 160
+    assert read_tum(tmp_path / "mono/trajectory.tum").poses == pytest.approx(est.poses, abs=1e-6)
+    md = (tmp_path / "mono/report.md").read_text()
+    assert f"{mono['headline']['rmse_m']:.4f}" in md and "| total | 50.00 | 20.0 |" in md
+    metric = write_report(tmp_path / "metric", kitti_gt.transformed(np.eye(4)), kitti_gt,
+                          {"metric": True, "timings_ms": {"total": [10.0, 30.0]}}, "metric run")
+    assert metric["headline"]["align"] == "se3" and metric["headline"]["rmse_m"] < 1e-9
+    assert metric["timings_ms"]["total"] == 20.0
+
+
+def test_write_report_without_ground_truth_or_enough_motion(tmp_path):
+    from silk_ros.evaluation.report import write_report
+
+    poses = np.stack([np.eye(4)] * 5)
+    poses[:, 0, 3] = np.arange(5) * 0.01
+    est = Trajectory(np.arange(5) * 0.1, poses)
+    metrics = write_report(tmp_path / "nogt", est, None, {}, "no ground truth")
+    assert metrics["headline"] is None and metrics["estimate_path_length"] == pytest.approx(0.04)
+    assert (tmp_path / "nogt/trajectory.png").is_file()
+    short = write_report(tmp_path / "short", est, est, {"metric": True}, "too short for segments")
+    assert "rpe_meters" in short["errors"] and short["headline"]["rmse_m"] < 1e-12
