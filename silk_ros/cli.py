@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("silk_ros.bench", "benchmarks: features, homography, pose-pairs, matchers, vo, node"),
     "run-dataset": ("silk_ros.evaluation.run_dataset", "run odometry on a dataset folder and write a report"),
     "bag": ("silk_ros.evaluation.bag", "rosbag2 tools: convert a dataset to a bag, evaluate a bag"),
+    "demo": ("silk_ros.evaluation.demo", "run the odometry on a real (or synthetic) sequence and print the result"),
 }
 
 
