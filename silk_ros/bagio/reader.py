@@ -14,10 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
 from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
@@ -64,33 +62,6 @@ class _Index:
     log_ns: int
     rank: int
     stamp_ns: int
-
-
-def read_camera_yaml(path: str | Path) -> Camera:
-    """ROS camera_calibration YAML (image_width, camera_matrix, distortion_model, ...) -> Camera."""
-    path = Path(path)
-    if not path.is_file():
-        raise BagError(f"camera YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise BagError(f"camera YAML {path} is not valid YAML: {err}") from None
-    required = ("image_width", "image_height", "camera_matrix")
-    missing = [key for key in required if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise BagError(f"camera YAML {path} lacks {', '.join(missing)} (expected the ROS camera_calibration format)")
-    distortion = data.get("distortion_coefficients") or {}
-    info = SimpleNamespace(
-        width=data["image_width"],
-        height=data["image_height"],
-        k=(data["camera_matrix"] or {}).get("data", []),
-        d=distortion.get("data", []) if isinstance(distortion, dict) else distortion,
-        distortion_model=data.get("distortion_model", ""),
-    )
-    try:
-        return Camera.from_camera_info(camera_info_to_dict(info))
-    except (InputError, CameraError, TypeError) as err:
-        raise BagError(f"camera YAML {path}: {err}") from None
 
 
 class BagSource:

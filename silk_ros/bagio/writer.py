@@ -46,6 +46,7 @@ class ConvertOptions:
     storage: str = "mcap"
     compressed: str | None = None
     jpeg_quality: int = 95
+    camera_info: bool = True
     depth: bool = True
     depth_encoding: str = "32FC1"
     ground_truth: bool = True
@@ -100,10 +101,9 @@ def _write(sequence, count: int, path: Path, storage: str, options: ConvertOptio
     try:
         image_type = m.COMPRESSED_IMAGE if options.compressed else m.IMAGE
         image_topic = topics.image
-        connections = {
-            "image": writer.add_connection(image_topic, image_type, typestore=store),
-            "camera_info": writer.add_connection(topics.camera_info, m.CAMERA_INFO, typestore=store),
-        }
+        connections = {"image": writer.add_connection(image_topic, image_type, typestore=store)}
+        if options.camera_info:
+            connections["camera_info"] = writer.add_connection(topics.camera_info, m.CAMERA_INFO, typestore=store)
         write_depth = options.depth and bool(getattr(sequence, "has_depth", False))
         if write_depth:
             connections["depth"] = writer.add_connection(topics.depth, m.IMAGE, typestore=store)
@@ -126,12 +126,9 @@ def _write(sequence, count: int, path: Path, storage: str, options: ConvertOptio
                 encoding = "mono8" if frame.image.ndim == 2 else "bgr8"
                 fields = numpy_to_image_fields(frame.image, encoding)
                 put("image", m.image_msg(fields, ns, topics.camera_frame), image_type, ns)
-            put(
-                "camera_info",
-                m.camera_info_msg(frame.camera.to_camera_info(), ns, topics.camera_frame),
-                m.CAMERA_INFO,
-                ns,
-            )
+            if options.camera_info:
+                info = m.camera_info_msg(frame.camera.to_camera_info(), ns, topics.camera_frame)
+                put("camera_info", info, m.CAMERA_INFO, ns)
             if write_depth and frame.depth is not None:
                 depth = metres_to_depth(frame.depth, options.depth_encoding)
                 fields = numpy_to_image_fields(depth, options.depth_encoding)

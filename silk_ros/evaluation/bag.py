@@ -58,6 +58,10 @@ def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="write at most this many frames")
     p.add_argument("--start", type=int, default=0, help="first dataset frame")
     p.add_argument("--stride", type=int, default=1, help="keep every n-th frame")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra dataset reader option (YAML value), e.g. --option resize=0.5 or, for synthetic, "
+                   "--option n_frames=20; repeatable")
+    p.add_argument("--no-camera-info", action="store_true", help="leave CameraInfo out (a bag for --camera-yaml)")
     p.add_argument("--no-depth", action="store_true", help="leave depth out even when the dataset has it")
     p.add_argument(
         "--depth-encoding",
@@ -141,8 +145,11 @@ def convert(args: argparse.Namespace) -> dict:
 
     path = None if args.format == "synthetic" and args.path in ("-", "") else args.path
     try:
-        sequence = open_sequence(args.format, path, start=args.start, stride=args.stride)
-    except (DatasetError, ValueError, OSError) as err:
+        options = parse_overrides(args.option, "--option")
+        sequence = open_sequence(
+            args.format, path, start=args.start, stride=args.stride, max_frames=args.max_frames, **options
+        )
+    except (DatasetError, ValueError, OSError, TypeError) as err:
         raise BagError(f"cannot open the {args.format} dataset at {args.path}: {err}") from None
     topics = BagTopics(
         image=args.image_topic or ("/camera/image_raw/compressed" if args.compressed else "/camera/image_raw"),
@@ -158,33 +165,34 @@ def convert(args: argparse.Namespace) -> dict:
         storage=args.storage,
         compressed=args.compressed,
         jpeg_quality=args.jpeg_quality,
+        camera_info=not args.no_camera_info,
         depth=not args.no_depth,
         depth_encoding=args.depth_encoding,
         ground_truth=not args.no_ground_truth,
         tf=not args.no_tf,
-        max_frames=args.max_frames,
         progress=not args.no_progress,
         topics=topics,
     )
     return convert_sequence(sequence, args.out, options)
 
 
-def parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str], flag: str = "--set") -> dict:
     import yaml
 
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise BagError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise BagError(f"{flag} expects KEY=VALUE, got {pair!r}")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     """Validate everything, replay the bag (deterministic or --realtime), write the report atomically."""
+    from silk_ros.bagio.camera_yaml import read_camera_yaml
     from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, load_odometry_config
-    from silk_ros.bagio.reader import BagSource, EvalTopics, read_camera_yaml
+    from silk_ros.bagio.reader import BagSource, EvalTopics
 
     out = Path(args.out)
     _check_out_dir(out)

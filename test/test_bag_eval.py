@@ -1,0 +1,153 @@
+"""dataset -> real rosbag2 -> `silk-vo bag eval` gives the trajectory of running on the dataset folder directly.
+
+Real parts only: rosbag2 files written and read by `rosbags` (both storage plugins), the real odometry (ORB front
+end through the same VisualOdometry pipeline the node runs, fast on CPU), real TUM fr2/desk frames.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from silk_ros.bagio.params import load_odometry_config
+from silk_ros.bagio.reader import BagSource, EvalTopics
+from silk_ros.cli import main
+from silk_ros.datasets import open_sequence
+from silk_ros.evaluation.bag import replay_deterministic
+from silk_ros.evaluation.trajectory import read_tum
+
+SETTINGS = ["--set", "features=orb", "--no-progress"]
+SYNTHETIC = {"n_frames": 8, "width": 160, "height": 120}
+SYNTHETIC_OPTIONS = [f"--option={key}={value}" for key, value in SYNTHETIC.items()]
+
+
+def _settings_config(mode="mono"):
+    return load_odometry_config(None, {"features": "orb", "mode": mode})
+
+
+def _convert(dataset_format, path, out, *extra):
+    if dataset_format == "synthetic":
+        extra = (*extra, *SYNTHETIC_OPTIONS)
+    assert main(["bag", "convert", "--format", dataset_format, str(path), str(out), "--no-progress", *extra]) == 0
+    return out.with_suffix("")
+
+
+def _eval(bag, out, *extra):
+    code = main(["bag", "eval", str(bag), "--out", str(out), *SETTINGS, *extra])
+    assert code == 0
+    return read_tum(out / "trajectory.tum"), json.loads((out / "report.json").read_text())
+
+
+def _assert_same_trajectory(a, b, atol=1e-9):
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(a.timestamps, b.timestamps, rtol=0, atol=1e-6)  # TUM files keep microseconds
+    np.testing.assert_allclose(a.poses, b.poses, rtol=0, atol=atol)
+
+
+@pytest.fixture(scope="module")
+def synthetic_sequence():
+    return open_sequence("synthetic", None, **SYNTHETIC)
+
+
+@pytest.fixture(scope="module")
+def synthetic_direct(synthetic_sequence, tmp_path_factory):
+    """The odometry on the dataset itself, written as TUM like the bag eval writes it (same precision)."""
+    out = {}
+    for mode in ("mono", "auto"):
+        trajectory, _ = replay_deterministic(_settings_config(mode), synthetic_sequence, progress=False)
+        out[mode] = read_tum(trajectory.write_tum(tmp_path_factory.mktemp("direct") / f"{mode}.tum"))
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".mcap", ".db3"])
+def test_synthetic_bag_replays_exactly_like_the_dataset(suffix, synthetic_sequence, synthetic_direct, tmp_path):
+    bag = _convert("synthetic", "-", tmp_path / f"synthetic{suffix}", "--max-frames", "8")
+    assert (bag / f"synthetic{suffix}").is_file() and (bag / "metadata.yaml").is_file()
+    with BagSource(bag, EvalTopics("/camera/image_raw", depth="/camera/depth/image_raw")) as source:
+        for expected, frame in zip(synthetic_sequence, source.sequence, strict=True):
+            np.testing.assert_array_equal(frame.image, expected.image)  # the node's decoder, bit-exact
+            np.testing.assert_array_equal(frame.depth, expected.depth)  # 32FC1 metres, NaN kept
+            assert frame.camera == expected.camera
+    mono, report = _eval(bag, tmp_path / "mono", "--gt-topic", "/ground_truth/pose", "--set", "mode=mono")
+    _assert_same_trajectory(mono, synthetic_direct["mono"])
+    assert report["frames"] == 8 and report["associated_poses"] == 8 and report["mode"] == "deterministic"
+    rgbd, report = _eval(
+        bag, tmp_path / "rgbd", "--gt-topic", "/ground_truth/pose", "--depth-topic", "/camera/depth/image_raw",
+        "--set", "mode=auto",
+    )
+    _assert_same_trajectory(rgbd, synthetic_direct["auto"])
+    assert report["metric_scale"] is True and report["headline"]["align"] == "se3"
+    for name in ("report.md", "trajectory.png", "trajectory.tum", "ground_truth.tum"):
+        assert (tmp_path / "rgbd" / name).stat().st_size > 0
+
+
+def test_tum_bag_replays_exactly_like_the_dataset(data_root, tmp_path):
+    path = data_root / "sequences/tum_rgbd/rgbd_dataset_freiburg2_desk_mini"
+    sequence = open_sequence("tum", path)
+    direct, _ = replay_deterministic(_settings_config(), sequence, progress=False)
+    direct = read_tum(direct.write_tum(tmp_path / "direct.tum"))
+    bag = _convert("tum", path, tmp_path / "tum.mcap")
+    estimate, report = _eval(bag, tmp_path / "report", "--gt-topic", "/ground_truth/pose", "--set", "mode=mono")
+    _assert_same_trajectory(estimate, direct)
+    assert len(estimate) == 20 and report["associated_poses"] == 20
+    assert report["ate"]["sim3"]["rmse"] < 0.05  # 20 frames of a desk: centimetres, not metres
+    assert set(report["timings_ms"]) >= {"extract", "match", "pose", "total"}
+    # Evaluating against a TUM file instead of the bag's topic gives the same numbers.
+    gt = sequence.ground_truth.write_tum(tmp_path / "gt.tum")
+    _, from_file = _eval(bag, tmp_path / "report_file", "--gt", str(gt), "--set", "mode=mono")
+    assert from_file["ate"]["sim3"]["rmse"] == pytest.approx(report["ate"]["sim3"]["rmse"], abs=1e-6)
+
+
+def test_two_evals_of_one_bag_are_identical(synthetic_sequence, tmp_path):
+    bag = _convert("synthetic", "-", tmp_path / "s.mcap", "--max-frames", "6")
+    _eval(bag, tmp_path / "a", "--gt-topic", "/ground_truth/pose")
+    _eval(bag, tmp_path / "b", "--gt-topic", "/ground_truth/pose")
+    assert (tmp_path / "a" / "trajectory.tum").read_bytes() == (tmp_path / "b" / "trajectory.tum").read_bytes()
+
+
+def test_compressed_images(synthetic_sequence, synthetic_direct, tmp_path):
+    # PNG is lossless: the replay must match the dataset run exactly.
+    bag = _convert("synthetic", "-", tmp_path / "png.db3", "--compressed", "png", "--max-frames", "8")
+    with BagSource(bag, EvalTopics("/camera/image_raw/compressed")) as source:
+        assert source.summary()["image_type"] == "sensor_msgs/CompressedImage"
+    estimate, _ = _eval(bag, tmp_path / "png_report", "--image-topic", "/camera/image_raw/compressed", "--set", "mode=mono")
+    _assert_same_trajectory(estimate, synthetic_direct["mono"])
+    # JPEG: frames are exactly what cv2 decodes from the stored bytes, and the run completes.
+    bag = _convert("synthetic", "-", tmp_path / "jpeg.mcap", "--compressed", "--max-frames", "4")
+    with BagSource(bag, EvalTopics("/camera/image_raw/compressed")) as source:
+        frame = source.frame(2)
+    ok, buffer = cv2.imencode(".jpg", synthetic_sequence[2].image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    np.testing.assert_array_equal(frame.image, cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED))
+    estimate, report = _eval(bag, tmp_path / "jpeg_report", "--image-topic", "/camera/image_raw/compressed",
+                             "--gt-topic", "/ground_truth/pose")
+    assert len(estimate) == 4 and report["bag"]["image_type"] == "sensor_msgs/CompressedImage"
+
+
+def test_16bit_depth_and_camera_yaml(synthetic_sequence, tmp_path):
+    from silk_ros.bagio.camera_yaml import read_camera_yaml, write_camera_yaml
+
+    bag = _convert("synthetic", "-", tmp_path / "d.mcap", "--depth-encoding", "16UC1", "--no-camera-info",
+                   "--max-frames", "3")
+    yaml_path = write_camera_yaml(synthetic_sequence.camera, tmp_path / "camera.yaml")
+    assert read_camera_yaml(yaml_path) == synthetic_sequence.camera
+    topics = EvalTopics("/camera/image_raw", depth="/camera/depth/image_raw")
+    with BagSource(bag, topics, camera=read_camera_yaml(yaml_path)) as source:
+        frame = source.frame(1)
+    expected = synthetic_sequence[1].depth
+    assert np.array_equal(np.isnan(frame.depth), np.isnan(expected))
+    np.testing.assert_allclose(frame.depth, expected, atol=5e-4, equal_nan=True)  # millimetre quantisation
+
+
+def test_node_params_file_maps_like_the_node():
+    """The ROS-free reading of config/silk_vo.yaml equals the node's own mapping (when ROS is importable)."""
+    import yaml
+
+    from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, node_parameters
+
+    parameters = pytest.importorskip("silk_ros.ros.parameters")
+    values = {spec.name: spec.default for spec in parameters.NODE_PARAMETERS}
+    values.update(node_parameters(yaml.safe_load(DEFAULT_NODE_PARAMS.read_text())))
+    assert load_odometry_config(DEFAULT_NODE_PARAMS) == parameters.odometry_config(values)
