@@ -153,6 +153,14 @@ def _top_view_axes(positions: np.ndarray) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def _break_at_gaps(t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN between samples further apart than 1.5 median steps, so frames without a pose are not bridged."""
+    if len(t) < 3:
+        return t, values
+    gaps = np.flatnonzero(np.diff(t) > 1.5 * np.median(np.diff(t)))
+    return np.insert(t, gaps + 1, np.nan), np.insert(values.astype(float), gaps + 1, np.nan)
+
+
 def plot_trajectory(path: Path, title: str, estimate: Trajectory, ground_truth: Trajectory | None, metrics: dict,
                     max_dt: float) -> None:
     import matplotlib
@@ -173,7 +181,7 @@ def plot_trajectory(path: Path, title: str, estimate: Trajectory, ground_truth: 
         top.plot(*gt_a.positions[0, [a, b]], "go", ms=8, label="start")
         errors = np.linalg.norm(aligned.positions - gt_a.positions, axis=1)
         t = gt_a.timestamps - gt_a.timestamps[0]
-        err.plot(t, errors, color="tab:red", lw=1.5)
+        err.plot(*_break_at_gaps(t, errors), color="tab:red", lw=1.5, marker="." if len(t) < 200 else None)
         err.axhline(headline["rmse_m"], color="grey", ls="--", label=f"RMSE {headline['rmse_m']:.3f} m")
         err.set_xlabel("time since first associated pose (s)")
         err.set_ylabel("translation error (m)")
