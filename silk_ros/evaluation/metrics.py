@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from silk_ros.evaluation.trajectory import Trajectory, associate
+from silk_ros.geometry.pose import rotation_angle_deg
 
 
 class MetricsError(ValueError):
@@ -59,10 +60,9 @@ def _stats(errors: np.ndarray) -> dict[str, float]:
     }
 
 
-def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """Rotation angle(s) in degrees of (..., 3, 3) rotation matrices."""
-    cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+def rotation_angles_deg(rotations: np.ndarray) -> np.ndarray:
+    """Rotation angles in degrees of (N, 3, 3) rotations (via the SO(3) log: accurate for tiny angles)."""
+    return np.array([rotation_angle_deg(R) for R in rotations], dtype=np.float64)
 
 
 def align_trajectory(est: Trajectory, gt: Trajectory, method: str = "se3") -> tuple[Trajectory, np.ndarray, float]:
@@ -89,7 +89,7 @@ def ate(est: Trajectory, gt: Trajectory, align: str = "se3", max_dt: float = 0.0
         raise MetricsError(f"no estimated pose is within {max_dt} s of a ground-truth pose")
     aligned, _, scale = align_trajectory(est_a, gt_a, align)
     errors = np.linalg.norm(gt_a.positions - aligned.positions, axis=1)
-    rot = rotation_angle_deg(np.einsum("nji,njk->nik", gt_a.rotations, aligned.rotations))
+    rot = rotation_angles_deg(np.einsum("nji,njk->nik", gt_a.rotations, aligned.rotations))
     return {
         **_stats(errors),
         "rot_rmse_deg": float(np.sqrt(np.mean(rot**2))),
@@ -159,7 +159,7 @@ def rpe(
     rel_gt = np.linalg.inv(Q[i]) @ Q[j]
     E = np.linalg.inv(rel_gt) @ rel_est
     trans = np.linalg.norm(E[:, :3, 3], axis=1)
-    rot = rotation_angle_deg(E[:, :3, :3])
+    rot = rotation_angles_deg(E[:, :3, :3])
     out = {
         "trans_rmse": float(np.sqrt(np.mean(trans**2))),
         "trans_mean": float(np.mean(trans)),
