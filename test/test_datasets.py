@@ -244,3 +244,26 @@ def test_synthetic_is_deterministic_and_moves_smoothly():
     assert grey[1].image.ndim == 2 and grey[1].depth is None
     with pytest.raises(DatasetError, match="n_frames >= 2"):
         open_sequence("synthetic", n_frames=1)
+
+
+def test_tum_depth_association_and_units(seqs, tmp_path):
+    """TUM depth: paired to colour within 20 ms (unpaired colour frames dropped), 5000 units per metre, 0 invalid."""
+    src = seqs / "tum_rgbd/rgbd_dataset_freiburg2_desk_mini"
+    folder = tmp_path / "rgbd_dataset_freiburg2_with_depth"
+    (folder / "depth").mkdir(parents=True)
+    rgb = [ln.split() for ln in (src / "rgb.txt").read_text().splitlines() if not ln.startswith("#")][:4]
+    (folder / "rgb.txt").write_text("".join(f"{t} {src / name}\n" for t, name in rgb))
+    depth_lines = []
+    for k, (t, _) in enumerate(rgb[:3]):  # the 4th colour frame gets no depth partner
+        raw = np.full((480, 640), 5000 + 1000 * k, np.uint16)
+        raw[:10] = 0
+        cv2.imwrite(str(folder / f"depth/{k}.png"), raw)
+        depth_lines.append(f"{float(t) + 0.011:.6f} depth/{k}.png\n")
+    (folder / "depth.txt").write_text("".join(depth_lines))
+    seq = open_sequence("tum", folder)
+    assert seq.has_depth and len(seq) == 3
+    frame = seq[2]
+    assert frame.depth.dtype == np.float32 and np.isnan(frame.depth[:10]).all()
+    np.testing.assert_allclose(frame.depth[10:], 7000 / 5000)
+    assert seq.camera.fx == 520.9  # fr2 from the folder name
+    assert len(open_sequence("tum", folder, depth=False)) == 4
