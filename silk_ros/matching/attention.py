@@ -60,7 +60,7 @@ class AttentionMatcherConfig:
 
     descriptor_dim: int = 32
     width: int = 64
-    num_heads: int = 2
+    num_heads: int = 1
     num_layers: int = 3
     #: add ``gamma_l * log(m_j + eps)`` to the attention logits of key j
     bias_reweighting: bool = True
