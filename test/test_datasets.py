@@ -267,3 +267,15 @@ def test_tum_depth_association_and_units(seqs, tmp_path):
     np.testing.assert_allclose(frame.depth[10:], 7000 / 5000)
     assert seq.camera.fx == 520.9  # fr2 from the folder name
     assert len(open_sequence("tum", folder, depth=False)) == 4
+
+
+def test_synthetic_with_photo_textures(data_root, tmp_path):
+    photos = data_root / "train" / "skimage"
+    if not photos.is_dir():
+        pytest.skip(f"no photos at {photos}")
+    seq = open_sequence("synthetic", texture_dir=photos, n_frames=10, with_depth=False)
+    frame = seq[3]
+    assert frame.image.shape == (240, 320, 3) and frame.image.std() > 20
+    assert not np.array_equal(frame.image, open_sequence("synthetic", n_frames=10)[3].image)
+    with pytest.raises(DatasetError, match="no .jpg/.png/.ppm photos"):
+        open_sequence("synthetic", texture_dir=tmp_path)

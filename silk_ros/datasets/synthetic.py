@@ -83,7 +83,8 @@ def procedural_texture(rng: np.random.Generator, width: int, height: int) -> np.
 
 def _photo_texture(photo: np.ndarray, width: int, height: int) -> np.ndarray:
     image = photo if photo.ndim == 3 else cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    # texture row 0 lies at b = 0, the bottom of a wall: flip so photos hang upright
+    return cv2.flip(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), 0)
 
 
 def build_room(rng: np.random.Generator, photos: list[np.ndarray] | None = None) -> list[TexturedQuad]:
