@@ -279,3 +279,20 @@ def test_synthetic_with_photo_textures(data_root, tmp_path):
     assert not np.array_equal(frame.image, open_sequence("synthetic", n_frames=10)[3].image)
     with pytest.raises(DatasetError, match="no .jpg/.png/.ppm photos"):
         open_sequence("synthetic", texture_dir=tmp_path)
+
+
+def test_euroc_original_asl_ground_truth(seqs, tmp_path):
+    """Without groundtruth_body_tum.txt the reader takes mav0/state_groundtruth_estimate0/data.csv (w-first quats)."""
+    src = seqs / "euroc/V1_01_easy_head"
+    mav = tmp_path / "V1_01/mav0"
+    (mav / "state_groundtruth_estimate0").mkdir(parents=True)
+    (mav / "cam0").symlink_to(src / "mav0/cam0")
+    rows = np.loadtxt(src / "groundtruth_body_tum.txt")
+    with open(mav / "state_groundtruth_estimate0/data.csv", "w") as f:
+        f.write("#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z []\n")
+        for t, x, y, z, qx, qy, qz, qw in rows:
+            f.write(f"{round(t * 1e9)},{x},{y},{z},{qw},{qx},{qy},{qz},0,0,0\n")
+    asl = open_sequence("euroc", tmp_path / "V1_01")
+    tum = open_sequence("euroc", src)
+    np.testing.assert_allclose(asl.ground_truth.poses, tum.ground_truth.poses, atol=1e-9)
+    assert len(asl.ground_truth_at_frames()) == 95
