@@ -105,6 +105,7 @@ def test_camera_info_round_trip_and_aliases():
         ({"K": [[math.nan, 0, 1], [0, 500, 1], [0, 0, 1]]}, "NaN"),
         ({"K": [[500.0, 0, 1], [0, 500, 1]]}, "9 entries"),
         ({"K": np.eye(3) * [500, 500, 2]}, "last row"),
+        ({"K": [[500.0, 0.5, 1], [0, 500, 1], [0, 0, 1]]}, "skew"),
         ({"model": "division"}, "unknown distortion model 'division'"),
         ({"model": "plumb_bob", "distortion": [0.1, 0.2]}, "needs 4 or 5 coefficients, got 2"),
         ({"model": "equidistant", "distortion": [0.1] * 5}, "needs 4 coefficients"),

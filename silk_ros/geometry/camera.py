@@ -82,6 +82,8 @@ class Camera:
             raise CameraError(f"focal lengths must be positive, got fx={K[0, 0]} fy={K[1, 1]}")
         if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0.0:
             raise CameraError(f"K must be upper triangular with last row [0, 0, 1], got {K.tolist()}")
+        if K[0, 1] != 0.0:  # OpenCV's distortion functions ignore skew: refuse rather than be silently wrong
+            raise CameraError(f"K has skew {K[0, 1]}; only zero-skew cameras are supported")
         model = MODEL_ALIASES.get(str(self.model).lower(), str(self.model).lower())
         if model not in DISTORTION_LENGTHS:
             raise CameraError(f"unknown distortion model {self.model!r}; expected one of {sorted(DISTORTION_LENGTHS)}")
@@ -271,7 +273,6 @@ class Camera:
         sx, sy = width / self.width, height / self.height
         K = self.K.copy()
         K[0, 0] *= sx
-        K[0, 1] *= sx
         K[1, 1] *= sy
         K[0, 2] = (self.cx + 0.5) * sx - 0.5
         K[1, 2] = (self.cy + 0.5) * sy - 0.5
