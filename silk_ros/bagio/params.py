@@ -47,11 +47,28 @@ def load_odometry_config(path: str | Path | None, overrides: dict[str, Any] | No
             values = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
         else:
             values = _from_node_parameters(params, path)
-    values.update(overrides or {})
+    values.update(_odometry_overrides(overrides or {}))
     try:
         return OdometryConfig.from_dict(values)
     except (ConfigError, TypeError) as err:
         raise BagError(f"odometry settings{f' in {path}' if path else ''}: {err}") from None
+
+
+def _odometry_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set values for the odometry: node names renamed; the node's ROS wiring (qos, frames, ...) left to the
+    node (it matters only to --realtime); anything else goes through, so a typo is still an error."""
+    wiring = (
+        set(node_parameters(yaml.safe_load(DEFAULT_NODE_PARAMS.read_text())) or {})
+        if DEFAULT_NODE_PARAMS.is_file()
+        else set()
+    )
+    known = {f.name for f in fields(OdometryConfig)}
+    out = {}
+    for key, value in overrides.items():
+        name = NODE_TO_CONFIG.get(key, key)
+        if name in known or key not in wiring:
+            out[name] = value
+    return out
 
 
 def _from_node_parameters(params: dict[str, Any], path: Path) -> dict[str, Any]:

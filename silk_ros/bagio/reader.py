@@ -302,6 +302,19 @@ class BagSource:
             for i, (connection, _, raw) in enumerate(self._reader.messages(connections=self.image_connections)):
                 yield self.decode_frame(i, self._reader.deserialize(raw, connection.msgtype))
 
+    def raw_stream(self) -> Iterator[tuple[str, str, int, bytes]]:
+        """(role, msgtype, log ns, CDR bytes) of the image, camera-info and depth messages in log order: what a
+        player republishes (ROS 1 messages are converted to CDR)."""
+        roles = {id(c): "image" for c in self.image_connections}
+        roles.update({id(c): "camera_info" for c in self.info_connections})
+        roles.update({id(c): "depth" for c in self.depth_connections})
+        connections = self.image_connections + self.info_connections + self.depth_connections
+        ros1 = not self._reader.is2
+        with self._reading("messages"):
+            for connection, log_ns, raw in self._reader.messages(connections=connections):
+                data = bytes(self._reader.typestore.ros1_to_cdr(raw, connection.msgtype)) if ros1 else bytes(raw)
+                yield roles[id(connection)], connection.msgtype, log_ns, data
+
     @property
     def sequence(self) -> BagSequence:
         return BagSequence(self)

@@ -58,9 +58,14 @@ def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="write at most this many frames")
     p.add_argument("--start", type=int, default=0, help="first dataset frame")
     p.add_argument("--stride", type=int, default=1, help="keep every n-th frame")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra dataset reader option (YAML value), e.g. --option resize=0.5 or, for synthetic, "
-                   "--option n_frames=20; repeatable")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra dataset reader option (YAML value), e.g. --option resize=0.5 or, for synthetic, "
+        "--option n_frames=20; repeatable",
+    )
     p.add_argument("--no-camera-info", action="store_true", help="leave CameraInfo out (a bag for --camera-yaml)")
     p.add_argument("--no-depth", action="store_true", help="leave depth out even when the dataset has it")
     p.add_argument(
@@ -237,7 +242,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "bag": bag_summary,
         "ground_truth_source": gt_name,
     }
-    for key in ("dropped_frames", "received_odometry", "published_images", "recorded_bag"):
+    for key in ("dropped_frames", "received_odometry", "published_images", "latency_ms", "recorded_bag", "node_log"):
         if key in stats:
             extra[key] = stats[key]
     return _write_report_atomically(out, estimate, ground_truth, stats, title, args.max_dt, extra)
@@ -304,6 +309,10 @@ def _write_report_atomically(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         metrics = write_report(staging, estimate, ground_truth, stats, title, max_dt=max_dt)
+        for key, name in (("recorded_bag", "recorded_odometry"), ("node_log", "silk_vo_node.log")):
+            if extra.get(key):  # --realtime: the node's recorded output and log travel with the report
+                shutil.move(extra[key], staging / name)
+                extra[key] = str(out / name)
         metrics.update(extra)
         (staging / "report.json").write_text(json.dumps(metrics, indent=2) + "\n")
         with open(staging / "report.md", "a") as md:

@@ -1,0 +1,303 @@
+"""`silk-vo bag eval --realtime`: play a bag over DDS to a real silk_vo_node process and record what it publishes.
+
+Why a player of our own rather than `ros2 bag play`: the project's rclpy comes from PyPI without the ros2 CLI,
+and the evaluation needs to know exactly which frames went out and when. The player
+
+* starts ``silk_vo_node`` as a subprocess with the user's params file (plus ``use_sim_time``), on a private DDS
+  domain so concurrent runs and tests never hear each other;
+* publishes ``/clock`` from its own clock (bag time advancing at ``rate`` x wall time) and the bag's image,
+  camera-info and depth messages, unchanged (CDR bytes straight from the bag), at ``rate`` x real time;
+* records the node's ``~/odometry`` into a new rosbag2 (mcap, via rosbags) as it arrives.
+
+Frames the node drops because it is busy (live mode keeps only the newest frame) simply have no odometry: the
+report counts them. The recorded odometry (odom <- base_link) is turned back into T_world_cam of the optical frame
+with the node's ``base_from_camera`` extrinsics so it is evaluated exactly like the deterministic replay.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import yaml
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tqdm import tqdm
+
+from silk_ros.bagio import messages as m
+from silk_ros.bagio.errors import BagError
+from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, NODE_TO_CONFIG, load_odometry_config, node_parameters
+from silk_ros.evaluation.trajectory import Trajectory
+from silk_ros.ros import conversions as conv
+from silk_ros.ros.harness import camera_info_message
+from silk_ros.ros.topics import NODE_NAME
+
+__all__ = ["replay_realtime"]
+
+_ROS_TYPES = {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.CAMERA_INFO: CameraInfo}
+#: wall seconds between /clock messages while waiting for the next bag message.
+CLOCK_PERIOD_S = 0.01
+#: after the last frame, stop waiting once the node has been silent this long (wall seconds).
+DRAIN_IDLE_S = 3.0
+
+
+def node_params_file(params: Path | None, overrides: dict, uses_depth: bool, compressed: bool, out: Path) -> Path:
+    """The node's params file for this run: the user's (or config/silk_vo.yaml) + --set overrides + sim time."""
+    source = params if params is not None else DEFAULT_NODE_PARAMS
+    data = yaml.safe_load(Path(source).read_text()) or {}
+    values = node_parameters(data)
+    if values is None:  # an OdometryConfig YAML: translate its names to the node's
+        settings = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
+        to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
+        values = {to_node.get(k, k): v for k, v in settings.items()}
+    to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
+    values.update({to_node.get(k, k): v for k, v in overrides.items()})
+    if values.get("mode") == "auto":
+        values["mode"] = "rgbd" if uses_depth else "mono"
+    if not uses_depth:
+        values["mode"] = "mono"
+    values.update(use_sim_time=True, image_transport="compressed" if compressed else "raw")
+    path = out / "silk_vo_params.yaml"
+    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": values}}, sort_keys=False))
+    return path
+
+
+def _base_from_camera(params_path: Path) -> np.ndarray:
+    values = node_parameters(yaml.safe_load(params_path.read_text()))
+    x, y, z, qx, qy, qz, qw = values.get("base_from_camera", [0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5])
+    out = np.eye(4)
+    out[:3, :3] = conv.quaternion_to_rotation([qx, qy, qz, qw])
+    out[:3, 3] = [x, y, z]
+    return out
+
+
+class _Recorder:
+    """Writes every odometry message into a rosbag2 (mcap) and keeps the poses for the evaluation."""
+
+    def __init__(self, bag_dir: Path, topic: str):
+        self.writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.connection = self.writer.add_connection(topic, m.ODOMETRY, typestore=m.typestore())
+        self.lock = threading.Lock()
+        self.stamps: list[float] = []
+        self.poses: list[np.ndarray] = []
+        self.variances: list[float] = []
+        self.received_wall: list[float] = []
+        self.last_wall = time.monotonic()
+
+    def __call__(self, msg: Odometry) -> None:
+        now = time.monotonic()
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.writer.write(self.connection, stamp_ns, bytes(serialize_message(msg)))
+            self.stamps.append(conv.stamp_to_seconds(msg.header.stamp))
+            self.poses.append(conv.pose_to_matrix(msg.pose.pose))
+            self.variances.append(float(np.max(np.asarray(msg.pose.covariance)[[0, 7, 14]])))
+            self.received_wall.append(now)
+            self.last_wall = now
+
+    def close(self) -> None:
+        with self.lock:
+            self.writer.close()
+
+
+def _start_node(params_file: Path, remaps: list[str], domain_id: int, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "silk_ros.ros.node", "--ros-args", "--params-file", str(params_file)]
+    for remap in remaps:
+        command += ["-r", remap]
+    log = open(log_path, "w")  # noqa: SIM115 - closed by the caller through the process lifetime
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop_node(process: subprocess.Popen) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    return process.returncode
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no node log)"
+
+
+def replay_realtime(
+    source,
+    params: Path | None,
+    overrides: dict,
+    rate: float = 1.0,
+    node_timeout: float = 60.0,
+    progress: bool = True,
+    work_dir: Path | None = None,
+):
+    """Play ``source`` (an open BagSource) to a fresh silk_vo_node at ``rate`` x real time.
+
+    Returns ``(trajectory T_world_cam, stats)`` like ``run_sequence``; stats add published_images,
+    received_odometry, dropped_frames, end-to-end latency and the recorded bag's path.
+    """
+    work = Path(work_dir or tempfile.mkdtemp(prefix="silk_vo_realtime_"))
+    work.mkdir(parents=True, exist_ok=True)
+    compressed = m.short_type(source.image_connections[0].msgtype) == m.short_type(m.COMPRESSED_IMAGE)
+    uses_depth = bool(source.depth_index) and overrides.get("mode", "") != "mono"
+    params_file = node_params_file(params, overrides, uses_depth, compressed, work)
+    base_cam = _base_from_camera(params_file)
+    lost_variance = load_odometry_config(params_file).lost_variance
+    topics = source.topics
+    image_in = "image/compressed" if compressed else "image"
+    remaps = [f"{image_in}:={topics.image}", f"camera_info:={topics.camera_info or '/camera/camera_info'}"]
+    if uses_depth:
+        remaps.append(f"depth:={topics.depth}")
+    odometry_topic = f"/{NODE_NAME}/odometry"
+    domain_id = random.Random(os.getpid() ^ time.time_ns()).randrange(120, 230)
+
+    log_path = work / "silk_vo_node.log"
+    process = _start_node(params_file, remaps, domain_id, log_path)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    recorder = _Recorder(work / "recorded", odometry_topic)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node = rclpy.create_node("silk_vo_bag_player", context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        publishers = {
+            "image": node.create_publisher(CompressedImage if compressed else Image, topics.image, reliable),
+            "camera_info": node.create_publisher(CameraInfo, topics.camera_info or "/camera/camera_info", reliable),
+        }
+        if uses_depth:
+            publishers["depth"] = node.create_publisher(Image, topics.depth, reliable)
+        clock = node.create_publisher(Clock, "/clock", reliable)
+        node.create_subscription(Odometry, odometry_topic, recorder, QoSProfile(depth=100))
+        _wait_for_node(node, process, publishers, odometry_topic, node_timeout, log_path)
+        published = _play(source, publishers, clock, rate, progress)
+        _drain(recorder, process, published, node_timeout)
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        rclpy.try_shutdown(context=context)
+        recorder.close()
+        return_code = _stop_node(process)
+    if not recorder.stamps:
+        raise BagError(
+            f"silk_vo_node published no odometry for {len(published)} frames (exit code {return_code});"
+            f" its log ends:\n{_log_tail(log_path)}"
+        )
+    return _trajectory_and_stats(recorder, published, base_cam, work, rate, lost_variance)
+
+
+def _wait_for_node(node, process, publishers, odometry_topic: str, timeout: float, log_path: Path) -> None:
+    """Until the node subscribes to every input and offers its odometry (its VO is built by then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BagError(
+                f"silk_vo_node exited with code {process.returncode} before it was ready; its log ends:\n"
+                f"{_log_tail(log_path)}"
+            )
+        inputs_ready = all(p.get_subscription_count() > 0 for p in publishers.values())
+        if inputs_ready and node.count_publishers(odometry_topic) > 0:
+            time.sleep(0.5)  # let discovery finish in both directions (the node must also see our publishers)
+            return
+        time.sleep(0.05)
+    raise BagError(f"silk_vo_node was not ready within {timeout:.0f} s; its log ends:\n{_log_tail(log_path)}")
+
+
+def _play(source, publishers, clock, rate: float, progress: bool) -> list[tuple[float, float]]:
+    """Publish in bag order at ``rate`` x real time with /clock; returns (image stamp s, publish wall) per image."""
+    published: list[tuple[float, float]] = []
+    first_log = None
+    start_wall = time.monotonic()
+    bar = tqdm(total=len(source.image_index), desc=f"play x{rate:g}", unit="frame", disable=not progress)
+    camera_override = source.override_camera
+    for role, msgtype, log_ns, data in source.raw_stream():
+        first_log = log_ns if first_log is None else first_log
+        due = start_wall + (log_ns - first_log) * 1e-9 / rate
+        while (now := time.monotonic()) < due:
+            _publish_clock(clock, first_log + int((now - start_wall) * rate * 1e9))
+            time.sleep(min(CLOCK_PERIOD_S, due - now))
+        _publish_clock(clock, log_ns)
+        msg = deserialize_message(data, _ROS_TYPES[msgtype])
+        publishers[role].publish(msg)
+        if role == "image":
+            if camera_override is not None:
+                publishers["camera_info"].publish(camera_info_message(camera_override, msg.header))
+            published.append((conv.stamp_to_seconds(msg.header.stamp), time.monotonic()))
+            bar.update(1)
+    bar.close()
+    return published
+
+
+def _publish_clock(clock, ns: int) -> None:
+    msg = Clock()
+    msg.clock.sec, msg.clock.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    clock.publish(msg)
+
+
+def _drain(recorder: _Recorder, process, published, timeout: float) -> None:
+    """Wait for the odometry of the last frame, or until the node has been quiet for DRAIN_IDLE_S."""
+    last_stamp = published[-1][0] if published else None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with recorder.lock:
+            done = bool(recorder.stamps) and abs(recorder.stamps[-1] - last_stamp) < 1e-6
+            idle = time.monotonic() - max(recorder.last_wall, published[-1][1] if published else 0) > DRAIN_IDLE_S
+        if done or idle:
+            return
+        time.sleep(0.05)
+
+
+def _trajectory_and_stats(
+    recorder: _Recorder, published, base_cam: np.ndarray, work: Path, rate: float, lost_variance: float
+):
+    stamps = np.asarray(recorder.stamps)
+    order = np.argsort(stamps, kind="stable")
+    keep = order[np.concatenate([[True], np.diff(stamps[order]) > 0])]
+    cam_base = np.linalg.inv(base_cam)
+    poses = np.array([cam_base @ recorder.poses[i] @ base_cam for i in keep])  # odom<-base -> world<-camera
+    trajectory = Trajectory(stamps[keep], poses)
+    sent = {round(stamp, 6): wall for stamp, wall in published}
+    latency = [
+        (recorder.received_wall[i] - sent[round(recorder.stamps[i], 6)]) * 1e3
+        for i in keep
+        if round(recorder.stamps[i], 6) in sent
+    ]
+    # A LOST frame's covariance is lost_variance on every axis (huge, finite): the odometry says so itself.
+    lost = int(sum(recorder.variances[i] >= 0.5 * lost_variance for i in keep))
+    stats = {
+        "frames": len(published),
+        "published_images": len(published),
+        "received_odometry": len(keep),
+        "dropped_frames": len(published) - len(keep),
+        "lost_frames": lost,
+        "timings_ms": {"end_to_end": latency},
+        "latency_ms": {
+            "mean": float(np.mean(latency)) if latency else None,
+            "p95": float(np.percentile(latency, 95)) if latency else None,
+        },
+        "rate": rate,
+        "recorded_bag": str(work / "recorded"),
+        "node_log": str(work / "silk_vo_node.log"),
+    }
+    return trajectory, stats
