@@ -77,8 +77,11 @@ def test_recording_cut_short_is_caught_by_the_message_count(bags, tmp_path, caps
     shutil.copytree(bags["gooddb.db3"], bag)
     with sqlite3.connect(next(bag.glob("*.db3"))) as db:
         topic_id = db.execute("SELECT id FROM topics WHERE name = '/camera/image_raw'").fetchone()[0]
-        db.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE topic_id = ? "
-                   "ORDER BY timestamp DESC LIMIT 2)", (topic_id,))
+        db.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE topic_id = ? "
+            "ORDER BY timestamp DESC LIMIT 2)",
+            (topic_id,),
+        )
     err = _fails(capsys, tmp_path / "r", bag)
     assert "truncated" in err and "lists 6 image messages" in err and "only 4 could be read" in err
 
@@ -90,8 +93,21 @@ def test_bag_without_camera_info_needs_camera_yaml(bags, tmp_path, capsys):
     assert "no sensor_msgs/CameraInfo topic" in err and "--camera-yaml" in err
     camera = open_sequence("synthetic", None, n_frames=6, width=160, height=120).camera
     yaml_path = write_camera_yaml(camera, tmp_path / "camera.yaml")
-    assert main(["bag", "eval", str(bags["noinfo.mcap"]), "--camera-yaml", str(yaml_path),
-                 "--out", str(tmp_path / "ok"), *SETTINGS]) == 0
+    assert (
+        main(
+            [
+                "bag",
+                "eval",
+                str(bags["noinfo.mcap"]),
+                "--camera-yaml",
+                str(yaml_path),
+                "--out",
+                str(tmp_path / "ok"),
+                *SETTINGS,
+            ]
+        )
+        == 0
+    )
     assert main(["bag", "eval", str(bags["good.mcap"]), "--out", str(tmp_path / "ref"), *SETTINGS]) == 0
     assert (tmp_path / "ok" / "trajectory.tum").read_text() == (tmp_path / "ref" / "trajectory.tum").read_text()
     # A calibration for another image size is refused, naming both sizes.

@@ -75,8 +75,14 @@ def test_synthetic_bag_replays_exactly_like_the_dataset(suffix, synthetic_sequen
     _assert_same_trajectory(mono, synthetic_direct["mono"])
     assert report["frames"] == 8 and report["associated_poses"] == 8 and report["mode"] == "deterministic"
     rgbd, report = _eval(
-        bag, tmp_path / "rgbd", "--gt-topic", "/ground_truth/pose", "--depth-topic", "/camera/depth/image_raw",
-        "--set", "mode=auto",
+        bag,
+        tmp_path / "rgbd",
+        "--gt-topic",
+        "/ground_truth/pose",
+        "--depth-topic",
+        "/camera/depth/image_raw",
+        "--set",
+        "mode=auto",
     )
     _assert_same_trajectory(rgbd, synthetic_direct["auto"])
     assert report["metric_scale"] is True and report["headline"]["align"] == "se3"
@@ -113,7 +119,9 @@ def test_compressed_images(synthetic_sequence, synthetic_direct, tmp_path):
     bag = _convert("synthetic", "-", tmp_path / "png.db3", "--compressed", "png", "--max-frames", "8")
     with BagSource(bag, EvalTopics("/camera/image_raw/compressed")) as source:
         assert source.summary()["image_type"] == "sensor_msgs/CompressedImage"
-    estimate, _ = _eval(bag, tmp_path / "png_report", "--image-topic", "/camera/image_raw/compressed", "--set", "mode=mono")
+    estimate, _ = _eval(
+        bag, tmp_path / "png_report", "--image-topic", "/camera/image_raw/compressed", "--set", "mode=mono"
+    )
     _assert_same_trajectory(estimate, synthetic_direct["mono"])
     # JPEG: frames are exactly what cv2 decodes from the stored bytes, and the run completes.
     bag = _convert("synthetic", "-", tmp_path / "jpeg.mcap", "--compressed", "--max-frames", "4")
@@ -121,16 +129,23 @@ def test_compressed_images(synthetic_sequence, synthetic_direct, tmp_path):
         frame = source.frame(2)
     ok, buffer = cv2.imencode(".jpg", synthetic_sequence[2].image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     np.testing.assert_array_equal(frame.image, cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED))
-    estimate, report = _eval(bag, tmp_path / "jpeg_report", "--image-topic", "/camera/image_raw/compressed",
-                             "--gt-topic", "/ground_truth/pose")
+    estimate, report = _eval(
+        bag,
+        tmp_path / "jpeg_report",
+        "--image-topic",
+        "/camera/image_raw/compressed",
+        "--gt-topic",
+        "/ground_truth/pose",
+    )
     assert len(estimate) == 4 and report["bag"]["image_type"] == "sensor_msgs/CompressedImage"
 
 
 def test_16bit_depth_and_camera_yaml(synthetic_sequence, tmp_path):
     from silk_ros.bagio.camera_yaml import read_camera_yaml, write_camera_yaml
 
-    bag = _convert("synthetic", "-", tmp_path / "d.mcap", "--depth-encoding", "16UC1", "--no-camera-info",
-                   "--max-frames", "3")
+    bag = _convert(
+        "synthetic", "-", tmp_path / "d.mcap", "--depth-encoding", "16UC1", "--no-camera-info", "--max-frames", "3"
+    )
     yaml_path = write_camera_yaml(synthetic_sequence.camera, tmp_path / "camera.yaml")
     assert read_camera_yaml(yaml_path) == synthetic_sequence.camera
     topics = EvalTopics("/camera/image_raw", depth="/camera/depth/image_raw")
@@ -151,3 +166,17 @@ def test_node_params_file_maps_like_the_node():
     values = {spec.name: spec.default for spec in parameters.NODE_PARAMETERS}
     values.update(node_parameters(yaml.safe_load(DEFAULT_NODE_PARAMS.read_text())))
     assert load_odometry_config(DEFAULT_NODE_PARAMS) == parameters.odometry_config(values)
+
+
+def test_ros1_bag_replays_like_its_rosbag2_original(tmp_path):
+    """ROS 1 bags are read too (rosbags' AnyReader): the same frames, hence the same trajectory."""
+    from rosbags.convert import convert
+    from rosbags.typesys import Stores, get_typestore
+
+    bag2 = _convert("synthetic", "-", tmp_path / "two.mcap", "--max-frames", "5")
+    bag1 = tmp_path / "one.bag"
+    convert([bag2], bag1, "", 2, None, "file", None, get_typestore(Stores.ROS1_NOETIC), [], [], [], [])
+    ros1, report = _eval(bag1, tmp_path / "ros1", "--gt-topic", "/ground_truth/pose")
+    ros2, _ = _eval(bag2, tmp_path / "ros2", "--gt-topic", "/ground_truth/pose")
+    _assert_same_trajectory(ros1, ros2, atol=0)
+    assert report["bag"]["images"] == 5

@@ -26,6 +26,8 @@ DEFAULT_NODE_PARAMS = REPO_ROOT / "config" / "silk_vo.yaml"
 
 def node_parameters(data: dict) -> dict[str, Any] | None:
     """``{node: {ros__parameters: {...}}}`` (or ``/**``) -> the parameter dict; None when not a ROS params file."""
+    if not isinstance(data, dict):
+        return None
     for value in data.values():
         if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
             return dict(value["ros__parameters"])
@@ -34,23 +36,18 @@ def node_parameters(data: dict) -> dict[str, Any] | None:
 
 def load_odometry_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> OdometryConfig:
     """OdometryConfig from an odometry YAML or a node params file (None: OdometryConfig defaults)."""
-    values: dict[str, Any] = {}
-    if path is not None:
+    changes = _odometry_overrides(overrides or {})
+    try:
+        if path is None:
+            return OdometryConfig.from_dict(changes)
         path = Path(path)
         if not path.is_file():
             raise BagError(f"odometry settings file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise BagError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-        params = node_parameters(data)
-        if params is None:
-            values = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
-        else:
-            values = _from_node_parameters(params, path)
-    values.update(_odometry_overrides(overrides or {}))
-    try:
-        return OdometryConfig.from_dict(values)
-    except (ConfigError, TypeError) as err:
+        params = node_parameters(yaml.safe_load(path.read_text()) or {})
+        if params is None:  # an OdometryConfig YAML
+            return OdometryConfig.from_yaml(path).replace(**changes)
+        return OdometryConfig.from_dict({**_from_node_parameters(params, path), **changes})
+    except (ConfigError, TypeError, AttributeError, yaml.YAMLError) as err:
         raise BagError(f"odometry settings{f' in {path}' if path else ''}: {err}") from None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
@@ -216,6 +217,10 @@ class BagSource:
         self.ground_truth = self._read_ground_truth() if self.gt_connections else None
 
     def _camera_from_info(self, msg, connection) -> Camera:
+        if not hasattr(msg, "k"):  # ROS 1 spells the matrices K, D
+            msg = SimpleNamespace(
+                width=msg.width, height=msg.height, k=msg.K, d=msg.D, distortion_model=msg.distortion_model
+            )
         try:
             return Camera.from_camera_info(camera_info_to_dict(msg))
         except (InputError, CameraError) as err:
