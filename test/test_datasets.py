@@ -296,3 +296,32 @@ def test_euroc_original_asl_ground_truth(seqs, tmp_path):
     tum = open_sequence("euroc", src)
     np.testing.assert_allclose(asl.ground_truth.poses, tum.ground_truth.poses, atol=1e-9)
     assert len(asl.ground_truth_at_frames()) == 95
+
+
+@pytest.mark.parametrize(
+    "fmt,folder,i,j,max_rot_deg,max_dir_deg",
+    [
+        ("kitti", "kitti_odometry", 0, 5, 0.3, 5.0),
+        ("tum", "tum_rgbd/rgbd_dataset_freiburg2_desk_mini", 0, 10, 2.0, 15.0),
+        ("7scenes", "7scenes_redkitchen", 200, 240, 4.5, 15.0),
+        ("synthetic", None, 20, 26, 1.0, 10.0),
+    ],
+)
+def test_ground_truth_convention_agrees_with_the_images(seqs, fmt, folder, i, j, max_rot_deg, max_dir_deg):
+    """The relative motion from ground truth (T_world_cam, optical frame) matches the images' epipolar geometry
+    (SIFT + 5-point RANSAC on undistorted keypoints). A swapped convention (T_cam_world, body frame) fails."""
+    seq = open_sequence(fmt, None if folder is None else seqs / folder)
+    a, b = seq[i], seq[j]
+    sift = cv2.SIFT_create(3000)
+    grey = [f.image if f.image.ndim == 2 else cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY) for f in (a, b)]
+    (ka, da), (kb, db) = (sift.detectAndCompute(g, None) for g in grey)
+    good = [m for m, n in cv2.BFMatcher().knnMatch(da, db, k=2) if m.distance < 0.75 * n.distance]
+    pa = seq.camera.undistort_points([ka[m.queryIdx].pt for m in good])
+    pb = seq.camera.undistort_points([kb[m.trainIdx].pt for m in good])
+    E, mask = cv2.findEssentialMat(pa, pb, seq.camera.K, cv2.RANSAC, 0.999, 1.0)
+    _, R, t, _ = cv2.recoverPose(E, pa, pb, seq.camera.K, mask=mask)
+    T_b_a = np.linalg.inv(b.gt_pose) @ a.gt_pose
+    rot_error = np.degrees(np.linalg.norm(Rotation.from_matrix(R @ T_b_a[:3, :3].T).as_rotvec()))
+    direction = T_b_a[:3, 3] / np.linalg.norm(T_b_a[:3, 3])
+    dir_error = np.degrees(np.arccos(np.clip(float(t.ravel() @ direction), -1.0, 1.0)))
+    assert rot_error < max_rot_deg and dir_error < max_dir_deg, (rot_error, dir_error)

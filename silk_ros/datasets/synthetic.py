@@ -51,33 +51,39 @@ class TexturedQuad:
 
 
 def procedural_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Natural-looking BGR texture: coloured fractal noise with random blobs, boxes and strokes on top."""
+    """Natural-looking BGR texture: a "dead leaves" image (overlapping discs, boxes and polygons whose sizes
+    follow the r^-3 power law of natural scenes, so it looks alike at every distance and is full of corners and
+    occlusion edges) over fractal-noise shading, plus a faint grain."""
     noise = np.zeros((height, width), np.float32)
     amplitude, total = 1.0, 0.0
-    for cells in (4, 8, 16, 32, 64):
-        grid = rng.random((max(2, height * cells // max(width, height)), max(2, width * cells // max(width, height))))
-        noise += amplitude * cv2.resize(grid.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    for wavelength in (256, 64, 16, 4):  # texels
+        grid = rng.random((height // wavelength + 2, width // wavelength + 2)).astype(np.float32)
+        noise += amplitude * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
         total += amplitude
-        amplitude *= 0.6
-    noise = np.clip(noise / total, 0.0, 1.0)[..., None]
-    dark, light = rng.uniform(20, 110, 3), rng.uniform(140, 245, 3)
-    image = (dark * (1.0 - noise) + light * noise).astype(np.float32)
-    for _ in range(int(rng.integers(25, 45) * width * height / 256**2) + 8):
-        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        size = int(rng.integers(4, 28))
-        kind = rng.integers(0, 4)
+        amplitude *= 0.5
+    image = np.repeat((60.0 + 140.0 * noise / total)[..., None], 3, axis=2)
+    r_min, r_max = 3.0, 64.0
+    mean_area = np.pi * 2.0 * np.log(r_max / r_min) / (r_min**-2 - r_max**-2)
+    count = int(2.5 * width * height / mean_area)
+    radii = (r_min**-2 - rng.random(count) * (r_min**-2 - r_max**-2)) ** -0.5  # inverse CDF of p(r) ~ r^-3
+    centres = rng.random((count, 2)) * [width, height]
+    hues = rng.integers(0, 180, count)
+    palette = cv2.cvtColor(
+        np.stack([hues, rng.integers(10, 150, count), rng.integers(30, 250, count)], axis=1)
+        .astype(np.uint8)[None], cv2.COLOR_HSV2BGR)[0]
+    kinds = rng.integers(0, 3, count)
+    for (x, y), r, colour, kind in zip(centres.astype(int), radii, palette.tolist(), kinds, strict=True):
+        r = int(round(r))
         if kind == 0:
-            cv2.circle(image, (x, y), size, colour, -1, cv2.LINE_AA)
+            cv2.circle(image, (int(x), int(y)), r, colour, -1, cv2.LINE_AA)
         elif kind == 1:
-            cv2.rectangle(image, (x, y), (x + size, y + int(rng.integers(4, 28))), colour, -1, cv2.LINE_AA)
-        elif kind == 2:
-            points = (np.array([x, y]) + rng.integers(-size, size + 1, (int(rng.integers(3, 6)), 2))).astype(np.int32)
-            cv2.fillPoly(image, [points], colour, cv2.LINE_AA)
+            h = int(rng.integers(max(2, r // 2), 2 * r + 1))
+            cv2.rectangle(image, (int(x) - r, int(y) - h // 2), (int(x) + r, int(y) + h // 2), colour, -1)
         else:
-            end = (x + int(rng.integers(-40, 41)), y + int(rng.integers(-40, 41)))
-            cv2.line(image, (x, y), end, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
-    image += rng.normal(0.0, 4.0, image.shape).astype(np.float32)  # fine grain, like paper or plaster
+            points = np.array([x, y]) + rng.integers(-r, r + 1, (int(rng.integers(3, 6)), 2))
+            cv2.fillPoly(image, [points.astype(np.int32)], colour, cv2.LINE_AA)
+    image *= (0.75 + 0.5 * noise / total)[..., None]  # large-scale shading over the leaves
+    image += rng.normal(0.0, 3.0, image.shape).astype(np.float32)  # fine grain, like paper or plaster
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
