@@ -18,6 +18,7 @@ Options: ``n_frames`` (50), ``width`` (320), ``height`` (240), ``fps`` (10), ``s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class TexturedQuad:
     def normal(self) -> np.ndarray:
         n = np.cross(self.u, self.v)
         return n / np.linalg.norm(n)
+
+
+Quads = tuple[TexturedQuad, ...] | list[TexturedQuad]
 
 
 def procedural_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -149,7 +153,7 @@ def camera_path(n_frames: int) -> np.ndarray:
 
 
 def render(
-    quads: list[TexturedQuad], camera: Camera, T_world_cam: np.ndarray, supersampling: int = SUPERSAMPLING
+    quads: Quads, camera: Camera, T_world_cam: np.ndarray, supersampling: int = SUPERSAMPLING
 ) -> tuple[np.ndarray, np.ndarray]:
     """(BGR uint8 image, float32 z-depth in metres) seen by ``camera`` at ``T_world_cam``."""
     ss = supersampling
@@ -163,7 +167,7 @@ def render(
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), depth.reshape(camera.height, camera.width).astype(np.float32)
 
 
-def _cast(quads: list[TexturedQuad], camera: Camera, T_world_cam: np.ndarray, xs: np.ndarray, ys: np.ndarray):
+def _cast(quads: Quads, camera: Camera, T_world_cam: np.ndarray, xs: np.ndarray, ys: np.ndarray):
     """Nearest hit per pixel ray: (z-depth, quad index, a, b), all flattened row-major over (ys, xs)."""
     grid_x, grid_y = np.meshgrid(xs, ys)
     rays_cam = np.column_stack([(grid_x.ravel() - camera.cx) / camera.fx, (grid_y.ravel() - camera.cy) / camera.fy,
@@ -186,7 +190,7 @@ def _cast(quads: list[TexturedQuad], camera: Camera, T_world_cam: np.ndarray, xs
     return best_t, best_q, best_a, best_b
 
 
-def _shade(quads: list[TexturedQuad], t: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _shade(quads: Quads, t: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bilinear texture lookup (pixel-centre texel convention) times the face's fixed diffuse shading."""
     colour = np.zeros((len(t), 3), np.float32)
     for index, quad in enumerate(quads):
@@ -203,6 +207,21 @@ def _shade(quads: list[TexturedQuad], t: np.ndarray, q: np.ndarray, a: np.ndarra
         bottom = tex[y0 + 1, x0] * (1 - fx) + tex[y0 + 1, x0 + 1] * fx
         colour[sel] = (top * (1 - fy) + bottom * fy) * quad.shade
     return colour
+
+
+@functools.lru_cache(maxsize=4)
+def _scene(seed: int, texture_dir: str | None) -> tuple[TexturedQuad, ...]:
+    """The room for a seed (cached: building ~70k texture shapes takes a second, and tests reopen it)."""
+    photos = None
+    if texture_dir is not None:
+        files = sorted(p for p in Path(texture_dir).rglob("*") if p.suffix.lower() in (".jpg", ".png", ".ppm"))
+        if not files:
+            raise DatasetError(f"no .jpg/.png/.ppm photos under texture_dir {texture_dir}")
+        photos = [read_image(p) for p in files[:24]]
+    quads = build_room(np.random.default_rng(seed), photos)
+    for quad in quads:
+        quad.texture.setflags(write=False)  # shared between sequences
+    return tuple(quads)
 
 
 class SyntheticSequence(Sequence):
@@ -225,13 +244,7 @@ class SyntheticSequence(Sequence):
             raise DatasetError(f"a synthetic sequence needs n_frames >= 2, got {n_frames}")
         if fps <= 0:
             raise DatasetError(f"fps must be positive, got {fps}")
-        photos = None
-        if texture_dir is not None:
-            files = sorted(p for p in Path(texture_dir).rglob("*") if p.suffix.lower() in (".jpg", ".png", ".ppm"))
-            if not files:
-                raise DatasetError(f"no .jpg/.png/.ppm photos under texture_dir {texture_dir}")
-            photos = [read_image(p) for p in files[:24]]
-        self.quads = build_room(np.random.default_rng(seed), photos)
+        self.quads = _scene(int(seed), None if texture_dir is None else str(Path(texture_dir).resolve()))
         self.grey = grey
         # ~63 degree horizontal field of view, principal point at the image centre (pixel-centre convention).
         focal = 0.8 * width
