@@ -1,0 +1,86 @@
+"""``python -m training.export --run-dir runs/silk_mu_cpu --out silk_ros/weights/silk_vggnp_mu.pt``.
+
+Turns a training checkpoint into a versioned silk_ros weights file (``silk_ros.weights.save_weights``)
+with its provenance: data, steps, wall time, hardware, config, git commit and the last validation figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from silk_ros.datasets.paths import REPO_ROOT
+from silk_ros.features.model import SILK_CONFIGS
+from silk_ros.weights import save_weights
+
+from .silk import CHECKPOINT_NAME
+
+__all__ = ["export_checkpoint", "hardware_description", "git_commit"]
+
+
+def hardware_description(threads: int) -> str:
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} logical CPUs), torch {torch.__version__}, {threads} intra-op thread(s), no GPU"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export_checkpoint(checkpoint: Path, out: Path, config_path: str | None = None) -> Path:
+    """Write the checkpoint's model as a shipped weights file; returns the path written."""
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    record = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = record["config"]
+    architecture = SILK_CONFIGS[config["model"]].to_dict()
+    val = next((h for h in reversed(record.get("history", [])) if "val_f1" in h), {})
+    provenance = {
+        "data": {
+            "train_images": config["train_images"],
+            "val_images": config["val_images"],
+            "data_root": config["data_root"] or "../shared/data",
+        },
+        "steps": int(record["step"]),
+        "pairs_seen": int(record["step"]) * int(config["batch_size"]),
+        "wall_time_s": round(float(record["wall_s"]), 1),
+        "hardware": hardware_description(int(config.get("threads") or torch.get_num_threads())),
+        "config": config,
+        "config_file": config_path,
+        "git_commit": git_commit(),
+        "validation": val,
+        "trainer": "python -m training.silk (silk_ros, written from the SiLK paper)",
+    }
+    return save_weights(out, "silk", architecture, record["model"], provenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", required=True, help=f"training run folder holding {CHECKPOINT_NAME}")
+    parser.add_argument("--out", default=str(REPO_ROOT / "silk_ros/weights/silk_vggnp_mu.pt"))
+    parser.add_argument("--config-file", help="the YAML the run was started with (recorded in provenance)")
+    args = parser.parse_args(argv)
+    path = export_checkpoint(Path(args.run_dir) / CHECKPOINT_NAME, Path(args.out), args.config_file)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

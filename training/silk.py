@@ -1,0 +1,287 @@
+"""``python -m training.silk --config training/configs/mu.yaml``: self-supervised SiLK training.
+
+One trainer for every scale: a single CPU or GPU process, or several processes launched by
+``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on GPUs).  Each process draws its own pairs
+(the rank is part of the data seed); gradients are averaged by DDP so all replicas stay identical.
+
+Checkpoints (``<run_dir>/checkpoint_last.pt``, written atomically) hold the model, the optimiser, the
+RNG states, the step and the accumulated wall time.  Because the pairs of step k are a pure function of
+(seed, rank, k), a run killed at any point and restarted with the same command continues exactly as if
+it had never stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
+from silk_ros.features.model import SILK_CONFIGS, SilkNet
+
+from .config import TrainConfig
+from .correspondence import grid_correspondences
+from .data import PairSampler, list_images, load_grey_images
+from .losses import mnn_labels, pair_loss
+
+__all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint_last.pt"
+
+
+@dataclass
+class StepStats:
+    loss: float
+    descriptor: float
+    keypoint: float
+    f1: float
+
+
+def match_f1(matches: int, correct: int, correspondences: int) -> tuple[float, float, float]:
+    """(precision, recall, F1) of mutual-nearest-neighbour matches against the true correspondences."""
+    precision = correct / matches if matches else 0.0
+    recall = correct / correspondences if correspondences else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return precision, recall, f1
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, progress: bool = True):
+        self.config = config
+        self.rank, self.world, local_rank = _distributed()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        device = config.device
+        if device.startswith("cuda") and self.world > 1:
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(device)
+        self.device = torch.device(device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.run_dir = Path(run_dir or config.run_dir)
+        if not self.run_dir.is_absolute():
+            self.run_dir = REPO_ROOT / self.run_dir
+        self.progress = progress and self.rank == 0
+
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        self.model = SilkNet(SILK_CONFIGS[config.model]).to(self.device)
+        self.border = self.model.border
+        self.grid = config.crop - 2 * self.border
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.ddp = None
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+        root = Path(config.data_root) if config.data_root else shared_data_root()
+        self.train_paths = list_images(config.train_images, root)
+        self.sampler = PairSampler(
+            load_grey_images(self.train_paths, config.crop), config.crop, config.homography, config.photometric,
+            config.seed, self.rank,
+        )
+        self.val_paths = list_images(config.val_images, root) if config.val_images and config.val_pairs else []
+        self._val_batches = None
+        self.step = 0
+        self.wall_s = 0.0
+        self.history: list[dict] = []
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> Path:
+        record = {
+            "step": self.step,
+            "wall_s": self.wall_s,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "history": self.history,
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_name(CHECKPOINT_NAME + ".tmp")
+        torch.save(record, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def load_checkpoint(self, path: Path | None = None) -> bool:
+        path = path or self.checkpoint_path
+        if not path.exists():
+            return False
+        record = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(record["model"])
+        self.optimizer.load_state_dict(record["optimizer"])
+        torch.set_rng_state(record["rng"]["torch"].cpu())
+        np.random.set_state(record["rng"]["numpy"])
+        random.setstate(record["rng"]["python"])
+        if record["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(record["rng"]["cuda"])
+        self.step = int(record["step"])
+        self.wall_s = float(record["wall_s"])
+        self.history = list(record.get("history", []))
+        return True
+
+    # ---------------------------------------------------------------- training
+    def _forward(self, views0: torch.Tensor, views1: torch.Tensor):
+        net = self.ddp or self.model
+        logits, desc = net(torch.cat([views0, views1]).to(self.device))
+        b = len(views0)
+        return logits[:b, 0], desc[:b], logits[b:, 0], desc[b:]
+
+    def train_step(self) -> StepStats:
+        cfg = self.config
+        self.model.train()
+        v0, v1, hs = self.sampler.batch(self.step, cfg.batch_size)
+        logits0, desc0, logits1, desc1 = self._forward(torch.from_numpy(v0), torch.from_numpy(v1))
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.rank * 7919 + self.step)
+        losses = []
+        for k in range(len(hs)):
+            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[k]), self.grid, self.border)
+            losses.append(
+                pair_loss(
+                    logits0[k], desc0[k], logits1[k], desc1[k], gt01.to(self.device), gt10.to(self.device),
+                    cfg.temperature, cfg.block_size, cfg.anchors, generator,
+                    cfg.descriptor_weight, cfg.keypoint_weight,
+                )
+            )
+        loss = torch.stack([p.loss for p in losses]).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        _, _, f1 = match_f1(*(sum(getattr(p, a) for p in losses) for a in ("matches", "correct", "correspondences")))
+        n = len(losses)
+        return StepStats(
+            float(loss.detach()), sum(p.descriptor for p in losses) / n, sum(p.keypoint for p in losses) / n, f1
+        )
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Match precision / recall / F1 and keypoint-label accuracy on fixed held-out pairs."""
+        if not self.val_paths:
+            return {}
+        if self._val_batches is None:
+            sampler = PairSampler(
+                load_grey_images(self.val_paths, self.config.crop), self.config.crop, self.config.homography,
+                self.config.photometric, seed=self.config.seed + 10_000,
+            )
+            self._val_batches = [sampler.batch(i, 1) for i in range(self.config.val_pairs)]
+        self.model.eval()
+        totals = np.zeros(3)
+        kp_agree, kp_total = 0, 0
+        for v0, v1, hs in self._val_batches:
+            logits, desc = self.model(torch.from_numpy(np.concatenate([v0, v1])).to(self.device))
+            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[0]), self.grid, self.border)
+            d0 = torch.nn.functional.normalize(desc[0].flatten(1).T, dim=1)
+            d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
+            label0, _, mutual0 = mnn_labels(d0, d1, gt01.to(self.device), gt10.to(self.device), self.config.block_size)
+            totals += [int(mutual0.sum()), int(label0.sum()), int((gt01 >= 0).sum())]
+            kp_agree += int(((logits[0, 0].flatten() > 0) == label0).sum())
+            kp_total += label0.numel()
+        self.model.train()
+        precision, recall, f1 = match_f1(*(int(t) for t in totals))
+        return {"val_precision": precision, "val_recall": recall, "val_f1": f1, "val_keypoint_acc": kp_agree / kp_total}
+
+    def fit(self, steps: int | None = None, stop_after: int | None = None) -> list[dict]:
+        """Train until ``steps`` (default config.steps); ``stop_after`` ends this call early (tests, budgets)."""
+        cfg = self.config
+        total = steps or cfg.steps
+        end = total if stop_after is None else min(total, self.step + stop_after)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc="silk")
+        log_path = self.run_dir / "log.jsonl"
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        smooth = None
+        while self.step < end:
+            start = time.perf_counter()
+            stats = self.train_step()
+            self.wall_s += time.perf_counter() - start
+            smooth = stats if smooth is None else StepStats(
+                *(0.95 * a + 0.05 * b for a, b in zip(vars(smooth).values(), vars(stats).values(), strict=True))
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{smooth.loss:.3f}", desc=f"{smooth.descriptor:.3f}", kp=f"{smooth.keypoint:.3f}",
+                            f1=f"{smooth.f1:.3f}")
+            if self.rank != 0:
+                continue
+            entry = None
+            if self.step % cfg.log_every == 0:
+                rounded = {k: round(v, 5) for k, v in vars(stats).items()}
+                entry = {"step": self.step, "wall_s": round(self.wall_s, 2), **rounded}
+            if self.step % cfg.val_every == 0 or self.step == total:
+                entry = {**(entry or {"step": self.step, "wall_s": round(self.wall_s, 2)}), **self.validate()}
+                self.history.append(entry)
+            if entry is not None:
+                entry["utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+                with log_path.open("a") as log:
+                    log.write(json.dumps(entry) + "\n")
+            if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+        bar.close()
+        if self.world > 1:
+            dist.barrier()
+        return self.history
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.silk", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    parser.add_argument("--run-dir", help="override config.run_dir (checkpoints, log.jsonl)")
+    parser.add_argument("--steps", type=int, help="override config.steps")
+    parser.add_argument("--stop-after", type=int, help="stop this invocation after N steps (resumable)")
+    parser.add_argument("--threads", type=int, help="override config.threads (torch intra-op threads)")
+    parser.add_argument("--device", help="override config.device (cpu, cuda)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run dir")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = TrainConfig.from_yaml(args.config)
+    for key in ("steps", "threads", "device"):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    if args.run_dir:
+        config.run_dir = args.run_dir
+    config.validate()
+    trainer = Trainer(config, progress=not args.no_progress)
+    if not args.fresh and trainer.load_checkpoint():
+        print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)
+    trainer.fit(stop_after=args.stop_after)
+    if trainer.rank == 0 and trainer.history:
+        print(json.dumps(trainer.history[-1]))
+    if trainer.world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
