@@ -107,11 +107,17 @@ def test_tum_bag_replays_exactly_like_the_dataset(data_root, tmp_path):
     assert from_file["ate"]["sim3"]["rmse"] == pytest.approx(report["ate"]["sim3"]["rmse"], abs=1e-6)
 
 
-def test_two_evals_of_one_bag_are_identical(synthetic_sequence, tmp_path):
+@pytest.mark.parametrize(
+    "front_end",
+    [["--set", "features=orb"], ["--set", "features=silk", "--set", "weights=untrained", "--set", "allow_untrained=true"]],
+    ids=["orb", "silk-onnxruntime"],
+)
+def test_two_evals_of_one_bag_are_identical(front_end, tmp_path):
     bag = _convert("synthetic", "-", tmp_path / "s.mcap", "--max-frames", "6")
-    _eval(bag, tmp_path / "a", "--gt-topic", "/ground_truth/pose")
-    _eval(bag, tmp_path / "b", "--gt-topic", "/ground_truth/pose")
+    _, report = _eval(bag, tmp_path / "a", "--gt-topic", "/ground_truth/pose", *front_end)
+    _eval(bag, tmp_path / "b", "--gt-topic", "/ground_truth/pose", *front_end)
     assert (tmp_path / "a" / "trajectory.tum").read_bytes() == (tmp_path / "b" / "trajectory.tum").read_bytes()
+    assert report["frames"] == 6
 
 
 def test_compressed_images(synthetic_sequence, synthetic_direct, tmp_path):

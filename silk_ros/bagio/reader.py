@@ -20,6 +20,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
 from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
+from tqdm import tqdm
 
 from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
@@ -174,8 +175,10 @@ class BagSource:
         out, kept = [], []
         last_log, rank = None, 0
         expected = sum(c.msgcount for c in connections)
-        with self._reading(f"{role} messages"):
+        bar = tqdm(total=expected or None, desc=f"index {role}", unit="msg", disable=not self.progress, leave=False)
+        with self._reading(f"{role} messages"), bar:
             for connection, log_ns, raw in self._reader.messages(connections=connections):
+                bar.update(1)
                 msg = self._reader.deserialize(raw, connection.msgtype)
                 rank = rank + 1 if log_ns == last_log else 0
                 last_log = log_ns
