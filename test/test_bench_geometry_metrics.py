@@ -5,12 +5,13 @@ import pytest
 
 from silk_ros.evaluation.matching_metrics import (
     accuracy_at,
-    error_auc,
+    auc,
     estimate_homography,
     estimate_relative_pose,
     homography_corner_error,
     mean_matching_accuracy,
     relative_pose_error,
+    relative_pose_error_from_matches,
     repeatability,
     translation_angle_error_deg,
     warp_points,
@@ -39,6 +40,8 @@ def test_relative_pose_recovered_from_exact_projections():
     assert inliers.mean() > 0.95
     assert err < 0.5 and err == max(r_err, t_err)
     assert relative_pose_error(pose, None, None)[0] == float("inf")
+    assert relative_pose_error_from_matches(p0, p1, k, k, pose) == pytest.approx(err)
+    assert relative_pose_error_from_matches(p0[:4], p1[:4], k, k, pose) == float("inf")
 
 
 def test_translation_angle_is_sign_free():
@@ -48,7 +51,7 @@ def test_translation_angle_is_sign_free():
 
 def test_error_auc_matches_hand_computation():
     # Errors 1 and 3 (and one failure) with threshold 2: recall 1/3 from error 1 to 2 -> area 1/3, / 2.
-    aucs = error_auc([1.0, 3.0, float("inf")], (2.0, 4.0))
+    aucs = dict(zip((2.0, 4.0), auc([1.0, 3.0, float("inf")], (2.0, 4.0)), strict=True))
     assert aucs[2.0] == pytest.approx((0.5 * 1 * (1 / 3) + 1 * (1 / 3)) / 2)
     # Up to 4: triangle to (1, 1/3), ramp to (3, 2/3), flat to 4.
     area = 0.5 * (1 / 3) + 2 * (1 / 3 + 2 / 3) / 2 + 1 * (2 / 3)
@@ -64,8 +67,8 @@ def test_homography_metrics_on_a_known_warp():
     p1[:10] += 20  # outliers
     h_est, inliers = estimate_homography(p0, p1)
     assert inliers[10:].all() and not inliers[:10].any()
-    assert homography_corner_error(h_est, h, 640, 480) < 1e-3
-    assert homography_corner_error(None, h, 640, 480) == float("inf")
+    assert homography_corner_error(h_est, h, (480, 640)) < 1e-3
+    assert homography_corner_error(None, h, (480, 640)) == float("inf")
     mma = mean_matching_accuracy(p0, p1, h, (1, 3))
     assert mma[1] == pytest.approx(0.9) and mma[3] == pytest.approx(0.9)
     k1 = np.concatenate([warp_points(p0[:50], h) + 0.5, rng.uniform(0, 400, size=(50, 2))])

@@ -27,12 +27,13 @@ __all__ = [
     "match_reprojection_errors",
     "mean_matching_accuracy",
     "repeatability",
-    "error_auc",
+    "auc",
     "accuracy_at",
     "rotation_error_deg",
     "translation_angle_error_deg",
     "relative_pose_error",
     "estimate_relative_pose",
+    "relative_pose_error_from_matches",
 ]
 
 
@@ -49,11 +50,12 @@ def homography_corners(width: int, height: int) -> np.ndarray:
     return np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]], np.float64)
 
 
-def homography_corner_error(h_est: np.ndarray | None, h_true: np.ndarray, width: int, height: int) -> float:
-    """Mean corner distance in image-1 pixels; ``inf`` when no homography was estimated."""
+def homography_corner_error(h_est: np.ndarray | None, h_true: np.ndarray, image_size: tuple[int, ...]) -> float:
+    """Mean corner distance in image-1 pixels for image 0 of ``image_size`` (height, width[, ...]);
+    ``inf`` when no homography was estimated."""
     if h_est is None or not np.all(np.isfinite(h_est)):
         return float("inf")
-    corners = homography_corners(width, height)
+    corners = homography_corners(int(image_size[1]), int(image_size[0]))
     return float(np.linalg.norm(warp_points(corners, h_est) - warp_points(corners, h_true), axis=1).mean())
 
 
@@ -120,23 +122,22 @@ def repeatability(
     return (repeated0 + repeated1) / (len(k0) + len(k1))
 
 
-def error_auc(errors: np.ndarray | list[float], thresholds: tuple[float, ...]) -> dict[float, float]:
-    """Area under the recall-vs-error curve up to each threshold, divided by it (SuperGlue's pose AUC).
-
-    Failed estimates carry an infinite error and count as never recalled.
+def auc(errors: np.ndarray | list[float], thresholds: tuple[float, ...]) -> list[float]:
+    """Area under the recall-vs-error curve up to each threshold, divided by it (SuperGlue's pose AUC),
+    one value per threshold.  Failed estimates carry an infinite error and count as never recalled.
     """
     errors = np.sort(np.asarray(errors, np.float64))
     if len(errors) == 0:
-        return {t: 0.0 for t in thresholds}
+        return [0.0 for _ in thresholds]
     recall = (np.arange(len(errors)) + 1) / len(errors)
     errors = np.concatenate([[0.0], errors])
     recall = np.concatenate([[0.0], recall])
-    aucs = {}
+    aucs = []
     for t in thresholds:
         last = int(np.searchsorted(errors, t))
         x = np.concatenate([errors[:last], [t]])
         y = np.concatenate([recall[:last], [recall[last - 1]]])
-        aucs[t] = float(np.trapezoid(y, x) / t)
+        aucs.append(float(np.trapezoid(y, x) / t))
     return aucs
 
 
@@ -203,3 +204,16 @@ def estimate_relative_pose(
         if best is None or count > best[0]:
             best = (count, r, t.ravel(), mask.ravel().astype(bool))
     return best[1], best[2], best[3]
+
+
+def relative_pose_error_from_matches(
+    points0: np.ndarray,
+    points1: np.ndarray,
+    k0: np.ndarray,
+    k1: np.ndarray,
+    t_0to1_true: np.ndarray,
+    threshold_px: float = 0.5,
+) -> float:
+    """SuperGlue's pose error of one pair from its matches: max(rotation, translation angle), inf on failure."""
+    r, t, _ = estimate_relative_pose(points0, points1, k0, k1, threshold_px)
+    return relative_pose_error(t_0to1_true, r, t)[0]
