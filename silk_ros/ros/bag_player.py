@@ -55,21 +55,20 @@ CLOCK_PERIOD_S = 0.01
 DRAIN_IDLE_S = 3.0
 
 
-def node_params_file(params: Path | None, overrides: dict, uses_depth: bool, compressed: bool, out: Path) -> Path:
-    """The node's params file for this run: the user's (or config/silk_vo.yaml) + --set overrides + sim time."""
+def node_params_file(params: Path | None, overrides: dict, has_depth: bool, compressed: bool, out: Path) -> Path:
+    """The node's params file for this run: the user's (or config/silk_vo.yaml) + --set overrides + sim time.
+
+    The node's mode is rgbd only when the bag has a depth topic and the settings ask for depth (rgbd, or the
+    odometry's auto), exactly when the deterministic replay would use depth."""
     source = params if params is not None else DEFAULT_NODE_PARAMS
     data = yaml.safe_load(Path(source).read_text()) or {}
     values = node_parameters(data)
+    to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
     if values is None:  # an OdometryConfig YAML: translate its names to the node's
         settings = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
-        to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
         values = {to_node.get(k, k): v for k, v in settings.items()}
-    to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
     values.update({to_node.get(k, k): v for k, v in overrides.items()})
-    if values.get("mode") == "auto":
-        values["mode"] = "rgbd" if uses_depth else "mono"
-    if not uses_depth:
-        values["mode"] = "mono"
+    values["mode"] = "rgbd" if has_depth and values.get("mode", "auto") in ("auto", "rgbd") else "mono"
     values.update(use_sim_time=True, image_transport="compressed" if compressed else "raw")
     path = out / "silk_vo_params.yaml"
     path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": values}}, sort_keys=False))
@@ -159,8 +158,8 @@ def replay_realtime(
     work = Path(work_dir or tempfile.mkdtemp(prefix="silk_vo_realtime_"))
     work.mkdir(parents=True, exist_ok=True)
     compressed = m.short_type(source.image_connections[0].msgtype) == m.short_type(m.COMPRESSED_IMAGE)
-    uses_depth = bool(source.depth_index) and overrides.get("mode", "") != "mono"
-    params_file = node_params_file(params, overrides, uses_depth, compressed, work)
+    params_file = node_params_file(params, overrides, bool(source.depth_index), compressed, work)
+    uses_depth = node_parameters(yaml.safe_load(params_file.read_text()))["mode"] == "rgbd"
     base_cam = _base_from_camera(params_file)
     lost_variance = load_odometry_config(params_file).lost_variance
     topics = source.topics
