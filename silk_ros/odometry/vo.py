@@ -175,6 +175,11 @@ class VisualOdometry:
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
                 self._keyframe = candidate
                 is_keyframe = True
+        elif not has_map and estimate.method == "rotation" and inliers < cfg.keyframe_min_inliers:
+            # Rotating away before translation became observable: follow with a fresh (map-less) keyframe so the
+            # rotation keeps being tracked instead of running out of matches.
+            self._keyframe = self._new_keyframe(features, pixels, pose, points, float(timestamp))
+            is_keyframe = True
         self._state = state
         t3 = time.perf_counter()
         return self._finish(
