@@ -67,3 +67,21 @@ def test_realtime_every_frame_reproduces_the_deterministic_trajectory(tum_bag, t
     np.testing.assert_allclose(estimate.timestamps, reference.timestamps, atol=1e-6)
     # Same frames, same decoder, same odometry: only the float32/quaternion round trips of the messages differ.
     np.testing.assert_allclose(estimate.positions, reference.positions, atol=1e-5)
+
+
+def test_realtime_rgbd_with_16bit_depth_and_compressed_colour(data_root, tmp_path):
+    """7-Scenes RGB-D through DDS: PNG colour + 16UC1 depth, every frame: the deterministic trajectory again."""
+    path = data_root / "sequences/7scenes_redkitchen"
+    convert = ["bag", "convert", "--format", "7scenes", str(path), str(tmp_path / "kitchen.db3"), "--no-progress"]
+    assert main([*convert, "--max-frames", "10", "--compressed", "png", "--depth-encoding", "16UC1"]) == 0
+    bag = tmp_path / "kitchen"
+    rgbd = ["--image-topic", "/camera/image_raw/compressed", "--depth-topic", "/camera/depth/image_raw"]
+    rgbd += ["--set", "mode=auto", *SETTINGS]
+    assert main(["bag", "eval", str(bag), "--out", str(tmp_path / "det"), *rgbd]) == 0
+    every_frame = ["--set", "process_every_frame=true", "--set", "qos_reliability=reliable", "--set", "qos_depth=100"]
+    assert main(["bag", "eval", str(bag), "--out", str(tmp_path / "rt"), "--realtime", *every_frame, *rgbd]) == 0
+    (report, estimate), (reference, expected) = _report(tmp_path / "rt"), _report(tmp_path / "det")
+    assert report["metric_scale"] is True and report["headline"]["align"] == "se3"
+    assert len(estimate) == len(expected) == 10
+    np.testing.assert_allclose(estimate.positions, expected.positions, atol=1e-5)
+    assert report["ate"]["se3"]["rmse"] == pytest.approx(reference["ate"]["se3"]["rmse"], abs=1e-4)
