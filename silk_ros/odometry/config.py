@@ -83,7 +83,19 @@ class OdometryConfig:
     static_translation_sigma: float = 0.05
 
     def __post_init__(self) -> None:
+        self._coerce_numbers()
         self.validate()
+
+    def _coerce_numbers(self) -> None:
+        """YAML 1.1 reads ``1.0e6`` as a string and ROS params may give ints for floats: convert, or say which."""
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
+                continue
+            try:
+                setattr(self, f.name, type(default)(float(value)) if isinstance(default, float) else int(value))
+            except (TypeError, ValueError):
+                raise ConfigError(f"{f.name} must be a number, got {value!r}") from None
 
     def validate(self) -> None:
         if self.features not in FEATURE_KINDS:

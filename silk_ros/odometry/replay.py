@@ -69,6 +69,7 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
         "fps_wall": len(sequence) / max(wall, 1e-9),
         "features": vo.config.features,
         "backend": getattr(vo.extractor, "backend", vo.config.features),
+        "working_size": list(vo.working_size) if vo.working_size else None,
     }
     if keep_results:
         stats["results"] = results

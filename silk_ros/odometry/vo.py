@@ -94,6 +94,7 @@ class VisualOdometry:
         self._timestamps: list[float] = []
         self._poses: list[np.ndarray] = []
         self.keyframe_count = 0
+        self.working_size: tuple[int, int] | None = None
 
     @property
     def state(self) -> TrackingState:
@@ -121,6 +122,7 @@ class VisualOdometry:
         use_depth = self._check_inputs(image, camera, depth)
         width, height = working_size(cfg, camera.width, camera.height)
         cam = working_camera(camera, width, height)
+        self.working_size = (width, height)
         features = self.extractor.extract(resize_image(image, width, height))
         pixels = cam.undistort_points(features.keypoints_xy) if len(features) else np.zeros((0, 2))
         points = self._depth_points(depth, features, cam) if use_depth else None

@@ -1,0 +1,159 @@
+"""``silk-vo bench vo``: the odometry on every real sequence, SiLK and ORB (and optionally SIFT) in one run.
+
+Sequences (shared data): KITTI 07 frames 0-159 (mono), 7-Scenes redkitchen seq-01 (mono and RGB-D), TUM fr2/desk
+mini (mono) and the EuRoC V1_01 head, where the vehicle is at rest (mono: the estimated path length must stay
+below 3 cm; ground truth 1.7 cm).  One set of defaults (config/odometry.yaml) for all; nothing is tuned per
+sequence.  Figures: ATE RMSE (Sim(3)-aligned for monocular, SE(3) for RGB-D), RPE per frame, lost frames,
+keyframes, path length, per-stage milliseconds and frames/s.  Targets checked: SiLK ATE <= 0.7 x ORB ATE on
+every moving sequence, EuRoC path < 3 cm, monocular SiLK >= 8 frames/s at 240x320 (the 7-Scenes mono run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from silk_ros.datasets.paths import shared_data_root
+from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, run_dataset
+
+__all__ = ["add_arguments", "run", "SEQUENCES"]
+
+#: name -> (format, folder under sequences/, mode, moving)
+SEQUENCES: dict[str, tuple[str, str, str, bool]] = {
+    "kitti07-mono": ("kitti", "kitti_odometry", "mono", True),
+    "7scenes01-mono": ("7scenes", "7scenes_redkitchen", "mono", True),
+    "7scenes01-rgbd": ("7scenes", "7scenes_redkitchen", "rgbd", True),
+    "tum-desk-mono": ("tum", "tum_rgbd/rgbd_dataset_freiburg2_desk_mini", "mono", True),
+    "euroc-v101-rest-mono": ("euroc", "euroc/V1_01_easy_head", "mono", False),
+}
+ATE_RATIO_TARGET = 0.7
+REST_PATH_TARGET_M = 0.03
+FPS_TARGET = 8.0
+FPS_RUN = "7scenes01-mono"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    parser.add_argument("--features", default="silk,orb", help="comma-separated front ends (silk, orb, sift)")
+    parser.add_argument("--sequences", default=",".join(SEQUENCES), help="comma-separated subset of the runs")
+    parser.add_argument("--kitti-stride", type=int, default=1, help="use every n-th KITTI frame")
+    parser.add_argument("--max-frames", type=int, default=None, help="cap every sequence (quick checks)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="odometry YAML")
+    parser.add_argument("--out", default="runs/bench/vo", help="per-run reports go under this folder")
+
+
+def _headline(metrics: dict[str, Any], mode: str) -> float | None:
+    align = "se3" if mode == "rgbd" else "sim3"
+    value = metrics.get("ate", {}).get(align, {}).get("rmse")
+    return None if value is None else float(value)
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    data = Path(args.data) if args.data else shared_data_root()
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    names = [n.strip() for n in args.sequences.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SEQUENCES))
+    if unknown:
+        raise SystemExit(f"unknown sequences {unknown}; known: {sorted(SEQUENCES)}")
+    results: dict[str, Any] = {"runs": {}, "targets": {}}
+    for name in names:
+        fmt, folder, mode, moving = SEQUENCES[name]
+        path = data / "sequences" / folder
+        if not path.exists():
+            raise SystemExit(f"benchmark sequence {name}: {path} not found")
+        stride = args.kitti_stride if fmt == "kitti" else 1
+        for feature in features:
+            config = load_config(args.config, features=feature)
+            metrics = run_dataset(
+                fmt, path, Path(args.out) / name / feature, mode, config, max_frames=args.max_frames,
+                stride=stride, progress=True, title=f"{name} ({feature})",
+            )
+            run_stats = metrics["run"]
+            metrics.pop("trajectory")
+            timings = run_stats["timings"]
+            results["runs"].setdefault(name, {})[feature] = {
+                "mode": mode,
+                "moving": moving,
+                "frames": run_stats["frames"],
+                "stride": stride,
+                "ate_rmse_m": _headline(metrics, mode),
+                "ate_align": "se3" if mode == "rgbd" else "sim3",
+                "ate_sim3_rmse": metrics.get("ate", {}).get("sim3", {}).get("rmse"),
+                "ate_se3_rmse": metrics.get("ate", {}).get("se3", {}).get("rmse"),
+                "rpe_per_frame": metrics.get("rpe", {}).get("per_frame"),
+                "lost_frames": run_stats["lost_frames"],
+                "states": run_stats["states"],
+                "keyframes": run_stats["keyframes"],
+                "path_length_m": metrics["estimate_path_length"],
+                "gt_path_length_m": metrics.get("gt_path_length"),
+                "ms": {stage: timings[stage]["mean_ms"] for stage in timings},
+                "fps": timings.get("total", {}).get("fps"),
+                "backend": run_stats["backend"],
+                "working_size": run_stats.get("working_size"),
+            }
+    results["targets"] = _targets(results["runs"], features)
+    return results, _markdown(results, features, args)
+
+
+def _targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    targets: dict[str, Any] = {}
+    if "silk" in features and "orb" in features:
+        for name, per_feature in runs.items():
+            if not SEQUENCES[name][3]:
+                continue
+            silk, orb = per_feature["silk"]["ate_rmse_m"], per_feature["orb"]["ate_rmse_m"]
+            ratio = None if silk is None or orb in (None, 0) else silk / orb
+            targets[f"{name}: SiLK ATE <= {ATE_RATIO_TARGET} x ORB"] = {
+                "value": ratio, "met": ratio is not None and ratio <= ATE_RATIO_TARGET,
+            }
+    for name, per_feature in runs.items():
+        if SEQUENCES[name][3]:
+            continue
+        for feature, row in per_feature.items():
+            targets[f"{name}: {feature} path < {REST_PATH_TARGET_M * 100:.0f} cm"] = {
+                "value": row["path_length_m"], "met": row["path_length_m"] < REST_PATH_TARGET_M,
+            }
+    if "silk" in features and FPS_RUN in runs:
+        fps = runs[FPS_RUN]["silk"]["fps"]
+        targets[f"SiLK monocular >= {FPS_TARGET:.0f} frames/s at 240x320 ({FPS_RUN})"] = {
+            "value": fps, "met": fps is not None and fps >= FPS_TARGET,
+        }
+    return targets
+
+
+def _markdown(results: dict[str, Any], features: list[str], args: argparse.Namespace) -> str:
+    lines = [
+        "Odometry on the shared sequences with the default config/odometry.yaml (one setting for all). ATE RMSE in "
+        "metres, Sim(3)-aligned for monocular runs (scale is unobservable), SE(3) for RGB-D. Working resolution: "
+        "images shrunk to <= 76,800 pixels (240x320 for 640x480). Times are means per frame on this CPU "
+        "(shared with other jobs while measured).",
+        "",
+        "| sequence | front end | frames | ATE RMSE (m) | RPE/frame trans (m) | lost | keyframes | path (m) | "
+        "gt path (m) | extract ms | match ms | pose ms | total ms | frames/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, per_feature in results["runs"].items():
+        for feature in features:
+            row = per_feature[feature]
+            rpe = row["rpe_per_frame"] or {}
+            ms = row["ms"]
+            frames = f"{row['frames']}" + (f" (stride {row['stride']})" if row["stride"] > 1 else "")
+            lines.append(
+                f"| {name} | {feature} | {frames} | {_fmt(row['ate_rmse_m'], '.4f')} | "
+                f"{_fmt(rpe.get('trans_rmse'), '.4f')} | {row['lost_frames']} | {row['keyframes']} | "
+                f"{row['path_length_m']:.3f} | {_fmt(row['gt_path_length_m'])} | {ms.get('extract', 0):.1f} | "
+                f"{ms.get('match', 0):.1f} | {ms.get('pose', 0):.1f} | {ms.get('total', 0):.1f} | "
+                f"{_fmt(row['fps'], '.1f')} |"
+            )
+    if results["targets"]:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        for name, target in results["targets"].items():
+            lines.append(f"| {name} | {_fmt(target['value'], '.3f')} | {'yes' if target['met'] else '**no**'} |")
+    if args.max_frames:
+        lines += ["", f"Quick run: every sequence capped at {args.max_frames} frames."]
+    return "\n".join(lines)
