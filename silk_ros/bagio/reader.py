@@ -206,6 +206,8 @@ class BagSource:
                 f"header stamp {stamps[i + 1] * 1e-9:.9f} s after {stamps[i] * 1e-9:.9f} s"
             )
         self.depth_index = self._index(self.depth_connections, "depth") if self.depth_connections else []
+        self.depth_index.sort(key=lambda entry: entry.stamp_ns)
+        self._depth_stamps = np.array([entry.stamp_ns for entry in self.depth_index], dtype=np.int64)
         if self.depth_connections and not self.depth_index:
             raise BagError(f"depth topic {self.topics.depth!r} in bag {self.path} holds no messages")
         self.cameras: list[tuple[_Index, Camera]] = []
@@ -217,6 +219,11 @@ class BagSource:
                     "pass --camera-yaml with a ROS camera_calibration YAML file"
                 )
             self.cameras = list(zip(index, cameras, strict=True))
+        # Lookups per frame: by identical stamp, else by log time (cameras are in log order).
+        self._camera_by_stamp: dict[int, Camera] = {}
+        for info, camera in self.cameras:
+            self._camera_by_stamp.setdefault(info.stamp_ns, camera)
+        self._camera_log_ns = np.array([info.log_ns for info, _ in self.cameras], dtype=np.int64)
         self.ground_truth = self._read_ground_truth() if self.gt_connections else None
 
     def _camera_from_info(self, msg, connection) -> Camera:
@@ -252,11 +259,10 @@ class BagSource:
         if self.override_camera is not None:
             return self.override_camera
         entry = self.image_index[i]
-        same = [camera for info, camera in self.cameras if info.stamp_ns == entry.stamp_ns]
-        if same:
-            return same[0]
-        before = [camera for info, camera in self.cameras if info.log_ns <= entry.log_ns]
-        return before[-1] if before else self.cameras[0][1]
+        if entry.stamp_ns in self._camera_by_stamp:
+            return self._camera_by_stamp[entry.stamp_ns]
+        before = int(np.searchsorted(self._camera_log_ns, entry.log_ns, side="right")) - 1
+        return self.cameras[max(before, 0)][1]
 
     def _message_at(self, connections: list, entry: _Index, role: str):
         with self._reading(f"a {role} message at {entry.log_ns * 1e-9:.9f} s"):
@@ -271,7 +277,9 @@ class BagSource:
         if not self.depth_index:
             return None
         stamp = self.image_index[i].stamp_ns
-        best = min(self.depth_index, key=lambda entry: abs(entry.stamp_ns - stamp))
+        right = min(int(np.searchsorted(self._depth_stamps, stamp)), len(self._depth_stamps) - 1)
+        candidates = {right, max(right - 1, 0)}
+        best = self.depth_index[min(candidates, key=lambda j: (abs(int(self._depth_stamps[j]) - stamp), j))]
         if abs(best.stamp_ns - stamp) > self.topics.depth_max_dt * 1e9:
             return None
         msg = self._message_at(self.depth_connections, best, "depth")
