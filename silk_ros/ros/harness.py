@@ -108,8 +108,13 @@ class NodeHarness(Node):
         depth: np.ndarray | None = None,
         encoding: str | None = None,
         frame_id: str = "camera_optical_frame",
+        depth_gap: float = 0.0,
     ) -> None:
-        """Publish one image (and its depth as 32FC1 metres, or as given when already uint16 millimetres)."""
+        """Publish one image (and its depth as 32FC1 metres, or as given when already uint16 millimetres).
+
+        ``depth_gap`` seconds pass between image and depth: over UDP with the default 208 KiB socket buffers,
+        a 320x240 colour + depth burst (~540 KB) overflows the receiver's buffer and best effort loses it.
+        """
         header = Header(stamp=stamp, frame_id=frame_id)
         if self.compressed:
             self.image_pub.publish(conv.numpy_to_compressed(image, "jpeg", header))
@@ -117,6 +122,8 @@ class NodeHarness(Node):
             encoding = encoding or ("bgr8" if image.ndim == 3 else "mono8")
             self.image_pub.publish(conv.numpy_to_image(image, encoding, header))
         if depth is not None and self.depth_pub is not None:
+            if depth_gap > 0:
+                time.sleep(depth_gap)
             if depth.dtype == np.uint16:
                 self.depth_pub.publish(conv.numpy_to_image(depth, "16UC1", header))
             else:
@@ -149,8 +156,9 @@ class NodeHarness(Node):
         return predicate()
 
     def wait_for_subscribers(self, timeout: float = 10.0) -> bool:
-        """True once the node's image subscription is matched (DDS discovery done)."""
-        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0, timeout)
+        """True once the node's image, camera_info (and depth) subscriptions are matched (DDS discovery done)."""
+        publishers = [p for p in (self.image_pub, self.info_pub, self.depth_pub) if p is not None]
+        return self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout)
 
     def latest_diagnostics(self) -> dict[str, str]:
         """Key/values of the newest /diagnostics status from silk_vo_node ({} if none yet)."""
