@@ -32,7 +32,7 @@ def bags(tmp_path_factory):
 
 def _fails(capsys, out, *argv) -> str:
     """Run `silk-vo bag eval`, expect exit code 2, no report folder, and return the error line."""
-    assert main(["bag", "eval", *map(str, argv), "--out", str(out), *SETTINGS]) == 2
+    assert main(["bag", "eval", *SETTINGS, *map(str, argv), "--out", str(out)]) == 2
     assert not out.exists(), "a failed evaluation must not leave a report behind"
     assert not list(out.parent.glob(f".{out.name}.partial-*"))
     err = capsys.readouterr().err
@@ -154,3 +154,18 @@ def test_convert_refuses_to_overwrite(bags, tmp_path, capsys):
     assert main(["bag", "convert", "--format", "tum", str(tmp_path / "nowhere"), str(tmp_path / "x.mcap")]) == 2
     assert "cannot open the tum dataset" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_odometry_that_cannot_be_built_is_a_clear_error(bags, tmp_path, capsys):
+    err = _fails(
+        capsys,
+        tmp_path / "r",
+        bags["good.mcap"],
+        "--set",
+        "features=silk",
+        "--set",
+        f"weights={tmp_path / 'missing.pt'}",
+    )
+    assert "cannot build the odometry (silk, weights" in err and "missing.pt" in err
+    err = _fails(capsys, tmp_path / "r", bags["good.mcap"], "--set", "featurs=orb")
+    assert "featurs" in err

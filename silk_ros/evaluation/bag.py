@@ -254,9 +254,13 @@ def replay_deterministic(config, sequence, progress: bool = True):
 
     from silk_ros.odometry.replay import run_sequence
     from silk_ros.odometry.vo import VisualOdometry
+    from silk_ros.weights import WeightsError
 
+    try:
+        vo = VisualOdometry(config)
+    except (WeightsError, ValueError, OSError) as err:
+        raise BagError(f"cannot build the odometry ({config.features}, weights {config.weights}): {err}") from None
     cv2.setRNGSeed(0)
-    vo = VisualOdometry(config)
     return run_sequence(vo, sequence, progress=progress)
 
 
