@@ -7,7 +7,7 @@ and the evaluation needs to know exactly which frames went out and when. The pla
   domain so concurrent runs and tests never hear each other;
 * publishes ``/clock`` from its own clock (bag time advancing at ``rate`` x wall time) and the bag's image,
   camera-info and depth messages, unchanged (CDR bytes straight from the bag), at ``rate`` x real time;
-* records the node's ``~/odometry`` into a new rosbag2 (mcap, via rosbags) as it arrives.
+* records the node's ``~/odometry`` and ``~/relative_pose`` into a new rosbag2 (mcap, via rosbags) as they arrive.
 
 Frames the node drops because it is busy (live mode keeps only the newest frame) simply have no odometry: the
 report counts them. The recorded odometry (odom <- base_link) is turned back into T_world_cam of the optical frame
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import yaml
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -85,29 +86,42 @@ def _base_from_camera(params_path: Path) -> np.ndarray:
 
 
 class _Recorder:
-    """Writes every odometry message into a rosbag2 (mcap) and keeps the poses for the evaluation."""
+    """Writes the node's odometry and per-frame relative poses into a rosbag2 (mcap) and keeps what the
+    evaluation needs: poses, arrival times, and each frame's own covariance (LOST frames say so there)."""
 
-    def __init__(self, bag_dir: Path, topic: str):
+    def __init__(self, bag_dir: Path, odometry_topic: str, relative_topic: str):
         self.writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
-        self.connection = self.writer.add_connection(topic, m.ODOMETRY, typestore=m.typestore())
+        store = m.typestore()
+        self.odometry_connection = self.writer.add_connection(odometry_topic, m.ODOMETRY, typestore=store)
+        self.relative_connection = self.writer.add_connection(
+            relative_topic, m.POSE_WITH_COVARIANCE_STAMPED, typestore=store
+        )
         self.lock = threading.Lock()
         self.stamps: list[float] = []
         self.poses: list[np.ndarray] = []
-        self.variances: list[float] = []
         self.received_wall: list[float] = []
+        self.frame_variance: dict[float, float] = {}  # stamp -> largest translation variance of the frame itself
         self.last_wall = time.monotonic()
 
-    def __call__(self, msg: Odometry) -> None:
-        now = time.monotonic()
+    def _write(self, connection, msg) -> None:
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.writer.write(connection, stamp_ns, bytes(serialize_message(msg)))
+
+    def on_odometry(self, msg: Odometry) -> None:
+        now = time.monotonic()
         with self.lock:
-            self.writer.write(self.connection, stamp_ns, bytes(serialize_message(msg)))
+            self._write(self.odometry_connection, msg)
             self.stamps.append(conv.stamp_to_seconds(msg.header.stamp))
             self.poses.append(conv.pose_to_matrix(msg.pose.pose))
-            self.variances.append(float(np.max(np.asarray(msg.pose.covariance)[[0, 7, 14]])))
             self.received_wall.append(now)
             self.last_wall = now
+
+    def on_relative_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        with self.lock:
+            self._write(self.relative_connection, msg)
+            variance = float(np.max(np.asarray(msg.pose.covariance)[[0, 7, 14]]))
+            self.frame_variance[round(conv.stamp_to_seconds(msg.header.stamp), 6)] = variance
 
     def close(self) -> None:
         with self.lock:
@@ -174,7 +188,7 @@ def replay_realtime(
     process = _start_node(params_file, remaps, domain_id, log_path)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    recorder = _Recorder(work / "recorded", odometry_topic)
+    recorder = _Recorder(work / "recorded", odometry_topic, f"/{NODE_NAME}/relative_pose")
     executor = SingleThreadedExecutor(context=context)
     try:
         node = rclpy.create_node("silk_vo_bag_player", context=context)
@@ -189,7 +203,10 @@ def replay_realtime(
         if uses_depth:
             publishers["depth"] = node.create_publisher(Image, topics.depth, reliable)
         clock = node.create_publisher(Clock, "/clock", reliable)
-        node.create_subscription(Odometry, odometry_topic, recorder, QoSProfile(depth=100))
+        node.create_subscription(Odometry, odometry_topic, recorder.on_odometry, QoSProfile(depth=100))
+        node.create_subscription(
+            PoseWithCovarianceStamped, f"/{NODE_NAME}/relative_pose", recorder.on_relative_pose, QoSProfile(depth=100)
+        )
         _wait_for_node(node, process, publishers, odometry_topic, node_timeout, log_path)
         published = _play(source, publishers, clock, rate, progress)
         _drain(recorder, process, published, node_timeout)
@@ -283,7 +300,7 @@ def _trajectory_and_stats(
         if round(recorder.stamps[i], 6) in sent
     ]
     # A LOST frame's covariance is lost_variance on every axis (huge, finite): the odometry says so itself.
-    lost = int(sum(recorder.variances[i] >= 0.5 * lost_variance for i in keep))
+    lost = sum(variance >= 0.5 * lost_variance for variance in recorder.frame_variance.values())
     stats = {
         "frames": len(published),
         "published_images": len(published),
