@@ -18,6 +18,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -26,7 +27,8 @@ def generate_launch_description():
     share = get_package_share_directory("silk_ros")
     namespace = LaunchConfiguration("camera_namespace")
     image_topic = LaunchConfiguration("image_topic")
-    use_sim_time = LaunchConfiguration("use_sim_time")
+    # A bool parameter: launch arguments are strings, so convert explicitly.
+    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
 
     arguments = [
         DeclareLaunchArgument("camera_namespace", default_value="camera", description="namespace of the camera"),

@@ -332,3 +332,47 @@ def test_bad_input_is_reported_once_per_kind_and_the_node_keeps_running(running,
     assert diagnostics["_level"] in ("1", "2")  # WARN (or ERROR if tracking got lost): never silent
     assert all(diagnostics[f"bad_input.{kind}"] == "1" for kind in expected)
     assert node.context.ok() and node._worker.is_alive()
+
+
+def _call(harness: NodeHarness, service_type, name: str, request):
+    client = harness.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=10.0), name
+    future = client.call_async(request)
+    assert harness.wait_for(future.done, 10.0), name
+    return future.result()
+
+
+def test_parameters_have_descriptors_and_only_mutable_ones_change_at_runtime(running, frames):
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+
+    node, harness = running(
+        [Parameter("features", value="orb"), Parameter("process_every_frame", value=True)], reliable=True, history=50
+    )
+    described = _call(
+        harness,
+        DescribeParameters,
+        "/silk_vo_node/describe_parameters",
+        DescribeParameters.Request(names=["top_k", "path_length", "ransac_threshold_px", "mode"]),
+    )
+    top_k, path_length, threshold, mode = described.descriptors
+    assert top_k.read_only and (top_k.integer_range[0].from_value, top_k.integer_range[0].to_value) == (10, 10000)
+    assert not path_length.read_only and path_length.description
+    assert threshold.floating_point_range[0].to_value == 20.0
+    assert mode.read_only and "rgbd" in mode.additional_constraints
+
+    request = SetParameters.Request(
+        parameters=[
+            Parameter("top_k", value=50).to_parameter_msg(),  # read-only: the network is built at start-up
+            Parameter("path_length", value=3).to_parameter_msg(),
+            Parameter("odom_frame", value="world").to_parameter_msg(),
+            Parameter("publish_tf", value=False).to_parameter_msg(),
+        ]
+    )
+    results = _call(harness, SetParameters, "/silk_vo_node/set_parameters", request).results
+    assert [r.successful for r in results] == [False, True, True, True]
+    assert "read-only" in results[0].reason or "read only" in results[0].reason.lower()
+    feed(harness, frames[:5])
+    assert harness.wait_for(lambda: harness.count("odometry") >= 5, 60.0)
+    assert len(harness.messages("path")[-1].poses) == 3
+    assert harness.messages("odometry")[-1].header.frame_id == "world"
+    assert harness.wait_for(lambda: harness.latest_diagnostics().get("tf", "").startswith("disabled"), 5.0)
