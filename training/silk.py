@@ -175,6 +175,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.world > 1:
+            # DDP broadcasts BatchNorm running statistics only at the *start* of a forward pass; doing it
+            # after the step as well keeps every replica (and rank 0's checkpoint) bit-identical.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
         self.step += 1
         _, _, f1 = match_f1(*(sum(getattr(p, a) for p in losses) for a in ("matches", "correct", "correspondences")))
         n = len(losses)
@@ -209,6 +214,16 @@ class Trainer:
         precision, recall, f1 = match_f1(*(int(t) for t in totals))
         return {"val_precision": precision, "val_recall": recall, "val_f1": f1, "val_keypoint_acc": kp_agree / kp_total}
 
+    def parameter_digest(self) -> str:
+        """SHA-256 of every parameter and buffer: equal digests = bit-identical replicas."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def fit(self, steps: int | None = None, stop_after: int | None = None) -> list[dict]:
         """Train until ``steps`` (default config.steps); ``stop_after`` ends this call early (tests, budgets)."""
         cfg = self.config
@@ -222,6 +237,7 @@ class Trainer:
         while self.step < end:
             start = time.perf_counter()
             stats = self.train_step()
+            self.last_stats = stats
             self.wall_s += time.perf_counter() - start
             smooth = stats if smooth is None else StepStats(
                 *(0.95 * a + 0.05 * b for a, b in zip(vars(smooth).values(), vars(stats).values(), strict=True))
@@ -279,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.rank == 0 and trainer.history:
         print(json.dumps(trainer.history[-1]))
     if trainer.world > 1:
+        # One line per replica: the DDP test (and a user) can check that all replicas are identical.
+        last = getattr(trainer, "last_stats", None)
+        print(json.dumps({"rank": trainer.rank, "step": trainer.step, "parameter_digest": trainer.parameter_digest(),
+                          "last_loss": last.loss if last else None}), flush=True)
         dist.destroy_process_group()
     return 0
 
