@@ -42,6 +42,16 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with rviz/silk_vo.rviz"),
+        DeclareLaunchArgument(
+            "publish_camera_tf",
+            default_value="false",
+            description="publish a static base_frame -> camera_frame TF with the pure optical->body rotation "
+            "(for a camera without a robot description; keeps RViz's camera-frame keypoints drawable)",
+        ),
+        DeclareLaunchArgument("base_frame", default_value="base_link", description="base frame for publish_camera_tf"),
+        DeclareLaunchArgument(
+            "camera_frame", default_value="camera_optical_frame", description="camera frame for publish_camera_tf"
+        ),
     ]
 
     vo_node = Node(
@@ -66,4 +76,17 @@ def generate_launch_description():
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return LaunchDescription([*arguments, vo_node, rviz_node])
+    # Same rotation as the node's default base_from_camera parameter (z forward -> x forward, y down -> -z).
+    camera_tf = Node(
+        package="tf2_ros",
+        executable="static_transform_publisher",
+        name="silk_vo_camera_tf",
+        arguments=[
+            *("--frame-id", LaunchConfiguration("base_frame")),
+            *("--child-frame-id", LaunchConfiguration("camera_frame")),
+            *("--qx", "-0.5", "--qy", "0.5", "--qz", "-0.5", "--qw", "0.5"),
+        ],
+        parameters=[{"use_sim_time": use_sim_time}],
+        condition=IfCondition(LaunchConfiguration("publish_camera_tf")),
+    )
+    return LaunchDescription([*arguments, vo_node, rviz_node, camera_tf])

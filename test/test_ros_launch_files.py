@@ -10,12 +10,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 pytest.importorskip("rclpy")
 
 from silk_ros.datasets.paths import REPO_ROOT  # noqa: E402
+from silk_ros.ros import conversions as conv  # noqa: E402
 from silk_ros.ros.conversions import KEYPOINT_FIELDS, KEYPOINT_RAY_FIELDS  # noqa: E402
 from silk_ros.ros.parameters import NODE_PARAMETERS  # noqa: E402
 from silk_ros.ros.topics import INPUTS, NODE_NAME, OUTPUTS  # noqa: E402
@@ -63,6 +65,7 @@ def test_launch_declares_the_documented_arguments(launch_tree):
         "rviz",
     } <= declared
     used = {ast.literal_eval(call.args[0]) for call in _calls(launch_tree, "LaunchConfiguration")}
+    assert {"base_frame", "camera_frame", "publish_camera_tf"} <= used
     assert used <= declared, f"LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
     assert "generate_launch_description" in {f.name for f in ast.walk(launch_tree) if isinstance(f, ast.FunctionDef)}
 
@@ -70,7 +73,9 @@ def test_launch_declares_the_documented_arguments(launch_tree):
 def test_launch_starts_existing_executables_with_real_topics(launch_tree):
     nodes = _calls(launch_tree, "Node")
     executables = {ast.literal_eval(_keyword(n, "executable")): n for n in nodes}
-    assert set(executables) == {"silk_vo_node", "rviz2"}
+    assert set(executables) == {"silk_vo_node", "rviz2", "static_transform_publisher"}
+    packages = {ast.literal_eval(_keyword(n, "package")) for n in nodes}
+    assert packages == {"silk_ros", "rviz2", "tf2_ros"}
     vo = executables["silk_vo_node"]
     assert ast.literal_eval(_keyword(vo, "package")) == "silk_ros"
     assert ast.literal_eval(_keyword(vo, "name")) == NODE_NAME
@@ -125,6 +130,26 @@ def test_rviz_config_shows_the_node_outputs():
     assert set(KEYPOINT_RAY_FIELDS) == {"x", "y", "z"}  # what the XYZ transformer needs
     odom_frame = yaml.safe_load(PARAMS.read_text())[NODE_NAME]["ros__parameters"]["odom_frame"]
     assert manager["Global Options"]["Fixed Frame"] == odom_frame
+
+
+def test_launch_static_camera_tf_matches_the_node_default_extrinsics(launch_tree):
+    tf_node = next(
+        n
+        for n in _calls(launch_tree, "Node")
+        if ast.literal_eval(_keyword(n, "executable")) == "static_transform_publisher"
+    )
+    flat = []
+    for element in _keyword(tf_node, "arguments").elts:  # *("--qx", "-0.5", ...) groups
+        flat += [e for e in element.value.elts] if isinstance(element, ast.Starred) else [element]
+    values = {
+        ast.literal_eval(flat[i]): ast.literal_eval(flat[i + 1])
+        for i in range(0, len(flat), 2)
+        if isinstance(flat[i + 1], ast.Constant)
+    }
+    quaternion = [float(values[k]) for k in ("--qx", "--qy", "--qz", "--qw")]
+    node_default = [spec.default for spec in NODE_PARAMETERS if spec.name == "base_from_camera"][0]
+    assert quaternion == node_default[3:]
+    np.testing.assert_allclose(conv.quaternion_to_rotation(quaternion), conv.R_BODY_OPTICAL, atol=1e-12)
 
 
 def test_package_xml_declares_what_the_launch_file_uses():
