@@ -4,7 +4,7 @@ Why a player of our own rather than `ros2 bag play`: the project's rclpy comes f
 and the evaluation needs to know exactly which frames went out and when. The player
 
 * starts ``silk_vo_node`` as a subprocess with the user's params file (plus ``use_sim_time``), on a private DDS
-  domain so concurrent runs and tests never hear each other;
+  domain and in a namespace of its own, so concurrent runs and tests never hear each other;
 * publishes ``/clock`` from its own clock (bag time advancing at ``rate`` x wall time) and the bag's image,
   camera-info and depth messages, unchanged (CDR bytes straight from the bag), at ``rate`` x real time;
 * records the node's ``~/odometry`` and ``~/relative_pose`` into a new rosbag2 (mcap, via rosbags) as they arrive.
@@ -53,7 +53,7 @@ _ROS_TYPES = {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.CAMERA_INFO
 #: wall seconds between /clock messages while waiting for the next bag message.
 CLOCK_PERIOD_S = 0.01
 #: after the last frame, stop waiting once the node has been silent this long (wall seconds).
-DRAIN_IDLE_S = 3.0
+DRAIN_IDLE_S = 10.0
 
 
 def node_params_file(params: Path | None, overrides: dict, has_depth: bool, compressed: bool, out: Path) -> Path:
@@ -61,8 +61,9 @@ def node_params_file(params: Path | None, overrides: dict, has_depth: bool, comp
 
     The node's mode is rgbd only when the bag has a depth topic and the settings ask for depth (rgbd, or the
     odometry's auto), exactly when the deterministic replay would use depth."""
-    source = params if params is not None else DEFAULT_NODE_PARAMS
-    data = yaml.safe_load(Path(source).read_text()) or {}
+    source = Path(params if params is not None else DEFAULT_NODE_PARAMS)
+    # No params file at all (installed without the source tree): the node's declared defaults apply.
+    data = (yaml.safe_load(source.read_text()) or {}) if source.is_file() else {}
     values = node_parameters(data)
     to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
     if values is None:  # an OdometryConfig YAML: translate its names to the node's
@@ -72,7 +73,8 @@ def node_params_file(params: Path | None, overrides: dict, has_depth: bool, comp
     values["mode"] = "rgbd" if has_depth and values.get("mode", "auto") in ("auto", "rgbd") else "mono"
     values.update(use_sim_time=True, image_transport="compressed" if compressed else "raw")
     path = out / "silk_vo_params.yaml"
-    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": values}}, sort_keys=False))
+    # "/**": the node runs in a namespace of its own (see replay_realtime), so match it by wildcard.
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}, sort_keys=False))
     return path
 
 
@@ -176,19 +178,25 @@ def replay_realtime(
     uses_depth = node_parameters(yaml.safe_load(params_file.read_text()))["mode"] == "rgbd"
     base_cam = _base_from_camera(params_file)
     lost_variance = load_odometry_config(params_file).lost_variance
-    topics = source.topics
-    image_in = "image/compressed" if compressed else "image"
-    remaps = [f"{image_in}:={topics.image}", f"camera_info:={topics.camera_info or '/camera/camera_info'}"]
-    if uses_depth:
-        remaps.append(f"depth:={topics.depth}")
-    odometry_topic = f"/{NODE_NAME}/odometry"
-    domain_id = random.Random(os.getpid() ^ time.time_ns()).randrange(120, 230)
+    # Isolation from anything else on this machine: a domain outside the ranges the node tests and benchmarks
+    # draw from (1-200), and a namespace of our own for every topic but /clock.
+    chooser = random.Random(os.getpid() ^ time.time_ns())
+    domain_id = chooser.randrange(201, 233)
+    namespace = f"/silk_bag_eval_{os.getpid()}_{chooser.randrange(16**6):06x}"
+    inputs = {
+        "image": f"{namespace}/{'image/compressed' if compressed else 'image'}",
+        "camera_info": f"{namespace}/camera_info",
+        "depth": f"{namespace}/depth",
+    }
+    odometry_topic = f"{namespace}/{NODE_NAME}/odometry"
+    relative_topic = f"{namespace}/{NODE_NAME}/relative_pose"
 
     log_path = work / "silk_vo_node.log"
-    process = _start_node(params_file, remaps, domain_id, log_path)
+    process = _start_node(params_file, [f"__ns:={namespace}"], domain_id, log_path)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    recorder = _Recorder(work / "recorded", odometry_topic, f"/{NODE_NAME}/relative_pose")
+    # Recorded under the node's usual names (what `ros2 bag record` of a normal launch would hold).
+    recorder = _Recorder(work / "recorded", f"/{NODE_NAME}/odometry", f"/{NODE_NAME}/relative_pose")
     executor = SingleThreadedExecutor(context=context)
     try:
         node = rclpy.create_node("silk_vo_bag_player", context=context)
@@ -197,15 +205,15 @@ def replay_realtime(
         spinner.start()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         publishers = {
-            "image": node.create_publisher(CompressedImage if compressed else Image, topics.image, reliable),
-            "camera_info": node.create_publisher(CameraInfo, topics.camera_info or "/camera/camera_info", reliable),
+            "image": node.create_publisher(CompressedImage if compressed else Image, inputs["image"], reliable),
+            "camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], reliable),
         }
         if uses_depth:
-            publishers["depth"] = node.create_publisher(Image, topics.depth, reliable)
+            publishers["depth"] = node.create_publisher(Image, inputs["depth"], reliable)
         clock = node.create_publisher(Clock, "/clock", reliable)
         node.create_subscription(Odometry, odometry_topic, recorder.on_odometry, QoSProfile(depth=100))
         node.create_subscription(
-            PoseWithCovarianceStamped, f"/{NODE_NAME}/relative_pose", recorder.on_relative_pose, QoSProfile(depth=100)
+            PoseWithCovarianceStamped, relative_topic, recorder.on_relative_pose, QoSProfile(depth=100)
         )
         _wait_for_node(node, process, publishers, odometry_topic, node_timeout, log_path)
         published = _play(source, publishers, clock, rate, progress)
@@ -287,20 +295,21 @@ def _drain(recorder: _Recorder, process, published, timeout: float) -> None:
 def _trajectory_and_stats(
     recorder: _Recorder, published, base_cam: np.ndarray, work: Path, rate: float, lost_variance: float
 ):
+    sent = {round(stamp, 6): wall for stamp, wall in published}
     stamps = np.asarray(recorder.stamps)
     order = np.argsort(stamps, kind="stable")
-    keep = order[np.concatenate([[True], np.diff(stamps[order]) > 0])]
+    first_of_stamp = order[np.concatenate([[True], np.diff(stamps[order]) > 0])]
+    keep = [i for i in first_of_stamp if round(recorder.stamps[i], 6) in sent]  # only answers to our frames
+    if not keep:
+        raise BagError(
+            f"silk_vo_node answered none of the {len(published)} frames played; see its log {work / 'silk_vo_node.log'}"
+        )
     cam_base = np.linalg.inv(base_cam)
     poses = np.array([cam_base @ recorder.poses[i] @ base_cam for i in keep])  # odom<-base -> world<-camera
-    trajectory = Trajectory(stamps[keep], poses)
-    sent = {round(stamp, 6): wall for stamp, wall in published}
-    latency = [
-        (recorder.received_wall[i] - sent[round(recorder.stamps[i], 6)]) * 1e3
-        for i in keep
-        if round(recorder.stamps[i], 6) in sent
-    ]
+    trajectory = Trajectory(stamps[keep], poses.reshape(-1, 4, 4))
+    latency = [(recorder.received_wall[i] - sent[round(recorder.stamps[i], 6)]) * 1e3 for i in keep]
     # A LOST frame's covariance is lost_variance on every axis (huge, finite): the odometry says so itself.
-    lost = sum(variance >= 0.5 * lost_variance for variance in recorder.frame_variance.values())
+    lost = sum(variance >= 0.5 * lost_variance for stamp, variance in recorder.frame_variance.items() if stamp in sent)
     stats = {
         "frames": len(published),
         "published_images": len(published),
