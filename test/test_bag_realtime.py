@@ -56,11 +56,21 @@ def test_realtime_rate_1_live_node_is_within_tolerance(tum_bag, tmp_path):
         assert sum(1 for _ in reader.messages(connections=connections)) == report["received_odometry"]
 
 
-def test_realtime_every_frame_reproduces_the_deterministic_trajectory(tum_bag, tmp_path):
-    bag, deterministic = tum_bag
+def test_realtime_every_frame_reproduces_the_deterministic_trajectory(tum_bag, data_root, tmp_path):
+    """Node in bag-replay mode (every frame, reliable queue), calibration from --camera-yaml on a bag without
+    CameraInfo (the player publishes it): the deterministic trajectory of the bag with CameraInfo."""
+    from silk_ros.bagio.camera_yaml import write_camera_yaml
+    from silk_ros.datasets import open_sequence
+
+    _, deterministic = tum_bag
+    path = data_root / "sequences/tum_rgbd/rgbd_dataset_freiburg2_desk_mini"
+    convert = ["bag", "convert", "--format", "tum", str(path), str(tmp_path / "noinfo.db3"), "--no-camera-info"]
+    assert main([*convert, "--no-progress"]) == 0
+    camera_yaml = write_camera_yaml(open_sequence("tum", path).camera, tmp_path / "fr2.yaml")
     out = tmp_path / "every_frame"
     every_frame = ["--set", "process_every_frame=true", "--set", "qos_reliability=reliable", "--set", "qos_depth=100"]
-    assert main(["bag", "eval", str(bag), "--out", str(out), "--realtime", *every_frame, *SETTINGS]) == 0
+    argv = [str(tmp_path / "noinfo"), "--camera-yaml", str(camera_yaml), "--out", str(out), "--realtime"]
+    assert main(["bag", "eval", *argv, *every_frame, *SETTINGS]) == 0
     report, estimate = _report(out)
     _, reference = _report(deterministic)
     assert report["dropped_frames"] == 0 and len(estimate) == len(reference) == 20
