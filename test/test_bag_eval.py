@@ -109,7 +109,7 @@ def test_tum_bag_replays_exactly_like_the_dataset(data_root, tmp_path):
 
 @pytest.mark.parametrize(
     "front_end",
-    [["--set", "features=orb"], ["--set", "features=silk", "--set", "weights=untrained", "--set", "allow_untrained=true"]],
+    [["--set", "features=orb"], ["--set", "features=silk", "--set", "weights=silk-mu"]],
     ids=["orb", "silk-onnxruntime"],
 )
 def test_two_evals_of_one_bag_are_identical(front_end, tmp_path):
