@@ -41,14 +41,18 @@ def _report(folder):
 def test_realtime_rate_1_live_node_is_within_tolerance(tum_bag, tmp_path):
     bag, deterministic = tum_bag
     out = tmp_path / "realtime"
-    assert main(["bag", "eval", str(bag), "--out", str(out), "--realtime", "--rate", "1", *SETTINGS]) == 0
+    # Reliable transport: best-effort 1 MB images can be lost by DDS itself on an overloaded CI machine; the
+    # node still keeps only the newest frame (live mode), so frames are dropped when it is busy, as on a robot.
+    live = ["--realtime", "--rate", "1", "--set", "qos_reliability=reliable"]
+    assert main(["bag", "eval", str(bag), "--out", str(out), *live, *SETTINGS]) == 0
     report, estimate = _report(out)
     reference, _ = _report(deterministic)
     assert report["mode"] == "realtime" and report["published_images"] == 20
     assert 2 <= report["received_odometry"] == len(estimate) <= 20
     assert report["dropped_frames"] == 20 - report["received_odometry"]
     assert abs(report["ate"]["sim3"]["rmse"] - reference["ate"]["sim3"]["rmse"]) < ATE_TOLERANCE_M
-    assert report["latency_ms"]["mean"] > 0
+    assert report["latency_ms"]["mean"] > 0 and report["timings_ms"]["node_processing"] > 0
+    assert 0 < int(report["node_diagnostics"]["frames_processed"]) <= report["received_odometry"]  # reported ~1 Hz
     # The node's output was recorded into a real rosbag2 that travels with the report.
     with AnyReader([out / "recorded_odometry"]) as reader:
         connections = [c for c in reader.connections if c.topic == "/silk_vo_node/odometry"]

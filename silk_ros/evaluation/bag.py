@@ -242,7 +242,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         "bag": bag_summary,
         "ground_truth_source": gt_name,
     }
-    for key in ("dropped_frames", "received_odometry", "published_images", "latency_ms", "recorded_bag", "node_log"):
+    realtime_keys = ("dropped_frames", "received_odometry", "published_images", "latency_ms", "node_diagnostics")
+    for key in (*realtime_keys, "recorded_bag", "node_log"):
         if key in stats:
             extra[key] = stats[key]
     return _write_report_atomically(out, estimate, ground_truth, stats, title, args.max_dt, extra)

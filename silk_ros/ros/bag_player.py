@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
@@ -37,6 +38,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 from tqdm import tqdm
 
 from silk_ros.bagio import messages as m
@@ -99,6 +101,10 @@ class _Recorder:
         self.relative_connection = self.writer.add_connection(
             relative_topic, m.POSE_WITH_COVARIANCE_STAMPED, typestore=store
         )
+        self.diagnostics_connection = self.writer.add_connection(
+            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", typestore=store
+        )
+        self.node_figures: dict[str, str] = {}  # the node's latest self-reported figures (/diagnostics)
         self.lock = threading.Lock()
         self.stamps: list[float] = []
         self.poses: list[np.ndarray] = []
@@ -124,6 +130,14 @@ class _Recorder:
             self._write(self.relative_connection, msg)
             variance = float(np.max(np.asarray(msg.pose.covariance)[[0, 7, 14]]))
             self.frame_variance[round(conv.stamp_to_seconds(msg.header.stamp), 6)] = variance
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        ours = [status for status in msg.status if status.hardware_id and status.name.startswith(NODE_NAME)]
+        if not ours:
+            return
+        with self.lock:
+            self._write(self.diagnostics_connection, msg)  # stamped with the node's last frame (bag time)
+            self.node_figures = {value.key: value.value for value in ours[-1].values}
 
     def close(self) -> None:
         with self.lock:
@@ -215,7 +229,8 @@ def replay_realtime(
         node.create_subscription(
             PoseWithCovarianceStamped, relative_topic, recorder.on_relative_pose, QoSProfile(depth=100)
         )
-        _wait_for_node(node, process, publishers, odometry_topic, node_timeout, log_path)
+        node.create_subscription(DiagnosticArray, "/diagnostics", recorder.on_diagnostics, QoSProfile(depth=10))
+        _wait_for_node(node, process, publishers, odometry_topic, recorder, source, node_timeout, log_path)
         published = _play(source, publishers, clock, rate, progress)
         _drain(recorder, process, published, node_timeout)
     finally:
@@ -224,28 +239,47 @@ def replay_realtime(
         recorder.close()
         return_code = _stop_node(process)
     if not recorder.stamps:
+        received = recorder.node_figures.get("frames_received", "?")
+        hint = (
+            " (the images never arrived: with qos_reliability best_effort, DDS drops large images when the machine"
+            " is overloaded; --set qos_reliability=reliable keeps the live newest-frame behaviour without it)"
+            if received == "0"
+            else ""
+        )
         raise BagError(
-            f"silk_vo_node published no odometry for {len(published)} frames (exit code {return_code});"
-            f" its log ends:\n{_log_tail(log_path)}"
+            f"silk_vo_node published no odometry for {len(published)} frames; by its /diagnostics it received "
+            f"{received} images{hint} (exit code {return_code}); its log ends:\n{_log_tail(log_path)}"
         )
     return _trajectory_and_stats(recorder, published, base_cam, work, rate, lost_variance)
 
 
-def _wait_for_node(node, process, publishers, odometry_topic: str, timeout: float, log_path: Path) -> None:
-    """Until the node subscribes to every input and offers its odometry (its VO is built by then)."""
+def _wait_for_node(node, process, publishers, odometry_topic, recorder, source, timeout: float, log_path) -> None:
+    """Until the node is ready and both data paths work: it subscribes to every input, offers its odometry, and
+    its /diagnostics confirm it received our CameraInfo (graph discovery alone can run ahead of the data path
+    on a loaded machine, and frames sent before it would be lost to discovery, not to the node)."""
     deadline = time.monotonic() + timeout
+    graph_ready = False
+    info = camera_info_message(source.camera_for(0), Header(stamp=conv.seconds_to_stamp(source.image_stamps[0])))
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BagError(
                 f"silk_vo_node exited with code {process.returncode} before it was ready; its log ends:\n"
                 f"{_log_tail(log_path)}"
             )
-        inputs_ready = all(p.get_subscription_count() > 0 for p in publishers.values())
-        if inputs_ready and node.count_publishers(odometry_topic) > 0:
-            time.sleep(0.5)  # let discovery finish in both directions (the node must also see our publishers)
-            return
-        time.sleep(0.05)
-    raise BagError(f"silk_vo_node was not ready within {timeout:.0f} s; its log ends:\n{_log_tail(log_path)}")
+        if not graph_ready:
+            inputs_ready = all(p.get_subscription_count() > 0 for p in publishers.values())
+            graph_ready = inputs_ready and node.count_publishers(odometry_topic) > 0
+        else:
+            with recorder.lock:
+                confirmed = recorder.node_figures.get("camera_info_received") == "True"
+            if confirmed:
+                return
+            publishers["camera_info"].publish(info)
+        time.sleep(0.1)
+    raise BagError(
+        f"silk_vo_node was not ready within {timeout:.0f} s (graph {'ready' if graph_ready else 'not ready'}, "
+        f"camera_info not confirmed in /diagnostics); its log ends:\n{_log_tail(log_path)}"
+    )
 
 
 def _play(source, publishers, clock, rate: float, progress: bool) -> list[tuple[float, float]]:
@@ -316,7 +350,10 @@ def _trajectory_and_stats(
         "received_odometry": len(keep),
         "dropped_frames": len(published) - len(keep),
         "lost_frames": lost,
-        "timings_ms": {"end_to_end": latency},
+        # Stage latencies seen from outside: publish -> odometry back (end to end, DDS included), and the node's
+        # own mean processing and receive -> publish latency from its last /diagnostics report.
+        "timings_ms": {"end_to_end": latency, **_node_timings(recorder.node_figures)},
+        "node_diagnostics": recorder.node_figures,
         "latency_ms": {
             "mean": float(np.mean(latency)) if latency else None,
             "p95": float(np.percentile(latency, 95)) if latency else None,
@@ -326,3 +363,13 @@ def _trajectory_and_stats(
         "node_log": str(work / "silk_vo_node.log"),
     }
     return trajectory, stats
+
+
+def _node_timings(figures: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, stage in (("processing_ms_mean", "node_processing"), ("latency_ms_mean", "node_latency")):
+        try:
+            out[stage] = float(figures[key])
+        except (KeyError, ValueError):
+            pass
+    return out
