@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 
-os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid() * 7 + 1).randint(1, 100))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import time  # noqa: E402
@@ -54,6 +53,9 @@ def frames(data_root):
 
 @pytest.fixture(scope="module")
 def ros():
+    # A private domain per test module (read by rclpy.init and inherited by subprocesses): no cross-talk
+    # with other modules or with other test sessions on this machine.
+    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
     rclpy.init()
     yield
     rclpy.shutdown()
