@@ -182,15 +182,13 @@ def convert(args: argparse.Namespace) -> dict:
 
 
 def parse_overrides(pairs: list[str], flag: str = "--set") -> dict:
-    import yaml
+    """KEY=VALUE strings -> dict with YAML values (run-dataset's parser, its error made a BagError)."""
+    from silk_ros.evaluation.run_dataset import parse_overrides as parse
 
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BagError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
+    try:
+        return parse(pairs)
+    except SystemExit as err:
+        raise BagError(str(err).replace("--set", flag)) from None
 
 
 def evaluate(args: argparse.Namespace) -> dict:
