@@ -186,3 +186,22 @@ def test_ros1_bag_replays_like_its_rosbag2_original(tmp_path):
     ros2, _ = _eval(bag2, tmp_path / "ros2", "--gt-topic", "/ground_truth/pose")
     _assert_same_trajectory(ros1, ros2, atol=0)
     assert report["bag"]["images"] == 5
+
+
+def test_deterministic_bag_tools_stay_ros_free(tmp_path):
+    """convert and deterministic eval run without ROS: nothing they import pulls in rclpy (only --realtime does)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\n"
+        "import silk_ros.bagio.camera_yaml, silk_ros.bagio.params, silk_ros.bagio.reader, silk_ros.bagio.writer\n"
+        "import silk_ros.evaluation.bag\n"
+        "from silk_ros.evaluation.bag import parse_overrides, replay_deterministic  # noqa: F401\n"
+        "parse_overrides(['features=orb'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs')))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
