@@ -27,7 +27,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..features.types import Features
@@ -293,7 +292,10 @@ class VisualOdometry:
         return self._new_keyframe(features, pixels, pose, points, float(timestamp)), T
 
     def _scaled_essential(self, keyframe, i0, u0, u1, K, T_pnp) -> np.ndarray:
-        """Essential-matrix pose with the map's scale; the PnP pose when the two disagree or scale is unsupported."""
+        """Essential-matrix pose (rotation and direction from every 2D-2D match) with the map's scale: the median
+        ratio of the old keyframe's depths to the unit-baseline triangulated depths of the shared points.  PnP on a
+        monocular map trades rotation for translation where the map's depths are noisy; the essential matrix does
+        not.  Falls back to the PnP pose when too few shared points triangulate."""
         cfg = self.config
         solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations)
         if solution is None:
@@ -304,12 +306,10 @@ class VisualOdometry:
         if shared.sum() < 10:
             return T_pnp
         scale = float(np.median(keyframe.points[i0[keep[shared]], 2] / xyz[shared, 2]))
+        if not np.isfinite(scale) or scale <= 0:
+            return T_pnp
         T = solution.T_1_0.copy()
         T[:3, 3] *= scale
-        t_pnp = T_pnp[:3, 3]
-        rotation_gap = np.degrees(np.linalg.norm(cv2.Rodrigues(T[:3, :3] @ T_pnp[:3, :3].T)[0]))
-        if rotation_gap > 2.0 or np.linalg.norm(T[:3, 3] - t_pnp) > 0.5 * np.linalg.norm(t_pnp):
-            return T_pnp
         return T
 
     # ----------------------------------------------------------------------------------------- loss

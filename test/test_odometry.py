@@ -1,0 +1,254 @@
+"""Odometry on the package's synthetic room (exact poses and depth): trajectory accuracy (RGB-D metric, monocular
+up to scale), no translation at rest or under pure rotation, covariance properties, loss and recovery, the ORB
+and SIFT baselines, configuration and input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from silk_ros.datasets import open_sequence
+from silk_ros.datasets.synthetic import render
+from silk_ros.evaluation.metrics import ate
+from silk_ros.evaluation.trajectory import Trajectory
+from silk_ros.geometry.pose import make_pose, so3_exp
+from silk_ros.odometry import (
+    ConfigError,
+    OdometryConfig,
+    OdometryInputError,
+    TrackingState,
+    VisualOdometry,
+    run_sequence,
+)
+from silk_ros.weights import WeightsError, shipped_weights
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def silk_options() -> dict:
+    """Trained SiLK weights when shipped in this checkout, else the random-weight network (plumbing only)."""
+    try:
+        shipped_weights("silk-mu")
+        return {"features": "silk"}
+    except WeightsError:
+        return {"features": "silk", "weights": "untrained", "allow_untrained": True}
+
+
+class RenderedFrames:
+    """The synthetic sequence rendered once per test module (ray casting costs ~0.7 s CPU per frame)."""
+
+    def __init__(self, sequence, count: int | None = None):
+        self.name = sequence.name
+        self.camera = sequence.camera
+        self.quads = sequence.quads
+        self.frames = [sequence[i] for i in range(count or len(sequence))]
+        self.ground_truth = Trajectory(
+            np.array([f.timestamp for f in self.frames]), sequence.ground_truth.poses[: len(self.frames)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i):
+        return self.frames[i]
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def head(self, count: int) -> RenderedFrames:
+        head = object.__new__(RenderedFrames)
+        head.name, head.camera, head.quads = self.name, self.camera, self.quads
+        head.frames = self.frames[:count]
+        head.ground_truth = self.ground_truth.subset(np.arange(count))
+        return head
+
+
+@pytest.fixture(scope="module")
+def room():
+    return RenderedFrames(open_sequence("synthetic", None, n_frames=30))
+
+
+def check_covariance(covariance: np.ndarray) -> None:
+    assert covariance.shape == (6, 6)
+    assert np.all(np.isfinite(covariance))
+    assert np.any(covariance != 0)
+    assert np.allclose(covariance, covariance.T)
+    assert np.linalg.eigvalsh(covariance).min() > 0
+
+
+def test_rgbd_synthetic_matches_ground_truth_metric(room):
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    trajectory, stats = run_sequence(vo, room, progress=False)
+    error = ate(trajectory, room.ground_truth, align="se3")
+    # 30 frames, ~1.4 m of camera path: centimetre accuracy with metric scale, without alignment scale.
+    assert error["rmse"] < 0.03, error
+    assert stats["lost_frames"] == 0
+    assert abs(trajectory.path_length() - room.ground_truth.path_length()) < 0.15 * room.ground_truth.path_length()
+
+
+def test_rgbd_synthetic_with_silk(room):
+    vo = VisualOdometry(OdometryConfig(mode="rgbd", **silk_options()))
+    trajectory, stats = run_sequence(vo, room, progress=False, keep_results=True)
+    assert ate(trajectory, room.ground_truth, align="se3")["rmse"] < 0.03
+    for result in stats["results"]:
+        check_covariance(result.covariance)
+        assert set(result.timings_ms) == {"extract", "match", "pose", "total"}
+        assert result.timings_ms["total"] >= result.timings_ms["extract"]
+
+
+def test_mono_synthetic_matches_ground_truth_up_to_scale(room):
+    sequence = room
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    trajectory, stats = run_sequence(vo, sequence, progress=False, keep_results=True)
+    results = stats["results"]
+    assert any(r.state == TrackingState.TRACKING for r in results)
+    tracked = np.array([r.state in (TrackingState.TRACKING, TrackingState.DEGRADED) for r in results])
+    error = ate(trajectory.subset(np.flatnonzero(tracked)), sequence.ground_truth.subset(np.flatnonzero(tracked)),
+                align="sim3")
+    # Monocular: scale and the first frames' translation are unobservable; once initialised the shape must
+    # follow the 1.4 m arc. Measured 0.10 m on this scene; the bound leaves 2x margin (a broken solver: > 0.3 m).
+    assert error["rmse"] < 0.2, error
+
+
+def _rotation_frames(room, angles_deg):
+    """Images of the synthetic room seen from one fixed camera centre, rotating about its vertical axis."""
+    start = room.ground_truth.poses[0]
+    frames = []
+    for k, angle in enumerate(angles_deg):
+        pose = start @ make_pose(so3_exp(np.radians([0.0, angle, 0.3 * angle])))
+        image, depth = render(room.quads, room.camera, pose)
+        frames.append((k * 0.1, image, depth, pose))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def rotation_frames(room):
+    return _rotation_frames(room, np.linspace(0.0, 12.0, 13))
+
+
+@pytest.mark.parametrize("mode", ["mono", "rgbd"])
+def test_pure_rotation_injects_no_translation(room, rotation_frames, mode):
+    frames = rotation_frames
+    vo = VisualOdometry(OdometryConfig(features="orb", mode=mode))
+    results = [vo.process(image, t, room.camera, depth) for t, image, depth, _ in frames]
+    positions = np.stack([r.pose_world_cam[:3, 3] for r in results])
+    assert all(r.state != TrackingState.LOST for r in results)
+    # Mono: no map is ever built (nothing to triangulate), translation stays exactly zero. RGB-D: millimetres.
+    limit = 1e-12 if mode == "mono" else 0.01
+    assert np.abs(positions).max() <= limit, positions
+    # The rotation itself is tracked (12 degrees in total).
+    R_est = results[-1].pose_world_cam[:3, :3]
+    R_gt = frames[0][3][:3, :3].T @ frames[-1][3][:3, :3]
+    angle_error = np.degrees(np.arccos(np.clip((np.trace(R_est.T @ R_gt) - 1) / 2, -1, 1)))
+    assert angle_error < 0.5
+
+
+def test_static_camera_has_zero_path_length(room):
+    frame = room[0]
+    rng = np.random.default_rng(0)
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    for k in range(10):
+        noisy = np.clip(frame.image.astype(np.int16) + rng.integers(-3, 4, frame.image.shape), 0, 255).astype(np.uint8)
+        result = vo.process(noisy, k * 0.1, frame.camera)
+        check_covariance(result.covariance)
+    assert vo.trajectory.path_length() == 0.0
+    assert vo.state == TrackingState.INITIALIZING
+
+
+def test_blank_frames_are_lost_with_large_covariance_then_recover(room):
+    config = OdometryConfig(features="orb", mode="rgbd")
+    vo = VisualOdometry(config)
+    frames = [room[i] for i in range(12)]
+    for frame in frames[:6]:
+        vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
+    assert vo.state == TrackingState.TRACKING
+    held = vo.pose
+    blank = np.full_like(frames[0].image, 127)
+    for k in range(config.max_lost_frames + 2):
+        result = vo.process(blank, 10.0 + k, frames[0].camera, frames[0].depth)
+        assert result.state == TrackingState.LOST
+        assert np.allclose(result.covariance, np.eye(6) * config.lost_variance)
+        assert np.all(np.isfinite(result.covariance))
+        assert np.allclose(result.pose_world_cam, held)
+        assert np.allclose(result.relative_pose, np.eye(4))
+    # The keyframe survives blank frames (they have no texture to restart from): tracking resumes against it.
+    recovered = [vo.process(f.image, f.timestamp, f.camera, f.depth) for f in frames[6:]]
+    assert recovered[-1].state == TrackingState.TRACKING
+    error = np.linalg.norm(recovered[-1].pose_world_cam[:3, 3] - (
+        np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[11])[:3, 3])
+    assert error < 0.05
+
+
+def test_relocalises_from_a_new_keyframe_after_a_long_loss(room):
+    config = OdometryConfig(features="orb", mode="rgbd", max_lost_frames=2)
+    vo = VisualOdometry(config)
+    vo.process(room[0].image, 0.0, room.camera, room[0].depth)
+    far = room[len(room) - 1]  # no overlap with the first keyframe's view
+    states = [vo.process(far.image, 1.0 + k, room.camera, far.depth).state for k in range(config.max_lost_frames + 3)]
+    assert TrackingState.LOST in states
+    assert states[-1] == TrackingState.TRACKING  # re-started from a keyframe at the held pose
+
+
+def test_relative_pose_chains_to_the_absolute_pose(room):
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    pose = np.eye(4)
+    for frame in [room[i] for i in range(8)]:
+        result = vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
+        pose = pose @ result.relative_pose
+        assert np.allclose(pose, result.pose_world_cam, atol=1e-9)
+        if len(result.matches):
+            assert result.inlier_mask.shape == (len(result.matches),)
+            assert result.inliers == int(result.inlier_mask.sum())
+            assert result.matches.indices[:, 0].max() < len(result.keyframe_features)
+            assert result.matches.indices[:, 1].max() < len(result.features)
+
+
+def test_sift_baseline_runs(room):
+    sequence = room.head(10)
+    vo = VisualOdometry(OdometryConfig(features="sift", mode="rgbd"))
+    trajectory, stats = run_sequence(vo, sequence, progress=False)
+    assert stats["lost_frames"] == 0
+    assert ate(trajectory, sequence.ground_truth, align="se3")["rmse"] < 0.03
+
+
+def test_resize_option_rescales_images_and_camera(room):
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd", input_width=160, input_height=120))
+    frame = room[0]
+    result = vo.process(frame.image, 0.0, frame.camera, frame.depth)
+    assert result.features.image_size == (120, 160)
+    assert vo.working_size == (160, 120)
+
+
+def test_config_yaml_mirrors_the_defaults_and_rejects_typos(tmp_path):
+    assert OdometryConfig.from_yaml(REPO / "config" / "odometry.yaml") == OdometryConfig()
+    with pytest.raises(ConfigError, match="max_keypoint"):
+        OdometryConfig.from_dict({"max_keypoint": 10})
+    with pytest.raises(ConfigError, match="features"):
+        OdometryConfig(features="surf")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("odometry:\n  lost_variance: lots\n")
+    with pytest.raises(ConfigError, match="lost_variance"):
+        OdometryConfig.from_yaml(bad)
+    assert OdometryConfig.from_dict({"lost_variance": "1.0e6"}).lost_variance == 1e6
+
+
+def test_bad_inputs_name_the_problem(room):
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    frame = room[0]
+    with pytest.raises(OdometryInputError, match="camera"):
+        vo.process(frame.image[:100], 0.0, frame.camera, frame.depth)
+    with pytest.raises(OdometryInputError, match="depth"):
+        vo.process(frame.image, 0.0, frame.camera, None)
+    with pytest.raises(OdometryInputError, match="numpy"):
+        vo.process(None, 0.0, frame.camera)
+    assert len(vo.trajectory) == 0  # nothing was half-processed
+
+
+def test_trajectory_is_a_trajectory(room):
+    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    trajectory, _ = run_sequence(vo, room.head(5), progress=False)
+    assert isinstance(trajectory, Trajectory)
+    assert len(trajectory) == 5
+    assert np.allclose(trajectory.poses[0], np.eye(4))
