@@ -53,8 +53,10 @@ def test_missing_topic_is_named_with_what_the_bag_has(bags, tmp_path, capsys):
 def test_wrong_message_type(bags, tmp_path, capsys):
     err = _fails(capsys, tmp_path / "r", bags["gooddb.db3"], "--image-topic", "/camera/camera_info")
     assert "carries sensor_msgs/CameraInfo, expected sensor_msgs/Image or sensor_msgs/CompressedImage" in err
-    err = _fails(capsys, tmp_path / "r", bags["gooddb.db3"], "--gt-topic", "/tf")
-    assert "ground-truth topic '/tf'" in err and "tf2_msgs/TFMessage" in err
+    err = _fails(capsys, tmp_path / "r", bags["gooddb.db3"], "--gt-topic", "/camera/camera_info")
+    assert "ground-truth topic '/camera/camera_info'" in err and "carries sensor_msgs/CameraInfo" in err
+    err = _fails(capsys, tmp_path / "r", bags["gooddb.db3"], "--gt-topic", "/tf", "--gt-child-frame", "mocap")
+    assert "no transform with child frame 'mocap'" in err and "child frames there: ground_truth_camera" in err
     err = _fails(capsys, tmp_path / "r", bags["gooddb.db3"], "--camera-info-topic", "/ground_truth/pose")
     assert "camera-info topic '/ground_truth/pose'" in err and "expected sensor_msgs/CameraInfo" in err
 

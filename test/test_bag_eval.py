@@ -105,6 +105,9 @@ def test_tum_bag_replays_exactly_like_the_dataset(data_root, tmp_path):
     gt = sequence.ground_truth.write_tum(tmp_path / "gt.tum")
     _, from_file = _eval(bag, tmp_path / "report_file", "--gt", str(gt), "--set", "mode=mono")
     assert from_file["ate"]["sim3"]["rmse"] == pytest.approx(report["ate"]["sim3"]["rmse"], abs=1e-6)
+    # ... and so does the copy of the ground truth on /tf.
+    _, from_tf = _eval(bag, tmp_path / "report_tf", "--gt-topic", "/tf", "--set", "mode=mono")
+    assert from_tf["ate"]["sim3"]["rmse"] == pytest.approx(report["ate"]["sim3"]["rmse"], abs=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,8 @@ class EvalTopics:
     ground_truth: str | None = None
     #: largest |t_depth - t_image| (s) for a depth image to count as the frame's depth.
     depth_max_dt: float = 0.02
+    #: with a tf2_msgs/TFMessage ground-truth topic (/tf): the child frame whose pose is the ground truth.
+    gt_child_frame: str = "ground_truth_camera"
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,9 @@ class BagSource:
             self._connections(topics.depth, m.IMAGE_TYPES, "depth") if topics.depth is not None else []
         )
         self.gt_connections = (
-            self._connections(topics.ground_truth, m.POSE_TYPES, "ground-truth") if topics.ground_truth else []
+            self._connections(topics.ground_truth, (*m.POSE_TYPES, m.TF_MESSAGE), "ground-truth")
+            if topics.ground_truth
+            else []
         )
         if self.override_camera is not None:
             self.info_connections = []
@@ -182,7 +186,8 @@ class BagSource:
                 msg = self._reader.deserialize(raw, connection.msgtype)
                 rank = rank + 1 if log_ns == last_log else 0
                 last_log = log_ns
-                out.append(_Index(log_ns, rank, m.stamp_to_ns(msg.header.stamp)))
+                stamp_ns = m.stamp_to_ns(msg.header.stamp) if hasattr(msg, "header") else log_ns  # TFMessage: none
+                out.append(_Index(log_ns, rank, stamp_ns))
                 if keep is not None:
                     kept.append(keep(msg, connection))
         if expected and len(out) < expected:
@@ -237,15 +242,29 @@ class BagSource:
             raise BagError(f"CameraInfo on {connection.topic!r} in bag {self.path} is unusable: {err}") from None
 
     def _read_ground_truth(self) -> Trajectory:
-        topic = self.topics.ground_truth
-        index, poses = self._index(self.gt_connections, "ground-truth", keep=lambda msg, c: _pose(msg, c, topic))
+        topic, child = self.topics.ground_truth, self.topics.gt_child_frame
+        index, per_message = self._index(
+            self.gt_connections, "ground-truth", keep=lambda msg, c: _poses(msg, c, topic, child)
+        )
         if not index:
             raise BagError(f"ground-truth topic {topic!r} in bag {self.path} holds no messages")
+        poses = [pose for poses in per_message for pose in poses]
+        if not poses:  # a TF topic without our child frame
+            children = sorted({t.child_frame_id for c in self.gt_connections for t in self._tf_transforms(c)})
+            raise BagError(
+                f"ground-truth topic {topic!r} in bag {self.path} has no transform with child frame {child!r} "
+                f"(pass --gt-child-frame; child frames there: {', '.join(children) or 'none'})"
+            )
         stamps = np.array([stamp for stamp, _ in poses])
         order = np.argsort(stamps, kind="stable")
         stamps, matrices = stamps[order], np.array([pose for _, pose in poses])[order]
         unique = np.concatenate([[True], np.diff(stamps) > 0])  # keep the first pose of duplicated stamps
         return Trajectory(stamps[unique], matrices[unique])
+
+    def _tf_transforms(self, connection) -> Iterator:
+        with self._reading("ground-truth messages"):
+            for c, _, raw in self._reader.messages(connections=[connection]):
+                yield from self._reader.deserialize(raw, c.msgtype).transforms
 
     # ----------------------------------------------------------------------------------------- frames
     @property
@@ -386,9 +405,12 @@ def _ns_to_seconds(ns: int) -> float:
     return (ns // 1_000_000_000) + (ns % 1_000_000_000) * 1e-9
 
 
-def _pose(msg, connection, topic: str) -> tuple[float, np.ndarray]:
+def _poses(msg, connection, topic: str, child: str) -> list[tuple[float, np.ndarray]]:
+    """(stamp, T_world_cam) of one ground-truth message; for /tf only the transforms to ``child``."""
     try:
-        return m.pose_from_msg(msg, connection.msgtype)
+        if m.short_type(connection.msgtype) == m.short_type(m.TF_MESSAGE):
+            return [m.pose_from_msg(t, m.TRANSFORM_STAMPED) for t in msg.transforms if t.child_frame_id == child]
+        return [m.pose_from_msg(msg, connection.msgtype)]
     except ValueError as err:
         raise BagError(f"ground-truth message on {topic!r}: {err}") from None
 

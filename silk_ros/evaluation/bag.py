@@ -98,10 +98,15 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     gt = p.add_mutually_exclusive_group()
     gt.add_argument(
         "--gt-topic",
-        help="ground truth: PoseStamped, PoseWithCovarianceStamped, TransformStamped or "
-        "Odometry of the camera optical frame",
+        help="ground truth of the camera optical frame: PoseStamped, PoseWithCovarianceStamped, TransformStamped, "
+        "Odometry, or TFMessage (e.g. /tf, with --gt-child-frame)",
     )
     gt.add_argument("--gt", type=Path, help="ground truth as a TUM trajectory file (T_world_cam)")
+    p.add_argument(
+        "--gt-child-frame",
+        default="ground_truth_camera",
+        help="with a tf2_msgs/TFMessage --gt-topic (e.g. /tf): the child frame holding the ground truth",
+    )
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument(
         "--params",
@@ -205,7 +210,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     config = load_odometry_config(params, parse_overrides(args.set))
     camera = read_camera_yaml(args.camera_yaml) if args.camera_yaml else None
     gt_file = _read_gt_file(args.gt) if args.gt else None
-    topics = EvalTopics(args.image_topic, args.camera_info_topic, args.depth_topic, args.gt_topic, args.max_dt)
+    topics = EvalTopics(
+        args.image_topic, args.camera_info_topic, args.depth_topic, args.gt_topic, args.max_dt, args.gt_child_frame
+    )
     progress = not args.no_progress
     with BagSource(args.bag, topics, camera=camera, progress=progress) as source:
         ground_truth = source.ground_truth if gt_file is None else gt_file
