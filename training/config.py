@@ -47,6 +47,9 @@ class TrainConfig:
     batch_size: int = 2  # image pairs per step (per process)
     steps: int = 100_000
     lr: float = 1e-4
+    #: Step decay: the learning rate is multiplied by ``lr_gamma`` at each of these steps.
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
     temperature: float = 0.1
     #: Rows/columns of the similarity matrix computed at once (peak memory ~ block x N).
     block_size: int = 1024
@@ -91,6 +94,10 @@ class TrainConfig:
         if not path.exists():
             raise FileNotFoundError(f"training config {path} does not exist")
         return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of a step: a pure function of the step, so resuming never changes it."""
+        return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if step >= m)
 
     def to_dict(self) -> dict:
         def plain(value):

@@ -44,7 +44,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def export_checkpoint(checkpoint: Path, out: Path, config_path: str | None = None) -> Path:
+def export_checkpoint(
+    checkpoint: Path, out: Path, config_path: str | None = None, code_commit: str | None = None
+) -> Path:
     """Write the checkpoint's model as a shipped weights file; returns the path written."""
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
@@ -64,7 +66,7 @@ def export_checkpoint(checkpoint: Path, out: Path, config_path: str | None = Non
         "hardware": hardware_description(int(config.get("threads") or torch.get_num_threads())),
         "config": config,
         "config_file": config_path,
-        "git_commit": git_commit(),
+        "git_commit": code_commit or git_commit(),
         "validation": val,
         "trainer": "python -m training.silk (silk_ros, written from the SiLK paper)",
     }
@@ -76,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, help=f"training run folder holding {CHECKPOINT_NAME}")
     parser.add_argument("--out", default=str(REPO_ROOT / "silk_ros/weights/silk_vggnp_mu.pt"))
     parser.add_argument("--config-file", help="the YAML the run was started with (recorded in provenance)")
+    parser.add_argument("--code-commit", help="commit of the training code the run used (default: git HEAD)")
     args = parser.parse_args(argv)
-    path = export_checkpoint(Path(args.run_dir) / CHECKPOINT_NAME, Path(args.out), args.config_file)
+    path = export_checkpoint(Path(args.run_dir) / CHECKPOINT_NAME, Path(args.out), args.config_file, args.code_commit)
     print(f"wrote {path}")
     return 0
 

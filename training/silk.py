@@ -172,6 +172,8 @@ class Trainer:
                 )
             )
         loss = torch.stack([p.loss for p in losses]).mean()
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
