@@ -14,12 +14,16 @@ Pose of a frame relative to its keyframe, in order of preference:
   initialises the map once the rotation-compensated parallax exceeds ``init_parallax_px`` and enough points
   triangulate.
 * ``rotation``: not enough parallax to observe translation -> pure rotation (infinite homography), the
-  translation stays that of the keyframe.  PnP solutions below ``static_parallax_px`` also keep the keyframe's
-  translation, so a camera at rest accumulates no path length.
+  translation stays that of the keyframe.  Monocular translation counts as observable only when the pure-rotation
+  model explains clearly fewer matches than the essential matrix (``rotation_inlier_ratio``, a GRIC-like test).
+  PnP solutions below ``static_parallax_px`` also keep the keyframe's translation (``pnp-static``), so a camera
+  at rest accumulates no path length.
 
 A new keyframe is taken when the parallax to the keyframe passes ``keyframe_parallax_px`` or the inliers fall
-below ``keyframe_min_inliers``; it inherits the old keyframe's inlier points (moved into its frame) and adds
-points triangulated against the old keyframe (monocular) or read from its depth (RGB-D).
+below ``keyframe_min_inliers`` (monocular: only with enough parallax to triangulate).  RGB-D keyframes take their
+points from depth.  Monocular keyframes re-estimate their pose from all 2D-2D matches (essential matrix), with the
+scale that makes the triangulated depths of the points shared with the old keyframe's map agree with that map
+(median ratio); they then triangulate every essential inlier and carry the old inlier points over.
 """
 
 from __future__ import annotations
