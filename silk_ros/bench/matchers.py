@@ -1,0 +1,360 @@
+"""``silk-vo bench matchers``: every matcher on the same SiLK-µ features of real pairs.
+
+Rows: MNN, ratio test, double-softmax (SiLK's own) and the attention matcher in its four ablation
+variants (no reweighting, logit bias only, value rescaling only, both).  Columns:
+
+* homography pairs (HPatches v_churchill, Oxford graf: image 1 against 2..6): match count, precision
+  (reprojection error < 3 px under the true homography), homography AUC@1/3/5 px of the mean corner
+  error of a RANSAC homography;
+* pose pairs (ScanNet sample, Strecha consecutive views): match count, precision (symmetric epipolar
+  distance < 5e-4 in normalised coordinates, SuperGlue's convention), pose AUC@5/10/20 deg of
+  max(rotation, translation-direction) error of a RANSAC essential matrix;
+* CPU milliseconds per pair at 512 / 1024 / 2048 keypoints per image (median over repeats; attention:
+  PyTorch and ONNX Runtime, the faster reported).
+
+Images are resized so the longer side is ``--max-side`` px (intrinsics and homographies follow).  No
+parameter is tuned on these pairs: thresholds are the matchers' defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..datasets.paths import REPO_ROOT, shared_data_root
+from ..evaluation import matching_metrics as mm
+from ..features import SilkExtractor
+from ..features.types import Features
+from ..matching import build_matcher
+from ..weights import shipped_weights
+
+#: ablation weights written by ``python -m training.matcher --variant ...`` (matcher-mu is "both")
+ABLATION_DIR = REPO_ROOT / "training" / "ablation"
+DEFAULT_ATTENTION = (
+    f"attention (no reweighting)={ABLATION_DIR / 'matcher_mu_none.pt'}",
+    f"attention (bias only)={ABLATION_DIR / 'matcher_mu_bias.pt'}",
+    f"attention (value only)={ABLATION_DIR / 'matcher_mu_value.pt'}",
+    "attention (bias + value)=matcher-mu",
+)
+CLASSIC = (("MNN", "mnn"), ("ratio test 0.9", {"name": "ratio", "ratio": 0.9}), ("double-softmax", "double_softmax"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=None, help="shared data root (default: ../shared/data)")
+    parser.add_argument("--silk-weights", default="silk-mu")
+    parser.add_argument("--top-k", type=int, default=1024, help="keypoints per image for the accuracy columns")
+    parser.add_argument("--max-side", type=int, default=640, help="resize images so the longer side is this")
+    parser.add_argument(
+        "--attention",
+        action="append",
+        metavar="LABEL=WEIGHTS",
+        help="attention matcher rows (repeatable; default: the four ablation variants)",
+    )
+    parser.add_argument("--timing-sizes", default="512,1024,2048")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per matcher and size (median)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch / ONNX Runtime")
+    parser.add_argument(
+        "--features-cache",
+        type=Path,
+        help="reuse SiLK features from this .npz when it was written for the same weights and settings",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class HomographyPair:
+    name: str
+    image0: np.ndarray
+    image1: np.ndarray
+    h_1_0: np.ndarray
+
+
+@dataclass
+class PosePair:
+    name: str
+    image0: np.ndarray
+    image1: np.ndarray
+    k0: np.ndarray
+    k1: np.ndarray
+    t_1_0: np.ndarray  # 4x4, camera 0 -> camera 1
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return image
+
+
+def _resize(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resized image and the 3x3 pixel map old -> new (pixel-centre convention)."""
+    h, w = image.shape
+    s = min(1.0, max_side / max(h, w))
+    nw, nh = round(w * s), round(h * s)
+    sx, sy = nw / w, nh / h
+    scale = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+    if (nw, nh) == (w, h):
+        return image, np.eye(3)
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), scale
+
+
+def homography_pairs(root: Path, max_side: int) -> list[HomographyPair]:
+    sources = [
+        (root / "homography/hpatches/v_churchill", "{}.ppm", "H_1_{}"),
+        (root / "homography/oxford/graf", "img{}.ppm", "H1to{}p"),
+    ]
+    pairs = []
+    for folder, image_name, h_name in sources:
+        if not folder.exists():
+            raise FileNotFoundError(f"homography data {folder} not found")
+        image0, s0 = _resize(_read_grey(folder / image_name.format(1)), max_side)
+        for k in range(2, 7):
+            image1, s1 = _resize(_read_grey(folder / image_name.format(k)), max_side)
+            h = s1 @ np.loadtxt(folder / h_name.format(k)) @ np.linalg.inv(s0)
+            pairs.append(HomographyPair(f"{folder.name} 1-{k}", image0, image1, h / h[2, 2]))
+    return pairs
+
+
+def _strecha_camera(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(K, T_cam_world) from a Strecha ``.camera`` file (R is camera-to-world, C the centre)."""
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    k = np.array(rows[0:3], float)
+    r = np.array(rows[4:7], float)
+    c = np.array(rows[7], float)
+    t = np.eye(4)
+    t[:3, :3], t[:3, 3] = r.T, -r.T @ c
+    return k, t
+
+
+def pose_pairs(root: Path, max_side: int) -> list[PosePair]:
+    pairs = []
+    scannet = root / "pairs/scannet_sample"
+    for line in (scannet / "scannet_sample_pairs_with_gt.txt").read_text().splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        image0, s0 = _resize(_read_grey(scannet / "scannet_sample_images" / parts[0]), max_side)
+        image1, s1 = _resize(_read_grey(scannet / "scannet_sample_images" / parts[1]), max_side)
+        values = np.array(parts[4:], float)
+        k0, k1, t = values[:9].reshape(3, 3), values[9:18].reshape(3, 3), values[18:34].reshape(4, 4)
+        pairs.append(PosePair(f"scannet {parts[0][:12]}", image0, image1, s0 @ k0, s1 @ k1, t))
+    for scene in sorted((root / "pairs/strecha").iterdir()):
+        views = sorted(scene.glob("*.jpg"))
+        for a, b in zip(views[:-1], views[1:], strict=True):
+            k0, t0 = _strecha_camera(Path(f"{a}.camera"))
+            k1, t1 = _strecha_camera(Path(f"{b}.camera"))
+            image0, s0 = _resize(_read_grey(a), max_side)
+            image1, s1 = _resize(_read_grey(b), max_side)
+            pairs.append(
+                PosePair(f"{scene.name} {a.stem}-{b.stem}", image0, image1, s0 @ k0, s1 @ k1, t1 @ np.linalg.inv(t0))
+            )
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _epipolar_precision(p0: np.ndarray, p1: np.ndarray, pair: PosePair, threshold: float = 5e-4) -> float:
+    if len(p0) == 0:
+        return 0.0
+    n0 = cv2.undistortPoints(p0[:, None].astype(np.float64), pair.k0, None)[:, 0]
+    n1 = cv2.undistortPoints(p1[:, None].astype(np.float64), pair.k1, None)[:, 0]
+    r, t = pair.t_1_0[:3, :3], pair.t_1_0[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    e = tx @ r
+    x0, x1 = np.c_[n0, np.ones(len(n0))], np.c_[n1, np.ones(len(n1))]
+    ex0, etx1 = x0 @ e.T, x1 @ e
+    num = np.sum(x1 * ex0, axis=1) ** 2
+    d = num * (1 / (ex0[:, 0] ** 2 + ex0[:, 1] ** 2) + 1 / (etx1[:, 0] ** 2 + etx1[:, 1] ** 2))
+    return float((d < threshold).mean())
+
+
+def evaluate_homography(matcher, pairs, features) -> dict:
+    counts, precisions, errors = [], [], []
+    for pair, (f0, f1) in zip(pairs, features, strict=True):
+        matches = matcher(f0, f1)
+        p0, p1 = matches.points(f0, f1)
+        counts.append(len(matches))
+        errors_px = mm.match_reprojection_errors(p0, p1, pair.h_1_0)
+        precisions.append(float((errors_px < 3.0).mean()) if len(p0) else 0.0)
+        estimate, _ = mm.estimate_homography(p0, p1, 3.0)
+        errors.append(mm.homography_corner_error(estimate, pair.h_1_0, pair.image0.shape))
+    aucs = mm.auc(np.array(errors), (1, 3, 5))
+    return {
+        "matches": float(np.mean(counts)),
+        "precision": float(np.mean(precisions)),
+        **{f"auc@{t}px": float(a) for t, a in zip((1, 3, 5), aucs, strict=True)},
+    }
+
+
+def evaluate_pose(matcher, pairs, features) -> dict:
+    counts, precisions, errors = [], [], []
+    for pair, (f0, f1) in zip(pairs, features, strict=True):
+        matches = matcher(f0, f1)
+        p0, p1 = matches.points(f0, f1)
+        counts.append(len(matches))
+        precisions.append(_epipolar_precision(p0, p1, pair))
+        errors.append(mm.relative_pose_error_from_matches(p0, p1, pair.k0, pair.k1, pair.t_1_0))
+    aucs = mm.auc(np.array(errors), (5, 10, 20))
+    return {
+        "matches": float(np.mean(counts)),
+        "precision": float(np.mean(precisions)),
+        **{f"auc@{t}deg": float(a) for t, a in zip((5, 10, 20), aucs, strict=True)},
+    }
+
+
+def extract_all(extractor: SilkExtractor, pairs: list, args) -> dict[str, tuple[Features, Features]]:
+    """SiLK features of every pair (optionally cached: extraction dominates the benchmark's run time)."""
+    import hashlib
+
+    weights = Path(extractor.config.weights)
+    weights = weights if weights.exists() else shipped_weights(extractor.config.weights)
+    settings = f"{hashlib.sha256(weights.read_bytes()).hexdigest()}|{extractor.config.top_k}|{args.max_side}"
+    key = hashlib.sha256(f"{settings}|{[p.name for p in pairs]}".encode()).hexdigest()[:16]
+    cache = args.features_cache
+    if cache and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        if str(data["key"]) == key:
+            return {
+                p.name: tuple(
+                    Features(data[f"{i}_{v}_xy"], data[f"{i}_{v}_s"], data[f"{i}_{v}_d"], tuple(data[f"{i}_{v}_hw"]))
+                    for v in (0, 1)
+                )
+                for i, p in enumerate(pairs)
+            }
+    full = {}
+    for pair in tqdm(pairs, desc="SiLK features", dynamic_ncols=True):
+        full[pair.name] = (extractor.extract(pair.image0), extractor.extract(pair.image1))
+    if cache:
+        arrays = {"key": np.array(key)}
+        for i, p in enumerate(pairs):
+            for v, f in enumerate(full[p.name]):
+                arrays.update(
+                    {
+                        f"{i}_{v}_xy": f.keypoints_xy,
+                        f"{i}_{v}_s": f.scores,
+                        f"{i}_{v}_d": f.descriptors,
+                        f"{i}_{v}_hw": np.array(f.image_size),
+                    }
+                )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **arrays)
+    return full
+
+
+def time_matcher(matcher, f0: Features, f1: Features, sizes: list[int], repeats: int) -> dict[int, float]:
+    out = {}
+    for n in sizes:
+        a, b = f0.subset(np.arange(min(n, len(f0)))), f1.subset(np.arange(min(n, len(f1))))
+        matcher(a, b)  # warm-up (ONNX session creation, allocations)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matcher(a, b)
+            times.append((time.perf_counter() - start) * 1000)
+        out[n] = float(np.median(times))
+    return out
+
+
+def _attention_rows(specs: list[str], threads: int):
+    rows = []
+    for spec in specs:
+        label, _, weights = spec.rpartition("=")
+        if not label:
+            raise ValueError(f"--attention wants LABEL=WEIGHTS, got '{spec}'")
+        backends = {
+            "torch": build_matcher(
+                {"name": "attention", "weights": weights.strip(), "backend": "torch", "threads": threads}
+            ),
+            "onnxruntime": build_matcher(
+                {"name": "attention", "weights": weights.strip(), "backend": "onnxruntime", "threads": threads}
+            ),
+        }
+        rows.append((label.strip(), backends))
+    return rows
+
+
+def run(args: argparse.Namespace) -> tuple[dict, str]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    root = args.data or shared_data_root()
+    sizes = [int(s) for s in args.timing_sizes.split(",")]
+    rows = [(label, {"numpy": build_matcher(config)}) for label, config in CLASSIC]
+    rows += _attention_rows(args.attention or list(DEFAULT_ATTENTION), args.threads)
+    extractor = SilkExtractor(weights=args.silk_weights, top_k=max([args.top_k, *sizes]), threads=args.threads)
+    h_pairs, p_pairs = homography_pairs(root, args.max_side), pose_pairs(root, args.max_side)
+    full = extract_all(extractor, h_pairs + p_pairs, args)
+    top = {
+        k: (a.subset(np.arange(min(args.top_k, len(a)))), b.subset(np.arange(min(args.top_k, len(b)))))
+        for k, (a, b) in full.items()
+    }
+    h_features = [top[p.name] for p in h_pairs]
+    p_features = [top[p.name] for p in p_pairs]
+    timing_pair = full[p_pairs[0].name]
+
+    results: dict = {"top_k": args.top_k, "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
+    for label, backends in tqdm(rows, desc="matchers", dynamic_ncols=True):
+        reference = next(iter(backends.values()))
+        timings = {name: time_matcher(m, *timing_pair, sizes, args.repeats) for name, m in backends.items()}
+        fastest = {n: min((t[n], name) for name, t in timings.items()) for n in sizes}
+        results["rows"][label] = {
+            "homography": evaluate_homography(reference, h_pairs, h_features),
+            "pose": evaluate_pose(reference, p_pairs, p_features),
+            "ms": {str(n): {"ms": ms, "backend": name} for n, (ms, name) in fastest.items()},
+            "ms_all_backends": {name: {str(n): v for n, v in t.items()} for name, t in timings.items()},
+        }
+    return results, markdown(results, sizes, extractor.backend, args)
+
+
+def markdown(results: dict, sizes: list[int], silk_backend: str, args) -> str:
+    n_h, n_p = results["pairs"]["homography"], results["pairs"]["pose"]
+    head = (
+        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image, "
+        f"longer side {args.max_side} px; "
+        f"{n_h} homography pairs (HPatches v_churchill + Oxford graf), {n_p} pose pairs (ScanNet sample + Strecha "
+        f"consecutive views). Precision: reprojection < 3 px (homography) or epipolar < 5e-4 (pose). "
+        f"Time: median of {args.repeats} runs, {args.threads} threads, fastest backend.\n\n"
+    )
+    columns = [
+        "matcher",
+        "H matches",
+        "H prec",
+        "H AUC@1",
+        "@3",
+        "@5",
+        "pose matches",
+        "pose prec",
+        "pose AUC@5",
+        "@10",
+        "@20",
+        *[f"ms@{n}" for n in sizes],
+    ]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for label, row in results["rows"].items():
+        h, p = row["homography"], row["pose"]
+        cells = [
+            label,
+            f"{h['matches']:.0f}",
+            f"{h['precision']:.3f}",
+            *(f"{100 * h[f'auc@{t}px']:.1f}" for t in (1, 3, 5)),
+            f"{p['matches']:.0f}",
+            f"{p['precision']:.3f}",
+            *(f"{100 * p[f'auc@{t}deg']:.1f}" for t in (5, 10, 20)),
+            *(
+                f"{row['ms'][str(n)]['ms']:.1f} ({row['ms'][str(n)]['backend'].replace('onnxruntime', 'ort')})"
+                for n in sizes
+            ),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
