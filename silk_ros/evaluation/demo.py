@@ -16,7 +16,7 @@ from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, run_dat
 __all__ = ["add_arguments", "run", "choose_sequence"]
 
 SEVEN_SCENES = Path("sequences") / "7scenes_redkitchen"
-DEMO_FRAMES = 200
+DEMO_FRAMES = 120
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
