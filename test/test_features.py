@@ -223,3 +223,21 @@ def test_export_onnx_command_writes_a_dynamic_model(tmp_path, model):
 def test_extractor_config_defaults_suit_odometry():
     config = ExtractorConfig()
     assert 1000 <= config.top_k <= 3000 and config.nms_radius == 0 and not config.allow_untrained
+
+
+def test_subpixel_refinement_finds_the_peak_of_a_parabola():
+    from silk_ros.features.extractor import _quadratic_offsets
+
+    y, x = np.mgrid[0:20, 0:30].astype(np.float32)
+    logits = -((x - 10.3) ** 2) - 0.5 * (y - 5.8) ** 2
+    offsets = _quadratic_offsets(logits, np.array([6, 0]), np.array([10, 0]))
+    np.testing.assert_allclose(offsets[0], [0.3, -0.2], atol=1e-4)
+    np.testing.assert_array_equal(offsets[1], [0.0, 0.0])  # no neighbours outside the map: no offset
+
+
+def test_subpixel_keypoints_stay_within_half_a_pixel_of_their_cell(model, textured):
+    whole = SilkExtractor(model=model, backend="torch", top_k=100, nms_radius=1).extract(textured)
+    refined = SilkExtractor(model=model, backend="torch", top_k=100, nms_radius=1, subpixel=True).extract(textured)
+    shift = refined.keypoints_xy - whole.keypoints_xy
+    assert np.abs(shift).max() <= 0.5 and np.abs(shift).mean() > 0.01
+    np.testing.assert_array_equal(refined.descriptors, whole.descriptors)

@@ -52,6 +52,9 @@ class ExtractorConfig:
     nms_radius: int = 0
     #: Extra margin (pixels) beyond the network's own border in which no keypoint is kept.
     border_margin: int = 0
+    #: Refine keypoint positions to sub-pixel precision by a 1-D quadratic fit of the logits in x and y
+    #: (offsets clipped to +-0.5 px; descriptors stay those of the cell).  Off in SiLK; helps metric VO.
+    subpixel: bool = False
     #: Only for tests and training: build the network with random weights.
     allow_untrained: bool = False
     #: CPU threads for the backend (0 = library default).
@@ -112,6 +115,23 @@ def load_silk_model(weights: str | os.PathLike, allow_untrained: bool = False, n
     load_state_into(model, record)
     model.provenance = record.provenance  # type: ignore[attr-defined]
     return model.eval()
+
+
+def _quadratic_offsets(logits: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(N, 2) sub-pixel (dx, dy) of the peak of a parabola through each cell and its two neighbours."""
+    h, w = logits.shape
+    offsets = np.zeros((len(rows), 2), np.float32)
+    for axis, (index, size) in enumerate(((cols, w), (rows, h))):
+        inside = (index > 0) & (index < size - 1)
+        r, c = rows[inside], cols[inside]
+        dr, dc = (0, 1) if axis == 0 else (1, 0)
+        centre = logits[r, c]
+        before, after = logits[r - dr, c - dc], logits[r + dr, c + dc]
+        curvature = before - 2.0 * centre + after
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.where(curvature < 0, 0.5 * (before - after) / curvature, 0.0)
+        offsets[inside, axis] = np.clip(np.nan_to_num(delta), -0.5, 0.5)
+    return offsets
 
 
 class _TorchBackend:
@@ -258,6 +278,8 @@ class SilkExtractor:
         index = index[np.argsort(-flat[index], kind="stable")]
         rows, cols = np.divmod(index, w)
         keypoints = np.stack([cols, rows], axis=1).astype(np.float32) + self.border
+        if cfg.subpixel:
+            keypoints += _quadratic_offsets(logits, rows, cols)
         probs = (1.0 / (1.0 + np.exp(-flat[index].astype(np.float64)))).astype(np.float32)
         descriptors = desc[:, rows, cols].T.astype(np.float32, copy=False)
         norms = np.linalg.norm(descriptors, axis=1, keepdims=True)

@@ -26,6 +26,7 @@ def build_extractor(config: OdometryConfig):
             device=config.device,
             top_k=config.max_keypoints,
             nms_radius=config.nms_radius,
+            subpixel=config.subpixel,
             threads=config.threads,
         )
     from ..features.classic import ClassicExtractor
