@@ -14,6 +14,7 @@ from silk_ros.matching.attention import load_attention_net
 from silk_ros.weights import save_weights
 from training.matcher import (
     IGNORED,
+    THRESHOLD_CANDIDATES,
     UNMATCHED,
     MatcherTrainConfig,
     MatcherTrainer,
@@ -95,6 +96,10 @@ def test_exact_resume_and_weights(tiny_config, tmp_path):
     path = second.save_matcher()
     net = load_attention_net(path)
     assert net.config.variant == "both" and net.provenance["steps"] == tiny_config.steps
+    # the threshold chosen on the validation pool becomes the default; an explicit option overrides it
+    assert net.config.filter_threshold == net.provenance["filter_threshold"]
+    assert set(net.provenance["validation_f1_by_threshold"]) == {str(t) for t in THRESHOLD_CANDIDATES}
+    assert load_attention_net(path, filter_threshold=0.3).config.filter_threshold == 0.3
     changed = MatcherTrainConfig.from_dict({**resumed_config.to_dict(), "lr": 0.5})
     with pytest.raises(ValueError, match="another config"):
         MatcherTrainer(changed, progress=False).load_checkpoint()

@@ -56,6 +56,8 @@ CHECKPOINT_NAME = "checkpoint_last.pt"
 #: ablation variant -> (bias_reweighting, value_reweighting)
 VARIANTS = {"none": (False, False), "bias": (True, False), "value": (False, True), "both": (True, True)}
 UNMATCHED, IGNORED = -1, -2
+#: match-probability thresholds tried on the validation pool when the weights are written
+THRESHOLD_CANDIDATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 @dataclass
@@ -66,9 +68,9 @@ class MatcherTrainConfig:
     val_images: list[str] = field(default_factory=lambda: ["train/bsds500/test"])
     #: "" means silk_ros.datasets.paths.shared_data_root()
     data_root: str = ""
-    crop: int = 256
+    crop: int = 224
     top_k: int = 512
-    pool_pairs: int = 2400
+    pool_pairs: int = 1600
     val_pairs: int = 64
     match_radius: float = 3.0
     unmatched_radius: float = 5.0
@@ -433,6 +435,26 @@ class MatcherTrainer:
         recall = totals[1] / max(totals[2], 1)
         return {"val_nll": nll / n, "val_precision": float(precision), "val_recall": float(recall)}
 
+    @torch.no_grad()
+    def choose_filter_threshold(self, candidates=THRESHOLD_CANDIDATES) -> tuple[float, dict[str, float]]:
+        """Match-probability threshold with the best F1 on the held-out pool (never on benchmark pairs)."""
+        if self.val_pool is None:
+            return self.model.config.filter_threshold, {}
+        self.model.eval()
+        n, outputs = len(self.val_pool["h_1_0"]), []
+        for start in range(0, n, 8):
+            index = np.arange(start, min(n, start + 8))
+            batch = batch_from_pool(self.val_pool, index, np.zeros(len(index), bool))
+            outputs.append((self.model(*self._inputs(batch)).log_assignment[-1], batch["gt0"], batch["mask0"]))
+        self.model.train()
+        f1s = {}
+        for threshold in candidates:
+            predicted, correct, true = np.sum([match_stats(lp, gt, m, threshold) for lp, gt, m in outputs], axis=0)
+            precision, recall = correct / max(predicted, 1), correct / max(true, 1)
+            f1s[str(threshold)] = float(2 * precision * recall / max(precision + recall, 1e-9))
+        best = max(candidates, key=lambda t: f1s[str(t)])
+        return float(best), f1s
+
     def fit(self, stop_after: int | None = None) -> list[dict]:
         cfg = self.config
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
@@ -486,6 +508,9 @@ class MatcherTrainer:
             "silk_weights_sha256": hashlib.sha256(silk.read_bytes()).hexdigest(),
             "final_validation": self.history[-1] if self.history else {},
         }
+        threshold, f1s = self.choose_filter_threshold()
+        provenance["filter_threshold"] = threshold  # default inference threshold (validation-pool F1)
+        provenance["validation_f1_by_threshold"] = f1s
         provenance = json.loads(json.dumps(provenance, default=float))  # plain types only (weights_only load)
         return save_weights(path, "matcher", self.model.config.architecture(), self.model.state_dict(), provenance)
 
@@ -505,6 +530,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--copy-to", type=Path, help="also copy the final weights file here (ablation variants)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument(
+        "--export", action="store_true", help="write the weights file from the last checkpoint now (no training)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -526,8 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer = MatcherTrainer(config, progress=not args.no_progress)
     if not args.fresh and trainer.load_checkpoint():
         print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)
-    trainer.fit(stop_after=args.stop_after)
-    if trainer.step >= config.steps:
+    if not args.export:
+        trainer.fit(stop_after=args.stop_after)
+    if trainer.step >= config.steps or args.export:
         path = trainer.save_matcher()
         print(f"wrote {path}", file=sys.stderr)
         if args.copy_to:

@@ -551,8 +551,10 @@ def load_attention_net(weights: str | Path, **inference_options) -> AttentionMat
     if not path.suffix and not path.exists():
         path = shipped_weights(str(weights))
     record = load_weights(path, kind="matcher")
+    # the trainer stores the threshold it chose on its validation pool; explicit options win
+    defaults = {k: record.provenance[k] for k in ("filter_threshold",) if k in record.provenance}
     try:
-        config = AttentionMatcherConfig.from_dict({**record.architecture, **inference_options})
+        config = AttentionMatcherConfig.from_dict({**record.architecture, **defaults, **inference_options})
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights file {path}: bad matcher architecture record ({exc})") from exc
     net = AttentionMatcherNet(config)
