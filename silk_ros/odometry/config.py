@@ -35,7 +35,7 @@ class OdometryConfig:
     #: SiLK non-maximum suppression radius in pixels (spreads keypoints; 0 = none).
     nms_radius: int = 1
     #: SiLK sub-pixel keypoint refinement (quadratic fit of the keypoint logits).
-    subpixel: bool = False
+    subpixel: bool = True
     #: Matcher spec for ``silk_ros.matching.build_matcher``: ``mnn`` or e.g. ``{name: attention}``.
     matcher: Any = "mnn"
     #: Working resolution: explicit ``input_width`` x ``input_height`` when both > 0, else images larger than

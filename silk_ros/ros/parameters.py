@@ -63,6 +63,7 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec("threads", "inference threads (0: library default)", range=(0, 64)),
     _odometry_spec("top_k", "keypoints kept per frame", range=(10, 10000)),
     _odometry_spec("nms_radius", "keypoint non-maximum suppression radius (px)", range=(0, 16)),
+    _odometry_spec("subpixel", "SiLK sub-pixel keypoint refinement (quadratic fit of the logits)"),
     _odometry_spec("input_width", "working width (px); 0 with input_height 0: shrink to max_pixels", range=(0, 8192)),
     _odometry_spec("input_height", "working height (px); 0 with input_width 0: shrink to max_pixels", range=(0, 8192)),
     _odometry_spec("max_pixels", "images larger than this are shrunk (aspect kept)", range=(1000, 50_000_000)),
