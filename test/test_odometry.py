@@ -252,3 +252,16 @@ def test_trajectory_is_a_trajectory(room):
     assert isinstance(trajectory, Trajectory)
     assert len(trajectory) == 5
     assert np.allclose(trajectory.poses[0], np.eye(4))
+
+
+def test_trajectory_memory_is_bounded_when_asked():
+    from silk_ros.datasets import open_sequence
+    from silk_ros.odometry import OdometryConfig, VisualOdometry
+
+    sequence = open_sequence("synthetic", n_frames=6)
+    vo = VisualOdometry(OdometryConfig(features="orb", max_trajectory_poses=4))
+    for frame in sequence:
+        vo.process(frame.image, frame.timestamp, frame.camera)
+    trajectory = vo.trajectory
+    assert len(trajectory.timestamps) == 4
+    assert trajectory.timestamps[-1] == sequence[5].timestamp

@@ -83,6 +83,9 @@ class OdometryConfig:
     lost_variance: float = 1.0e6
     #: Translation sigma (map units) reported for rotation-only updates when no map gives a depth scale.
     static_translation_sigma: float = 0.05
+    # --- memory ----------------------------------------------------------------------------------
+    #: Poses kept in ``VisualOdometry.trajectory`` (0 = all, for evaluation; a robot node bounds it).
+    max_trajectory_poses: int = 0
 
     def __post_init__(self) -> None:
         self._coerce_numbers()

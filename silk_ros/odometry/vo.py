@@ -29,6 +29,7 @@ scale that makes the triangulated depths of the points shared with the old keyfr
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +95,10 @@ class VisualOdometry:
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
         self._scale_reference = 1.0
-        self._timestamps: list[float] = []
-        self._poses: list[np.ndarray] = []
+        # Bounded for long-running nodes (max_trajectory_poses > 0); unbounded for evaluation.
+        history = self.config.max_trajectory_poses or None
+        self._timestamps: deque[float] = deque(maxlen=history)
+        self._poses: deque[np.ndarray] = deque(maxlen=history)
         self.keyframe_count = 0
         self.working_size: tuple[int, int] | None = None
 

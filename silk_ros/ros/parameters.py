@@ -81,6 +81,9 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec("keyframe_min_inliers", "new keyframe below this inlier count", range=(5, 10000)),
     _odometry_spec("depth_min", "RGB-D: nearest valid depth (m)", range=(0.0, 100.0)),
     _odometry_spec("depth_max", "RGB-D: farthest valid depth (m)", range=(0.1, 1000.0)),
+    _odometry_spec(
+        "max_trajectory_poses", "poses the odometry keeps in memory (0: all; bound it on a robot)", range=(0, 10**9)
+    ),
 ]
 
 #: ROS wiring parameters (not odometry settings).
