@@ -7,13 +7,12 @@ with its provenance: data, steps, wall time, hardware, config, git commit and th
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 from pathlib import Path
 
 import torch
 
+from silk_ros.bench.report import machine_line
 from silk_ros.datasets.paths import REPO_ROOT
 from silk_ros.features.model import SILK_CONFIGS
 from silk_ros.weights import save_weights
@@ -24,15 +23,8 @@ __all__ = ["export_checkpoint", "hardware_description", "git_commit"]
 
 
 def hardware_description(threads: int) -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} logical CPUs), torch {torch.__version__}, {threads} intra-op thread(s), no GPU"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{machine_line()}, torch {torch.__version__}, {threads} intra-op thread(s), {gpu}"
 
 
 def git_commit() -> str:
