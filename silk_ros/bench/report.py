@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 from pathlib import Path
 
 HEADER = "# Benchmarks\n\nEvery figure below is written by the command shown with it (`make bench` runs them all).\n"
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (the architecture where that is unavailable)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import os
+    return platform.processor() or platform.machine()
 
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+
+def machine_line() -> str:
+    return f"{cpu_model_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def record_section(path: Path, target: str, markdown: str, command: str) -> None:
+    """Replace this target's section; an exclusive lock keeps benchmarks run side by side from losing sections."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _replace_section(path, target, markdown, command)
+
+
+def _replace_section(path: Path, target: str, markdown: str, command: str) -> None:
     begin, end = f"<!-- bench:{target}:begin -->", f"<!-- bench:{target}:end -->"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (
@@ -37,4 +49,6 @@ def record_section(path: Path, target: str, markdown: str, command: str) -> None
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
