@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -33,6 +32,8 @@ from ..features import SilkExtractor
 from ..features.types import Features
 from ..matching import build_matcher
 from ..weights import shipped_weights
+from . import pair_data
+from .pair_data import HomographyPair, PosePair
 
 #: ablation weights written by ``python -m training.matcher --variant ...`` (matcher-mu is "both")
 ABLATION_DIR = REPO_ROOT / "training" / "ablation"
@@ -67,97 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# data
+# data (shared readers)
 
 
-@dataclass
-class HomographyPair:
-    name: str
-    image0: np.ndarray
-    image1: np.ndarray
-    h_1_0: np.ndarray
-
-
-@dataclass
-class PosePair:
-    name: str
-    image0: np.ndarray
-    image1: np.ndarray
-    k0: np.ndarray
-    k1: np.ndarray
-    t_1_0: np.ndarray  # 4x4, camera 0 -> camera 1
-
-
-def _read_grey(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return image
-
-
-def _resize(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resized image and the 3x3 pixel map old -> new (pixel-centre convention)."""
-    h, w = image.shape
-    s = min(1.0, max_side / max(h, w))
-    nw, nh = round(w * s), round(h * s)
-    sx, sy = nw / w, nh / h
-    scale = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-    if (nw, nh) == (w, h):
-        return image, np.eye(3)
-    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), scale
-
-
-def homography_pairs(root: Path, max_side: int) -> list[HomographyPair]:
-    sources = [
-        (root / "homography/hpatches/v_churchill", "{}.ppm", "H_1_{}"),
-        (root / "homography/oxford/graf", "img{}.ppm", "H1to{}p"),
-    ]
-    pairs = []
-    for folder, image_name, h_name in sources:
-        if not folder.exists():
-            raise FileNotFoundError(f"homography data {folder} not found")
-        image0, s0 = _resize(_read_grey(folder / image_name.format(1)), max_side)
-        for k in range(2, 7):
-            image1, s1 = _resize(_read_grey(folder / image_name.format(k)), max_side)
-            h = s1 @ np.loadtxt(folder / h_name.format(k)) @ np.linalg.inv(s0)
-            pairs.append(HomographyPair(f"{folder.name} 1-{k}", image0, image1, h / h[2, 2]))
-    return pairs
-
-
-def _strecha_camera(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(K, T_cam_world) from a Strecha ``.camera`` file (R is camera-to-world, C the centre)."""
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    k = np.array(rows[0:3], float)
-    r = np.array(rows[4:7], float)
-    c = np.array(rows[7], float)
-    t = np.eye(4)
-    t[:3, :3], t[:3, 3] = r.T, -r.T @ c
-    return k, t
-
-
-def pose_pairs(root: Path, max_side: int) -> list[PosePair]:
-    pairs = []
-    scannet = root / "pairs/scannet_sample"
-    for line in (scannet / "scannet_sample_pairs_with_gt.txt").read_text().splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        image0, s0 = _resize(_read_grey(scannet / "scannet_sample_images" / parts[0]), max_side)
-        image1, s1 = _resize(_read_grey(scannet / "scannet_sample_images" / parts[1]), max_side)
-        values = np.array(parts[4:], float)
-        k0, k1, t = values[:9].reshape(3, 3), values[9:18].reshape(3, 3), values[18:34].reshape(4, 4)
-        pairs.append(PosePair(f"scannet {parts[0][:12]}", image0, image1, s0 @ k0, s1 @ k1, t))
-    for scene in sorted((root / "pairs/strecha").iterdir()):
-        views = sorted(scene.glob("*.jpg"))
-        for a, b in zip(views[:-1], views[1:], strict=True):
-            k0, t0 = _strecha_camera(Path(f"{a}.camera"))
-            k1, t1 = _strecha_camera(Path(f"{b}.camera"))
-            image0, s0 = _resize(_read_grey(a), max_side)
-            image1, s1 = _resize(_read_grey(b), max_side)
-            pairs.append(
-                PosePair(f"{scene.name} {a.stem}-{b.stem}", image0, image1, s0 @ k0, s1 @ k1, t1 @ np.linalg.inv(t0))
-            )
-    return pairs
+def load_pairs(root: Path, max_side: int) -> tuple[list[HomographyPair], list[PosePair]]:
+    """The shared readers (``pair_data``), long side resized to ``max_side`` for both kinds."""
+    poses = pair_data.pose_pairs(root, max_side)
+    return pair_data.homography_pairs(root, short_side=None, max_side=max_side), poses["scannet"] + poses["strecha"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -293,7 +210,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     rows = [(label, {"numpy": build_matcher(config)}) for label, config in CLASSIC]
     rows += _attention_rows(args.attention or list(DEFAULT_ATTENTION), args.threads)
     extractor = SilkExtractor(weights=args.silk_weights, top_k=max([args.top_k, *sizes]), threads=args.threads)
-    h_pairs, p_pairs = homography_pairs(root, args.max_side), pose_pairs(root, args.max_side)
+    h_pairs, p_pairs = load_pairs(root, args.max_side)
     full = extract_all(extractor, h_pairs + p_pairs, args)
     top = {
         k: (a.subset(np.arange(min(args.top_k, len(a)))), b.subset(np.arange(min(args.top_k, len(b)))))
