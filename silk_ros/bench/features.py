@@ -1,10 +1,10 @@
 """``silk-vo bench features``: dense forward and whole ``extract()`` time per backend and resolution.
 
-The hardware reference is the CPU's nominal peak FP32 rate: cores x clock (``cpu MHz`` of
+The hardware reference is the larger of the CPU's nominal peak FP32 rate: cores x clock (``cpu MHz`` of
 /proc/cpuinfo) x FLOP per cycle from the vector ISA (two FMA pipes: 32 FLOP/cycle with 256-bit
 AVX2/FMA, and on AMD Zen 4 with AVX-512, which is double-pumped 256-bit; 64 on Intel AVX-512 with two
-512-bit FMA units).  The best large SGEMM (``torch.mm``) is reported beside it as the rate a tuned
-kernel actually reaches here.  ``x peak`` = measured dense time / (2 * MACs / nominal peak).
+512-bit FMA units) and the best large SGEMM (``torch.mm``) measured here, which exceeds the nominal
+figure when the cores boost.  ``x peak`` = measured dense time / (2 * MACs / peak).
 """
 
 from __future__ import annotations
@@ -86,13 +86,21 @@ def _test_image(height: int, width: int) -> np.ndarray:
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     weights = "untrained" if args.allow_untrained else args.weights
     model = load_silk_model(weights, allow_untrained=args.allow_untrained)
-    peak, peak_how = nominal_peak_gflops()
+    nominal, peak_how = nominal_peak_gflops()
     sgemm = measured_peak_gflops()
+    # Boost clocks run above the nominal MHz: when a real SGEMM beats the nominal figure, it is the peak.
+    peak = max(nominal, sgemm)
     variants = [(b, False) for b in args.backends.split(",")]
     if args.device.startswith("cuda"):
         variants.append(("torch", True))
     rows = []
-    results = {"peak_gflops_nominal": peak, "sgemm_gflops": sgemm, "model": model.config.name, "rows": []}
+    results = {
+        "peak_gflops": peak,
+        "peak_gflops_nominal": nominal,
+        "sgemm_gflops": sgemm,
+        "model": model.config.name,
+        "rows": [],
+    }
     for backend, fp16 in variants:
         extractor = SilkExtractor(model=model, backend=backend, device=args.device, fp16=fp16, top_k=args.top_k)
         for height, width in SIZES:
@@ -118,8 +126,9 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     markdown = "\n".join(
         [
             f"Model {model.config.name}, top-k {args.top_k}, median of {args.repeats} runs, torch threads "
-            f"{torch.get_num_threads()}. Nominal peak FP32: {peak:.0f} GFLOP/s ({peak_how}); best 2048^3 SGEMM "
-            f"(torch.mm, all threads) reaches {sgemm:.0f} GFLOP/s. 'x peak' = dense time / (2 x MACs / nominal peak).",
+            f"{torch.get_num_threads()}. Peak FP32 {peak:.0f} GFLOP/s = the larger of the nominal {nominal:.0f} "
+            f"({peak_how}) and the best 2048^3 SGEMM measured here ({sgemm:.0f}, torch.mm, all threads; boost "
+            "clocks exceed the nominal MHz). 'x peak' = dense time / (2 x MACs / peak): 1.0x would be the roofline.",
             "",
             "| backend | input | dense forward ms | extract() ms | extract overhead | GMAC/frame | x peak |",
             "|---|---|---|---|---|---|---|",
