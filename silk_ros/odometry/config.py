@@ -30,6 +30,8 @@ class OdometryConfig:
     backend: str = "auto"
     device: str = "cpu"
     threads: int = 0
+    #: numpy BLAS threads for this process (matching is tiny; idle BLAS workers slow the network): 0 = leave.
+    blas_threads: int = 1
     #: Keypoints per frame (SiLK top-k, ORB/SIFT nfeatures).
     max_keypoints: int = 1000
     #: SiLK non-maximum suppression radius in pixels (spreads keypoints; 0 = none).

@@ -40,7 +40,14 @@ from ..geometry.pose import invert_pose, make_pose, transform_points
 from ..matching.base import Matches
 from . import estimation as est
 from .config import OdometryConfig
-from .frontend import build_extractor, build_vo_matcher, resize_image, working_camera, working_size
+from .frontend import (
+    build_extractor,
+    build_vo_matcher,
+    limit_blas_threads,
+    resize_image,
+    working_camera,
+    working_size,
+)
 from .types import FrameResult, TrackingState
 
 __all__ = ["VisualOdometry", "OdometryInputError"]
@@ -83,6 +90,7 @@ class VisualOdometry:
         elif isinstance(config, dict):
             config = OdometryConfig.from_dict(config)
         self.config = config
+        limit_blas_threads(config.blas_threads)
         self.extractor = extractor if extractor is not None else build_extractor(config)
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
         self.reset()

@@ -61,6 +61,8 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec("backend", "SiLK inference backend", choices=("auto", "onnxruntime", "torch")),
     _odometry_spec("device", "inference device (cpu, cuda, cuda:N)"),
     _odometry_spec("threads", "inference threads (0: library default)", range=(0, 64)),
+    _odometry_spec("blas_threads", "numpy BLAS threads (0: leave; 1 keeps idle BLAS workers off the cores)",
+                   range=(0, 64)),
     _odometry_spec("top_k", "keypoints kept per frame", range=(10, 10000)),
     _odometry_spec("nms_radius", "keypoint non-maximum suppression radius (px)", range=(0, 16)),
     _odometry_spec("subpixel", "SiLK sub-pixel keypoint refinement (quadratic fit of the logits)"),
