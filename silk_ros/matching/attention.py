@@ -417,7 +417,26 @@ def matches_from_log_assignment(log_p: np.ndarray, n0: int, n1: int, threshold: 
 # matchers (the Matcher protocol) on PyTorch and ONNX Runtime
 
 
-class AttentionMatcher:
+class _AssignmentMatcher:
+    """The Matcher protocol on top of a backend's ``log_assignment(pairs)`` (shared by both backends)."""
+
+    config: AttentionMatcherConfig
+
+    def log_assignment(self, pairs: list[tuple[Features, Features]]) -> np.ndarray:
+        raise NotImplementedError
+
+    def match_batch(self, pairs: list[tuple[Features, Features]]) -> list[Matches]:
+        log_p = self.log_assignment(pairs)
+        threshold = self.config.filter_threshold
+        return [matches_from_log_assignment(log_p[i], len(f0), len(f1), threshold) for i, (f0, f1) in enumerate(pairs)]
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        if len(features0) == 0 or len(features1) == 0:
+            return Matches.empty()
+        return self.match_batch([(features0, features1)])[0]
+
+
+class AttentionMatcher(_AssignmentMatcher):
     """``AttentionMatcher(net)(features0, features1) -> Matches`` on PyTorch (CPU or CUDA)."""
 
     def __init__(self, net: AttentionMatcherNet, device: str = "cpu"):
@@ -437,16 +456,6 @@ class AttentionMatcher:
         b = self._tensors([p[1] for p in pairs])
         out = self.net(a["kpts"], a["desc"], a["scores"], a["mask"], b["kpts"], b["desc"], b["scores"], b["mask"])
         return out.log_assignment[-1].float().cpu().numpy()
-
-    def match_batch(self, pairs: list[tuple[Features, Features]]) -> list[Matches]:
-        log_p = self.log_assignment(pairs)
-        threshold = self.config.filter_threshold
-        return [matches_from_log_assignment(log_p[i], len(f0), len(f1), threshold) for i, (f0, f1) in enumerate(pairs)]
-
-    def __call__(self, features0: Features, features1: Features) -> Matches:
-        if len(features0) == 0 or len(features1) == 0:
-            return Matches.empty()
-        return self.match_batch([(features0, features1)])[0]
 
 
 ONNX_INPUTS = ("kpts0", "desc0", "scores0", "mask0", "kpts1", "desc1", "scores1", "mask1")
@@ -481,7 +490,7 @@ def export_matcher_onnx(net: AttentionMatcherNet, target: str | Path | io.BytesI
         )
 
 
-class OnnxAttentionMatcher:
+class OnnxAttentionMatcher(_AssignmentMatcher):
     """The same matcher on ONNX Runtime: one session per keypoint bucket (inputs padded to the bucket)."""
 
     def __init__(self, net: AttentionMatcherNet, buckets: tuple[int, ...] = (512, 1024, 2048, 4096), threads: int = 0):
@@ -522,16 +531,6 @@ class OnnxAttentionMatcher:
             f"{name}{v}": arrays[name] for v, arrays in enumerate((a, b)) for name in ("kpts", "desc", "scores", "mask")
         }
         return self.session(bucket).run(None, feed)[0]
-
-    def match_batch(self, pairs: list[tuple[Features, Features]]) -> list[Matches]:
-        log_p = self.log_assignment(pairs)
-        threshold = self.config.filter_threshold
-        return [matches_from_log_assignment(log_p[i], len(f0), len(f1), threshold) for i, (f0, f1) in enumerate(pairs)]
-
-    def __call__(self, features0: Features, features1: Features) -> Matches:
-        if len(features0) == 0 or len(features1) == 0:
-            return Matches.empty()
-        return self.match_batch([(features0, features1)])[0]
 
 
 # ----------------------------------------------------------------------------------------------------
