@@ -17,3 +17,17 @@ def data_root():
     if not root.exists():
         pytest.skip(f"shared data not found at {root}")
     return root
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy initialised on a private DDS domain per test module (read by rclpy.init and inherited by
+    subprocesses): no cross-talk with other modules or with other test sessions on this machine."""
+    import random
+
+    import rclpy
+
+    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+    rclpy.init()
+    yield
+    rclpy.shutdown()

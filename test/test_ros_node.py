@@ -8,7 +8,6 @@ executor; messages travel through Fast DDS on a private domain id (localhost onl
 from __future__ import annotations
 
 import os
-import random
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
@@ -50,15 +49,6 @@ def frames(data_root):
     )
     return list(sequence)
 
-
-@pytest.fixture(scope="module")
-def ros():
-    # A private domain per test module (read by rclpy.init and inherited by subprocesses): no cross-talk
-    # with other modules or with other test sessions on this machine.
-    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @pytest.fixture

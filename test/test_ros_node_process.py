@@ -7,7 +7,6 @@ test process feeds it 7-Scenes frames with a best-effort publisher and records i
 from __future__ import annotations
 
 import os
-import random
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
@@ -73,15 +72,6 @@ def frames(data_root):
     )
     return list(sequence)
 
-
-@pytest.fixture(scope="module")
-def ros():
-    # A private domain per test module (read by rclpy.init and inherited by subprocesses): no cross-talk
-    # with other modules or with other test sessions on this machine.
-    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 def test_console_script_tracks_rgbd_frames_fed_over_dds(ros, frames):
