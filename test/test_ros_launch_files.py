@@ -92,7 +92,8 @@ def test_launch_starts_existing_executables_with_real_topics(launch_tree):
 
 def test_params_file_matches_declared_parameters():
     data = yaml.safe_load(PARAMS.read_text())
-    params = data[NODE_NAME]["ros__parameters"]
+    # The launch file namespaces the node (camera_namespace): only a wildcard-namespace key reaches it.
+    params = data[f"/**/{NODE_NAME}"]["ros__parameters"]
     specs = {spec.name: spec for spec in NODE_PARAMETERS}
     assert set(params) == set(specs), (
         f"only in yaml: {set(params) - set(specs)}, undocumented: {set(specs) - set(params)}"
@@ -128,7 +129,7 @@ def test_rviz_config_shows_the_node_outputs():
     cloud = displays["PointCloud2"]
     assert cloud["Channel Name"] in KEYPOINT_FIELDS and cloud["Position Transformer"] == "XYZ"
     assert set(KEYPOINT_RAY_FIELDS) == {"x", "y", "z"}  # what the XYZ transformer needs
-    odom_frame = yaml.safe_load(PARAMS.read_text())[NODE_NAME]["ros__parameters"]["odom_frame"]
+    odom_frame = yaml.safe_load(PARAMS.read_text())[f"/**/{NODE_NAME}"]["ros__parameters"]["odom_frame"]
     assert manager["Global Options"]["Fixed Frame"] == odom_frame
 
 

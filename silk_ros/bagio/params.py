@@ -1,7 +1,7 @@
 """Odometry settings for `silk-vo bag eval` from either file the project uses, without ROS.
 
 * an OdometryConfig YAML (settings at top level or under ``odometry:``), or
-* the node's ROS parameters file (``silk_vo_node: ros__parameters: ...``, config/silk_vo.yaml): the deterministic
+* the node's ROS parameters file (``/**/silk_vo_node: ros__parameters: ...``, config/silk_vo.yaml): the deterministic
   replay then runs the very settings the node runs. The mapping mirrors ``silk_ros.ros.parameters.odometry_config``
   (which needs rcl_interfaces); test_bag_eval checks the two agree on config/silk_vo.yaml.
 """
