@@ -17,7 +17,7 @@ from silk_ros.datasets.paths import REPO_ROOT
 from silk_ros.features.model import SILK_CONFIGS
 from silk_ros.weights import save_weights
 
-from .silk import CHECKPOINT_NAME
+from .checkpoint import CHECKPOINT_NAME
 
 __all__ = ["export_checkpoint", "hardware_description", "git_commit"]
 

@@ -39,6 +39,7 @@ from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
 from silk_ros.weights import SHIPPED, SHIPPED_DIR, save_weights
 
+from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import HomographyConfig, PhotometricConfig
 from .data import list_images, load_grey_images, make_pair
 
@@ -52,7 +53,6 @@ __all__ = [
     "main",
 ]
 
-CHECKPOINT_NAME = "checkpoint_last.pt"
 #: ablation variant -> (bias_reweighting, value_reweighting)
 VARIANTS = {"none": (False, False), "bias": (True, False), "value": (False, True), "both": (True, True)}
 UNMATCHED, IGNORED = -1, -2
@@ -375,11 +375,7 @@ class MatcherTrainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name(CHECKPOINT_NAME + ".tmp")
-        torch.save(record, tmp)
-        os.replace(tmp, self.checkpoint_path)
-        return self.checkpoint_path
+        return save_checkpoint_atomically(record, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():

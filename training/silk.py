@@ -30,6 +30,7 @@ from tqdm import tqdm
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.features.model import SILK_CONFIGS, SilkNet
 
+from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import TrainConfig
 from .correspondence import grid_correspondences
 from .data import PairSampler, list_images, load_grey_images
@@ -37,7 +38,6 @@ from .losses import mnn_labels, pair_loss
 
 __all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "checkpoint_last.pt"
 
 
 @dataclass
@@ -125,11 +125,7 @@ class Trainer:
             },
             "history": self.history,
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name(CHECKPOINT_NAME + ".tmp")
-        torch.save(record, tmp)
-        os.replace(tmp, self.checkpoint_path)
-        return self.checkpoint_path
+        return save_checkpoint_atomically(record, self.checkpoint_path)
 
     def load_checkpoint(self, path: Path | None = None) -> bool:
         path = path or self.checkpoint_path

@@ -1,0 +1,20 @@
+"""Training checkpoints written atomically, so a run killed mid-write resumes from the previous one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_NAME = "checkpoint_last.pt"
+
+
+def save_checkpoint_atomically(record: dict[str, Any], path: Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(record, tmp)
+    os.replace(tmp, path)
+    return path
