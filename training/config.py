@@ -71,29 +71,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        data = dict(data)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        for key, sub in (("homography", HomographyConfig), ("photometric", PhotometricConfig)):
-            if key in data:
-                sub_known = {f.name for f in fields(sub)}
-                bad = set(data[key] or {}) - sub_known
-                if bad:
-                    raise ValueError(f"unknown {key} config keys: {sorted(bad)}")
-                values = {k: tuple(v) if isinstance(v, list) else v for k, v in (data[key] or {}).items()}
-                data[key] = sub(**values)
-        config = cls(**data)
-        config.validate()
-        return config
+        return config_from_dict(cls, data, "training")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"training config {path} does not exist")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        return config_from_yaml(cls, path, "training")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of a step: a pure function of the step, so resuming never changes it."""
@@ -119,3 +101,28 @@ class TrainConfig:
             raise ValueError("temperature and lr must be positive")
         if self.anchors < 0:
             raise ValueError(f"anchors must be >= 0, got {self.anchors}")
+
+
+def config_from_dict(cls, data: dict, what: str):
+    """A training config dataclass from plain data: unknown keys (top level or in the homography /
+    photometric sections) are errors, YAML lists become tuples, and the result is validated."""
+    data = dict(data)
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
+    for key, sub in (("homography", HomographyConfig), ("photometric", PhotometricConfig)):
+        if key in data:
+            bad = set(data[key] or {}) - {f.name for f in fields(sub)}
+            if bad:
+                raise ValueError(f"unknown {key} config keys: {sorted(bad)}")
+            data[key] = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in (data[key] or {}).items()})
+    config = cls(**data)
+    config.validate()
+    return config
+
+
+def config_from_yaml(cls, path: str | Path, what: str):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} config {path} does not exist")
+    return config_from_dict(cls, yaml.safe_load(path.read_text()) or {}, what)

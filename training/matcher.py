@@ -26,13 +26,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
@@ -40,7 +39,7 @@ from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcher
 from silk_ros.weights import SHIPPED, SHIPPED_DIR, save_weights
 
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
-from .config import HomographyConfig, PhotometricConfig
+from .config import HomographyConfig, PhotometricConfig, config_from_dict, config_from_yaml
 from .data import list_images, load_grey_images, make_pair
 
 __all__ = [
@@ -96,26 +95,11 @@ class MatcherTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> MatcherTrainConfig:
-        data = dict(data)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown matcher training config keys: {sorted(unknown)}")
-        for key, sub in (("homography", HomographyConfig), ("photometric", PhotometricConfig)):
-            if key in data:
-                bad = set(data[key] or {}) - {f.name for f in fields(sub)}
-                if bad:
-                    raise ValueError(f"unknown {key} config keys: {sorted(bad)}")
-                data[key] = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in (data[key] or {}).items()})
-        config = cls(**data)
-        config.validate()
-        return config
+        return config_from_dict(cls, data, "matcher training")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MatcherTrainConfig:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"matcher training config {path} does not exist")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        return config_from_yaml(cls, path, "matcher training")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
