@@ -205,8 +205,7 @@ class SilkExtractor:
         config = replace(config or ExtractorConfig(), **overrides)
         self.config = config
         if model is None:
-            weights = "untrained" if config.allow_untrained and config.weights == "untrained" else config.weights
-            model = load_silk_model(weights, allow_untrained=config.allow_untrained)
+            model = load_silk_model(config.weights, allow_untrained=config.allow_untrained)
         self.model = model.eval()
         self.border = model.border
         self.descriptor_dim = model.config.descriptor_dim
