@@ -65,11 +65,22 @@ class OdometryConfig:
     keyframe_parallax_px: float = 14.0
     #: ... or the inliers fall below this count.
     keyframe_min_inliers: int = 80
+    #: RGB-D local map: a new keyframe's pose is refined against the depth points of the last
+    #: ``window_keyframes`` keyframes (the new one included), not only its predecessor's (1 = chaining only).
+    window_keyframes: int = 5
     #: Triangulated points need this angle between the two rays (degrees).
     min_triangulation_deg: float = 0.6
     #: Valid depth range (metres) for RGB-D keyframe points.
     depth_min: float = 0.1
     depth_max: float = 20.0
+    #: A keypoint's depth is the median of a (2r+1)^2 neighbourhood at depth resolution (r = this radius):
+    #: learned keypoints sit on edges, where the single nearest depth sample often belongs to the background.
+    depth_window_radius: int = 2
+    #: ... rejected when fewer than this fraction of the neighbourhood has valid depth (holes, edges of the
+    #: sensor's shadow) ...
+    depth_min_valid_fraction: float = 0.5
+    #: ... or when the neighbourhood spans a depth discontinuity: (max - min) > this fraction of the median.
+    depth_max_relative_spread: float = 0.1
     # --- tracking state --------------------------------------------------------------------------
     #: Fewer inliers than this: LOST.  Fewer than ``good_inliers``: DEGRADED (covariance inflated).
     min_inliers: int = 20
@@ -119,6 +130,12 @@ class OdometryConfig:
             raise ConfigError(f"good_inliers ({self.good_inliers}) must be >= min_inliers ({self.min_inliers})")
         if not 0 <= self.static_parallax_px < self.init_parallax_px <= self.keyframe_parallax_px:
             raise ConfigError("need 0 <= static_parallax_px < init_parallax_px <= keyframe_parallax_px")
+        if self.window_keyframes < 1:
+            raise ConfigError(f"window_keyframes must be >= 1, got {self.window_keyframes}")
+        if self.depth_window_radius < 0 or not 0 <= self.depth_min_valid_fraction <= 1:
+            raise ConfigError("need depth_window_radius >= 0 and 0 <= depth_min_valid_fraction <= 1")
+        if not self.depth_max_relative_spread > 0:
+            raise ConfigError(f"depth_max_relative_spread must be positive, got {self.depth_max_relative_spread}")
         if not 0 < self.ransac_confidence < 1:
             raise ConfigError(f"ransac_confidence must be in (0, 1), got {self.ransac_confidence}")
 

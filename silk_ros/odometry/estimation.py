@@ -30,6 +30,7 @@ __all__ = [
     "rotation_parallax_px",
     "essential_pose",
     "pnp_pose",
+    "refine_pose",
     "triangulate",
     "pose_covariance",
     "rotation_covariance",
@@ -132,6 +133,28 @@ def pnp_pose(
     # Re-select inliers at the refined pose (MAGSAC's own set is soft).
     error = np.linalg.norm(project(transform_points(T, points0), K) - u1, axis=1)
     mask = np.isfinite(error) & (error < 2.0 * threshold) & (transform_points(T, points0)[:, 2] > 0)
+    return Solution(T, mask)
+
+
+def refine_pose(
+    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_guess: np.ndarray, threshold: float, rounds: int = 2
+) -> Solution | None:
+    """Pose from a good guess: Levenberg-Marquardt on the correspondences that reproject within ``2 * threshold``
+    at the current pose, re-selected each round.  Unlike RANSAC it cannot jump to another consensus set, so
+    extra, less certain correspondences (older keyframes' points) refine the guess instead of replacing it."""
+    T = T_guess.copy()
+    mask = np.zeros(len(points0), bool)
+    for step in range(rounds + 1):
+        camera_points = transform_points(T, points0)
+        error = np.linalg.norm(project(camera_points, K) - u1, axis=1)
+        mask = np.isfinite(error) & (error < 2.0 * threshold) & (camera_points[:, 2] > 0)
+        if mask.sum() < 6:
+            return None
+        if step == rounds:
+            break
+        rvec, tvec = cv2.Rodrigues(T[:3, :3])[0], T[:3, 3].copy()
+        rvec, tvec = cv2.solvePnPRefineLM(points0[mask], u1[mask], K, None, rvec, tvec)
+        T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
     return Solution(T, mask)
 
 
