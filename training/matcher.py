@@ -504,6 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="override config.steps")
     parser.add_argument("--stop-after", type=int, help="stop this invocation after N steps (resumable)")
     parser.add_argument("--threads", type=int, help="override config.threads")
+    parser.add_argument("--seed", type=int, help="override config.seed (batch draws and initialisation)")
     parser.add_argument("--prepare-only", action="store_true", help="build the cached SiLK feature pools and exit")
     parser.add_argument(
         "--ship", action="store_true", help=f"copy the result to silk_ros/weights/{SHIPPED['matcher-mu']}"
@@ -520,7 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = MatcherTrainConfig.from_yaml(args.config)
-    for key in ("variant", "steps", "threads", "run_dir", "silk_weights"):
+    for key in ("variant", "steps", "threads", "run_dir", "silk_weights", "seed"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     if args.variant and not args.run_dir:
