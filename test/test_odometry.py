@@ -98,6 +98,23 @@ def test_rgbd_synthetic_with_silk(room):
         assert result.timings_ms["total"] >= result.timings_ms["extract"]
 
 
+def test_window_refinement_reduces_keyframe_chaining_drift(room):
+    """Every other frame comes from a depth sensor reading 10 % long: chained keyframe to keyframe, the biased
+    keyframes' points pass their error on; refined against the window's other keyframes, less of it stays."""
+    truth = np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[11]
+    errors = {}
+    for window in (1, 5):
+        vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd", window_keyframes=window))
+        for i in range(12):
+            frame = room[i]
+            depth = frame.depth * (1.1 if i % 2 else 1.0)
+            result = vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32))
+        assert vo.keyframe_count >= 4  # the window has older keyframes to refine against
+        errors[window] = np.linalg.norm(result.pose_world_cam[:3, 3] - truth[:3, 3])
+    # Measured: 3.3 cm chained, 2.3 cm with the window of 5.
+    assert errors[5] < 0.8 * errors[1], errors
+
+
 def test_mono_synthetic_matches_ground_truth_up_to_scale(room):
     sequence = room
     vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))

@@ -77,3 +77,19 @@ def test_two_view_solvers_on_exact_correspondences():
     assert np.allclose(rotation.T_1_0, R, atol=1e-6) and rotation.inliers.all()
     assert est.rotation_parallax_px(rotation.T_1_0[:3, :3], u0, u1r, K).max() < 1e-6
     assert np.median(est.rotation_parallax_px(T[:3, :3], u0, u1, K)) > 5.0
+
+
+def test_refine_pose_stays_with_the_guess_consensus_and_drops_outliers():
+    points = scene(400, seed=1)
+    T = make_pose(so3_exp([0.02, -0.05, 0.01]), [0.3, 0.05, 0.1])
+    u1 = est.project(transform_points(T, points), K)
+    # 150 correspondences agree with another pose, far from the guess; 30 are gross outliers.
+    decoy = make_pose(so3_exp([0.0, 0.02, 0.0]), [-0.2, 0.0, 0.0])
+    u1[:150] = est.project(transform_points(decoy, points[:150]), K)
+    u1[150:180] += np.random.default_rng(2).uniform(20, 40, (30, 2))
+    guess = make_pose(so3_exp([0.001, -0.001, 0.0005]), [0.005, -0.003, 0.004]) @ T  # ~1-2 px off
+    solution = est.refine_pose(points, u1, K, guess, threshold=1.0)
+    assert np.allclose(solution.T_1_0, T, atol=1e-6)
+    assert solution.inliers[180:].all() and not solution.inliers[:180].any()
+    # A guess that nothing supports gives no pose rather than a wrong one.
+    assert est.refine_pose(points[:5], u1[:5], K, T, threshold=1.0) is None

@@ -152,7 +152,7 @@ def refine_pose(
             return None
         if step == rounds:
             break
-        rvec, tvec = cv2.Rodrigues(T[:3, :3])[0], T[:3, 3].copy()
+        rvec, tvec = cv2.Rodrigues(T[:3, :3])[0], T[:3, 3].reshape(3, 1).copy()
         rvec, tvec = cv2.solvePnPRefineLM(points0[mask], u1[mask], K, None, rvec, tvec)
         T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
     return Solution(T, mask)

@@ -40,6 +40,7 @@ from ..geometry.pose import invert_pose, make_pose, transform_points
 from ..matching.base import Matches
 from . import estimation as est
 from .config import OdometryConfig
+from .depth import keypoint_depth
 from .frontend import (
     build_extractor,
     build_vo_matcher,
@@ -430,35 +431,15 @@ class VisualOdometry:
         return True
 
     def _depth_points(self, depth: np.ndarray, features: Features, cam: Camera) -> np.ndarray:
-        """Keyframe-candidate 3D points in the working camera frame, NaN where the depth is not trustworthy.
-
-        Each keypoint takes the median depth of its (2r+1)^2 neighbourhood at depth resolution.  Learned keypoints
-        sit on edges, often on occlusion boundaries, where the nearest sample may belong to the background (and
-        colour/depth misregistration shifts the edge): a neighbourhood with too few valid pixels or spanning a
-        depth discontinuity gives no point, rather than a wrong one that biases PnP.
-        """
+        """Keyframe-candidate 3D points in the working camera frame, NaN where the depth is not trustworthy
+        (holes, depth edges: see ``keypoint_depth``)."""
         cfg = self.config
+        z = keypoint_depth(
+            depth, features.keypoints_xy, (cam.height, cam.width), cfg.depth_window_radius,
+            cfg.depth_min_valid_fraction, cfg.depth_max_relative_spread, cfg.depth_min, cfg.depth_max,
+        )
         points = np.full((len(features), 3), np.nan)
-        if len(features) == 0:
-            return points
-        sx, sy = depth.shape[1] / cam.width, depth.shape[0] / cam.height
-        xy = features.keypoints_xy.astype(np.float64)
-        cols = np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(int)
-        rows = np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(int)
-        r = cfg.depth_window_radius
-        offsets = np.arange(-r, r + 1)
-        window_rows = np.clip(rows[:, None, None] + offsets[None, :, None], 0, depth.shape[0] - 1)
-        window_cols = np.clip(cols[:, None, None] + offsets[None, None, :], 0, depth.shape[1] - 1)
-        z = depth[window_rows, window_cols].reshape(len(features), -1).astype(np.float64)
-        z[~(np.isfinite(z) & (z >= cfg.depth_min) & (z <= cfg.depth_max))] = np.nan
-        enough = np.isfinite(z).sum(axis=1) >= max(1, int(np.ceil(cfg.depth_min_valid_fraction * z.shape[1])))
-        valid = np.zeros(len(features), bool)
-        median = np.full(len(features), np.nan)
-        if enough.any():
-            inside = z[enough]
-            median[enough] = np.nanmedian(inside, axis=1)
-            spread = np.nanmax(inside, axis=1) - np.nanmin(inside, axis=1)
-            valid[enough] = spread <= cfg.depth_max_relative_spread * median[enough]
+        valid = np.isfinite(z)
         if valid.any():
-            points[valid] = cam.backproject(features.keypoints_xy[valid], median[valid])
+            points[valid] = cam.backproject(features.keypoints_xy[valid], z[valid])
         return points
