@@ -83,6 +83,14 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec("keyframe_min_inliers", "new keyframe below this inlier count", range=(5, 10000)),
     _odometry_spec("depth_min", "RGB-D: nearest valid depth (m)", range=(0.0, 100.0)),
     _odometry_spec("depth_max", "RGB-D: farthest valid depth (m)", range=(0.1, 1000.0)),
+    _odometry_spec("depth_window_radius", "RGB-D: keypoint depth = median of a (2r+1)^2 patch", range=(0, 10)),
+    _odometry_spec(
+        "depth_min_valid_fraction", "RGB-D: no keypoint depth with fewer valid patch pixels", range=(0.0, 1.0)
+    ),
+    _odometry_spec(
+        "depth_max_relative_spread", "RGB-D: no keypoint depth across an edge ((max-min)/median)", range=(0.0, 10.0)
+    ),
+    _odometry_spec("window_keyframes", "RGB-D: new keyframes refine their pose on this many keyframes", range=(1, 50)),
     _odometry_spec(
         "max_trajectory_poses", "poses the odometry keeps in memory (0: all; bound it on a robot)", range=(0, 10**9)
     ),
