@@ -1,8 +1,8 @@
 """``silk-vo bench matchers``: every matcher on the same SiLK-µ features of real pairs.
 
 Rows: MNN, ratio test, double-softmax (SiLK's own) and the attention matcher in its four ablation
-variants (no reweighting, logit bias only, value rescaling only, both), plus a second training seed of
-"no reweighting" and "both" (the comparison the target is about).  Columns:
+variants (no reweighting, logit bias only, value rescaling only, both), each with a second training
+seed.  Columns:
 
 * homography pairs (HPatches v_churchill, Oxford graf: image 1 against 2..6): match count, precision
   (reprojection error < 3 px under the true homography), homography AUC@1/3/5 px of the mean corner
@@ -43,8 +43,10 @@ DEFAULT_ATTENTION = (
     f"attention (bias only)={ABLATION_DIR / 'matcher_mu_bias.pt'}",
     f"attention (value only)={ABLATION_DIR / 'matcher_mu_value.pt'}",
     "attention (bias + value)=matcher-mu",
-    # a second training seed (its own pair pool and initialisation) of the two rows the target compares
+    # a second training seed of every variant (its own pair pool and initialisation)
     f"attention (no reweighting, seed 1)={ABLATION_DIR / 'matcher_mu_none_seed1.pt'}",
+    f"attention (bias only, seed 1)={ABLATION_DIR / 'matcher_mu_bias_seed1.pt'}",
+    f"attention (value only, seed 1)={ABLATION_DIR / 'matcher_mu_value_seed1.pt'}",
     f"attention (bias + value, seed 1)={ABLATION_DIR / 'matcher_mu_both_seed1.pt'}",
 )
 CLASSIC = (("MNN", "mnn"), ("ratio test 0.9", {"name": "ratio", "ratio": 0.9}), ("double-softmax", "double_softmax"))
