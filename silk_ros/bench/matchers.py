@@ -31,6 +31,7 @@ from ..datasets.paths import REPO_ROOT, shared_data_root
 from ..evaluation import matching_metrics as mm
 from ..features import SilkExtractor
 from ..features.types import Features
+from ..geometry.pose import skew
 from ..matching import build_matcher
 from ..weights import shipped_weights
 from . import pair_data
@@ -92,9 +93,7 @@ def _epipolar_precision(p0: np.ndarray, p1: np.ndarray, pair: PosePair, threshol
         return 0.0
     n0 = cv2.undistortPoints(p0[:, None].astype(np.float64), pair.k0, None)[:, 0]
     n1 = cv2.undistortPoints(p1[:, None].astype(np.float64), pair.k1, None)[:, 0]
-    r, t = pair.t_1_0[:3, :3], pair.t_1_0[:3, 3]
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-    e = tx @ r
+    e = skew(pair.t_1_0[:3, 3]) @ pair.t_1_0[:3, :3]
     x0, x1 = np.c_[n0, np.ones(len(n0))], np.c_[n1, np.ones(len(n1))]
     ex0, etx1 = x0 @ e.T, x1 @ e
     num = np.sum(x1 * ex0, axis=1) ** 2

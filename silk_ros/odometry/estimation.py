@@ -30,6 +30,7 @@ __all__ = [
     "rotation_parallax_px",
     "essential_pose",
     "pnp_pose",
+    "reprojection_inliers",
     "refine_pose",
     "triangulate",
     "pose_covariance",
@@ -131,9 +132,16 @@ def pnp_pose(
     rvec, tvec = cv2.solvePnPRefineLM(points0[index], u1[index], K, None, rvec, tvec)
     T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
     # Re-select inliers at the refined pose (MAGSAC's own set is soft).
-    error = np.linalg.norm(project(transform_points(T, points0), K) - u1, axis=1)
-    mask = np.isfinite(error) & (error < 2.0 * threshold) & (transform_points(T, points0)[:, 2] > 0)
-    return Solution(T, mask)
+    return Solution(T, reprojection_inliers(T, points0, u1, K, threshold))
+
+
+def reprojection_inliers(
+    T_1_0: np.ndarray, points0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Correspondences in front of the camera that reproject within ``2 * threshold`` px at pose ``T_1_0``."""
+    camera_points = transform_points(T_1_0, points0)
+    error = np.linalg.norm(project(camera_points, K) - u1, axis=1)
+    return np.isfinite(error) & (error < 2.0 * threshold) & (camera_points[:, 2] > 0)
 
 
 def refine_pose(
@@ -145,9 +153,7 @@ def refine_pose(
     T = T_guess.copy()
     mask = np.zeros(len(points0), bool)
     for step in range(rounds + 1):
-        camera_points = transform_points(T, points0)
-        error = np.linalg.norm(project(camera_points, K) - u1, axis=1)
-        mask = np.isfinite(error) & (error < 2.0 * threshold) & (camera_points[:, 2] > 0)
+        mask = reprojection_inliers(T, points0, u1, K, threshold)
         if mask.sum() < 6:
             return None
         if step == rounds:
