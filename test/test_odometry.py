@@ -129,6 +129,18 @@ def test_mono_synthetic_matches_ground_truth_up_to_scale(room):
     assert error["rmse"] < 0.2, error
 
 
+def test_monocular_local_bundle_adjustment_reduces_drift(room):
+    """Each monocular keyframe comes from two views; adjusting the window of keyframes on their shared landmarks
+    corrects the newest one.  Measured on these 20 frames (Sim(3) ATE): ORB 0.116 -> 0.084 m, SiLK 0.032 -> 0.018 m."""
+    errors = {}
+    for iterations in (0, 5):
+        vo = VisualOdometry(OdometryConfig(features="orb", mode="mono", bundle_iterations=iterations))
+        trajectory, stats = run_sequence(vo, room, progress=False)
+        assert stats["lost_frames"] == 0 and stats["keyframes"] >= 4  # the window has keyframes to adjust
+        errors[iterations] = ate(trajectory, room.ground_truth, align="sim3")["rmse"]
+    assert errors[5] < 0.85 * errors[0], errors
+
+
 def _rotation_frames(room, angles_deg):
     """Images of the synthetic room seen from one fixed camera centre, rotating about its vertical axis."""
     start = room.ground_truth.poses[0]

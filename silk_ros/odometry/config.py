@@ -65,9 +65,13 @@ class OdometryConfig:
     keyframe_parallax_px: float = 14.0
     #: ... or the inliers fall below this count.
     keyframe_min_inliers: int = 80
-    #: RGB-D local map: a new keyframe's pose is refined against the depth points of the last
-    #: ``window_keyframes`` keyframes (the new one included), not only its predecessor's (1 = chaining only).
+    #: Local map: the last ``window_keyframes`` keyframes (the new one included).  RGB-D: a new keyframe's pose is
+    #: refined against all their depth points, not only its predecessor's (1 = chaining only).  Monocular: they
+    #: are bundle-adjusted together, the oldest two held fixed.
     window_keyframes: int = 5
+    #: Monocular local bundle adjustment when a keyframe is added: Levenberg-Marquardt iterations per pass (two
+    #: passes: all observations, then without the outliers; 0 = off).
+    bundle_iterations: int = 5
     #: Triangulated points need this angle between the two rays (degrees).
     min_triangulation_deg: float = 0.6
     #: Valid depth range (metres) for RGB-D keyframe points.
@@ -132,6 +136,8 @@ class OdometryConfig:
             raise ConfigError("need 0 <= static_parallax_px < init_parallax_px <= keyframe_parallax_px")
         if self.window_keyframes < 1:
             raise ConfigError(f"window_keyframes must be >= 1, got {self.window_keyframes}")
+        if self.bundle_iterations < 0:
+            raise ConfigError(f"bundle_iterations must be >= 0, got {self.bundle_iterations}")
         if self.depth_window_radius < 0 or not 0 <= self.depth_min_valid_fraction <= 1:
             raise ConfigError("need depth_window_radius >= 0 and 0 <= depth_min_valid_fraction <= 1")
         if not self.depth_max_relative_spread > 0:

@@ -90,7 +90,10 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec(
         "depth_max_relative_spread", "RGB-D: no keypoint depth across an edge ((max-min)/median)", range=(0.0, 10.0)
     ),
-    _odometry_spec("window_keyframes", "RGB-D: new keyframes refine their pose on this many keyframes", range=(1, 50)),
+    _odometry_spec("window_keyframes", "local map: keyframes a new keyframe is refined / adjusted with", range=(1, 50)),
+    _odometry_spec(
+        "bundle_iterations", "monocular local bundle adjustment: iterations per keyframe (0: off)", range=(0, 100)
+    ),
     _odometry_spec(
         "max_trajectory_poses", "poses the odometry keeps in memory (0: all; bound it on a robot)", range=(0, 10**9)
     ),

@@ -1,0 +1,160 @@
+"""Local bundle adjustment: keyframe poses and the points they share, by robust Levenberg-Marquardt.
+
+Why: a monocular keyframe's pose comes from two views only (its predecessor and itself), and its map from
+the same short baseline, so each keyframe adds its own rotation/translation error and its own scale error to the
+chain.  Adjusting the last few keyframes together on every point seen by two or more of them lets the older,
+already-settled keyframes correct the newest one, which is where the next frames are tracked from.
+
+The gauge (where the map is, and for monocular how large) is fixed by holding the oldest keyframes constant.
+Each iteration solves the normal equations with the points eliminated (Schur complement: a 6F x 6F system for
+F free keyframes, 3x3 blocks for the points), with analytic Jacobians and Huber weights (iteratively
+re-weighted), so a window of five keyframes and a thousand points costs a few milliseconds per iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..geometry.pose import invert_pose, make_pose, reprojection_jacobian
+from .estimation import project
+
+__all__ = ["BundleProblem", "BundleResult", "adjust_bundle"]
+
+
+@dataclass
+class BundleProblem:
+    """Keyframe poses, points in the world and the pixels that observe them.
+
+    ``poses_world``: (F, 4, 4) T_world_kf; ``fixed``: (F,) bool, poses held constant; ``points_world``: (P, 3);
+    ``frame_index``/``point_index``: (O,) which keyframe sees which point; ``pixels``: (O, 2) undistorted pixels.
+    """
+
+    poses_world: np.ndarray
+    fixed: np.ndarray
+    points_world: np.ndarray
+    frame_index: np.ndarray
+    point_index: np.ndarray
+    pixels: np.ndarray
+
+
+@dataclass
+class BundleResult:
+    poses_world: np.ndarray  # (F, 4, 4)
+    points_world: np.ndarray  # (P, 3)
+    inliers: np.ndarray  # (O,) observations within 2 x threshold at the solution, in front of their camera
+    #: median reprojection error (px) of all observations before and after
+    initial_median_px: float
+    final_median_px: float
+    iterations: int
+
+
+def _errors(poses_cw: np.ndarray, points: np.ndarray, problem: BundleProblem, K: np.ndarray):
+    """Camera-frame points (O, 3) and pixel residuals (O, 2) of every observation."""
+    frame, point = problem.frame_index, problem.point_index
+    camera = np.einsum("nij,nj->ni", poses_cw[frame, :3, :3], points[point]) + poses_cw[frame, :3, 3]
+    return camera, project(camera, K) - problem.pixels
+
+
+def _huber_cost(errors: np.ndarray, visible: np.ndarray, active: np.ndarray, k: float) -> float:
+    """Huber cost of the active observations; one behind its camera counts as 10 x ``k`` off (bounded)."""
+    e = np.where(visible, errors, 10.0 * k)[active]
+    return float(np.sum(np.where(e <= k, e**2, 2.0 * k * e - k**2)))
+
+
+def adjust_bundle(problem: BundleProblem, K: np.ndarray, threshold: float, iterations: int = 10) -> BundleResult:
+    """Minimise the Huber-robust reprojection error (Huber scale ``threshold`` px) over the free poses and every
+    point, then again without the observations beyond ``2 * threshold`` (Huber bounds an outlier's pull but does
+    not remove it).  Observations behind their camera carry no weight; the final outliers are reported."""
+    poses_cw = np.stack([invert_pose(T) for T in problem.poses_world])
+    points = problem.points_world.astype(np.float64).copy()
+    camera, residual = _errors(poses_cw, points, problem, K)
+    error = np.linalg.norm(residual, axis=1)
+    initial_median = float(np.median(error[np.isfinite(error)])) if np.isfinite(error).any() else float("inf")
+    active = np.ones(len(error), bool)
+    done = 0
+    for _ in range(2):
+        poses_cw, points, steps = _levenberg_marquardt(poses_cw, points, problem, K, threshold, iterations, active)
+        done += steps
+        camera, residual = _errors(poses_cw, points, problem, K)
+        error = np.linalg.norm(residual, axis=1)
+        active = (camera[:, 2] > 1e-9) & np.isfinite(error) & (error < 2.0 * threshold)
+    return BundleResult(
+        np.stack([invert_pose(T) for T in poses_cw]), points, active, initial_median,
+        float(np.median(error[np.isfinite(error)])) if np.isfinite(error).any() else float("inf"), done,
+    )
+
+
+def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold: float, iterations: int, active):
+    """Damped Gauss-Newton on the active observations, the points eliminated by the Schur complement; returns the
+    camera-from-world poses, the points and the number of accepted steps."""
+    frame, point = problem.frame_index, problem.point_index
+    free = np.flatnonzero(~problem.fixed)
+    slot = -np.ones(len(poses_cw), int)
+    slot[free] = np.arange(len(free))
+    n_free, n_points = len(free), len(points)
+    moving = slot[frame] >= 0
+    camera, residual = _errors(poses_cw, points, problem, K)
+    error = np.linalg.norm(residual, axis=1)
+    visible = (camera[:, 2] > 1e-9) & np.isfinite(error)
+    cost = _huber_cost(error, visible, active, threshold)
+    damping = 1e-4
+    accepted = 0
+    for _ in range(iterations):
+        use = visible & active
+        weight = np.where(use, np.where(error <= threshold, 1.0, threshold / np.maximum(error, 1e-12)), 0.0)
+        r = np.where(use[:, None], residual, 0.0)
+        J_pose = reprojection_jacobian(np.where(use[:, None], camera, 1.0), K[0, 0], K[1, 1]).reshape(-1, 2, 6)
+        J_point = J_pose[:, :, :3] @ poses_cw[frame, :3, :3]  # d pixel / d camera point, times R
+        wJp = weight[:, None, None] * J_point
+        H_pp = np.zeros((n_points, 3, 3))
+        g_p = np.zeros((n_points, 3))
+        np.add.at(H_pp, point, np.einsum("nji,njk->nik", wJp, J_point))
+        np.add.at(g_p, point, np.einsum("nji,nj->ni", wJp, r))
+        H_cc = np.zeros((6 * n_free, 6 * n_free))
+        g_c = np.zeros(6 * n_free)
+        H_cp = np.zeros((n_points, 6 * n_free, 3))
+        if n_free:
+            wJc = weight[moving, None, None] * J_pose[moving]
+            blocks = np.einsum("nji,njk->nik", wJc, J_pose[moving])
+            grads = np.einsum("nji,nj->ni", wJc, r[moving])
+            cross = np.einsum("nji,njk->nik", wJc, J_point[moving])
+            for f in range(n_free):
+                mine = slot[frame[moving]] == f
+                H_cc[6 * f : 6 * f + 6, 6 * f : 6 * f + 6] = blocks[mine].sum(axis=0)
+                g_c[6 * f : 6 * f + 6] = grads[mine].sum(axis=0)
+                np.add.at(H_cp[:, 6 * f : 6 * f + 6, :], point[moving][mine], cross[mine])
+        improved = False
+        for _ in range(5):  # raise the damping until the step lowers the cost
+            H_pp_inv = np.linalg.inv(H_pp + damping * H_pp * np.eye(3) + 1e-9 * np.eye(3))
+            if n_free:
+                H_cc_damped = H_cc + damping * np.diag(np.diag(H_cc)) + 1e-9 * np.eye(6 * n_free)
+                HcpHinv = H_cp @ H_pp_inv
+                schur = H_cc_damped - np.einsum("pij,pkj->ik", HcpHinv, H_cp)
+                step_c = np.linalg.solve(schur, np.einsum("pij,pj->i", HcpHinv, g_p) - g_c)
+                step_p = -np.einsum("pij,pj->pi", H_pp_inv, g_p + np.einsum("pji,j->pi", H_cp, step_c))
+            else:
+                step_c = np.zeros(0)
+                step_p = -np.einsum("pij,pj->pi", H_pp_inv, g_p)
+            trial_poses = poses_cw.copy()
+            for f, index in enumerate(free):
+                delta = step_c[6 * f : 6 * f + 6]
+                trial_poses[index] = make_pose(cv2.Rodrigues(delta[3:])[0], delta[:3]) @ poses_cw[index]
+            trial_points = points + step_p
+            trial_camera, trial_residual = _errors(trial_poses, trial_points, problem, K)
+            trial_error = np.linalg.norm(trial_residual, axis=1)
+            trial_visible = (trial_camera[:, 2] > 1e-9) & np.isfinite(trial_error)
+            trial_cost = _huber_cost(trial_error, trial_visible, active, threshold)
+            if trial_cost < cost:
+                poses_cw, points, camera, residual = trial_poses, trial_points, trial_camera, trial_residual
+                error, visible, cost = trial_error, trial_visible, trial_cost
+                damping = max(damping / 10.0, 1e-8)
+                improved = True
+                break
+            damping *= 10.0
+        if not improved:
+            break
+        accepted += 1
+    return poses_cw, points, accepted
