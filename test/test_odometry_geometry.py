@@ -147,3 +147,30 @@ def test_bundle_adjustment_flags_outliers_and_survives_points_behind_a_camera():
     assert result.inliers[good].mean() > 0.99
     # The outliers do not pull the free keyframes away from the truth (Huber weights).
     assert max(np.linalg.norm(result.poses_world[f][:3, 3] - poses[f][:3, 3]) for f in (2, 3, 4)) < 1e-3
+
+
+def test_epipolar_refinement_corrects_pnp_on_a_distorted_monocular_map():
+    """A short-baseline map with depth errors biases PnP; the 2D-2D matches without map points pull rotation and
+    direction back while the map keeps the scale."""
+    rng = np.random.default_rng(3)
+    points = scene(600, seed=3)
+    T = make_pose(so3_exp([0.01, -0.03, 0.005]), [0.2, 0.02, 0.05])
+    u0 = est.project(points, K)
+    u1 = est.project(transform_points(T, points), K) + rng.normal(0.0, 0.2, (600, 2))
+    assert np.abs(est.sampson_errors(T, u0, est.project(transform_points(T, points), K), K)).max() < 1e-6
+    # Only 80 points are on the map, with 8 % depth noise along their rays.
+    on_map = np.arange(80)
+    distorted = points[on_map] * rng.normal(1.0, 0.08, (80, 1))
+    pnp = est.pnp_pose(distorted, u1[on_map], K, threshold=3.0, confidence=0.999, iterations=1000)
+    refined = est.refine_pose_with_epipolar(distorted, u1[on_map], u0, u1, K, pnp.T_1_0, threshold=3.0)
+
+    def rotation_error(A):
+        return np.linalg.norm(so3_log(A[:3, :3].T @ T[:3, :3]))
+
+    def direction_error(A):
+        return np.arccos(np.clip(A[:3, 3] @ T[:3, 3] / np.linalg.norm(A[:3, 3]) / np.linalg.norm(T[:3, 3]), -1, 1))
+
+    assert rotation_error(refined) < 0.5 * rotation_error(pnp.T_1_0)
+    assert direction_error(refined) < 0.5 * direction_error(pnp.T_1_0)
+    # The scale stays the map's (within its noise), it does not collapse or explode.
+    assert 0.8 < np.linalg.norm(refined[:3, 3]) / np.linalg.norm(T[:3, 3]) < 1.25

@@ -65,6 +65,8 @@ class OdometryConfig:
     keyframe_parallax_px: float = 14.0
     #: ... or the inliers fall below this count.
     keyframe_min_inliers: int = 80
+    #: Monocular tracking: refine the PnP pose jointly on the map points and the Sampson distance of every match.
+    epipolar_refinement: bool = True
     #: Local map: the last ``window_keyframes`` keyframes (the new one included).  RGB-D: a new keyframe's pose is
     #: refined against all their depth points, not only its predecessor's (1 = chaining only).  Monocular: they
     #: are bundle-adjusted together, the oldest two held fixed.

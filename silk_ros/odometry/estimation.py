@@ -19,6 +19,7 @@ from ..geometry.pose import (
     make_pose,
     project_to_so3,
     reprojection_jacobian,
+    skew,
     transform_points,
 )
 
@@ -162,6 +163,56 @@ def refine_pose(
         rvec, tvec = cv2.solvePnPRefineLM(points0[mask], u1[mask], K, None, rvec, tvec)
         T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
     return Solution(T, mask)
+
+
+def sampson_errors(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Signed first-order geometric distance (px) of each match to the epipolar geometry of ``T_1_0``."""
+    K_inv = np.linalg.inv(K)
+    F = K_inv.T @ skew(T_1_0[:3, 3]) @ T_1_0[:3, :3] @ K_inv
+    x0 = np.column_stack([u0, np.ones(len(u0))])
+    x1 = np.column_stack([u1, np.ones(len(u1))])
+    Fx0, Ftx1 = x0 @ F.T, x1 @ F
+    numerator = np.sum(x1 * Fx0, axis=1)
+    denominator = np.sqrt(Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2 + Ftx1[:, 1] ** 2)
+    return numerator / np.maximum(denominator, 1e-12)
+
+
+def refine_pose_with_epipolar(
+    points0: np.ndarray, u1_points: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray,
+    T_guess: np.ndarray, threshold: float, iterations: int = 5,
+) -> np.ndarray:
+    """Monocular tracking pose from the map points' reprojection *and* the epipolar (Sampson) distance of every
+    2D-2D match, jointly, by Huber-weighted Gauss-Newton from a good guess (correspondences gated at the guess).
+
+    A monocular map is triangulated from a short baseline and covers only part of the matches, and PnP on it alone
+    trades rotation for translation; the matches without a map point still fix rotation and direction, the map
+    fixes the scale."""
+    on_map = reprojection_inliers(T_guess, points0, u1_points, K, threshold)
+    epipolar = np.abs(sampson_errors(T_guess, u0, u1, K)) < 2.0 * threshold
+    if on_map.sum() < 6:
+        return T_guess
+    p0, q1, a0, a1 = points0[on_map], u1_points[on_map], u0[epipolar], u1[epipolar]
+
+    def perturbed(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return make_pose(cv2.Rodrigues(delta[3:])[0], delta[:3]) @ T
+
+    def residuals(T: np.ndarray) -> np.ndarray:
+        reprojection = (project(transform_points(T, p0), K) - q1).ravel()
+        return np.concatenate([reprojection, sampson_errors(T, a0, a1, K)])
+
+    T = T_guess.copy()
+    r = residuals(T)
+    step = 1e-6
+    for _ in range(iterations):
+        J = np.column_stack([(residuals(perturbed(T, step * e)) - r) / step for e in np.eye(6)])
+        weight = np.where(np.abs(r) <= threshold, 1.0, threshold / np.maximum(np.abs(r), 1e-12))
+        JtW = J.T * weight
+        delta = np.linalg.solve(JtW @ J + 1e-9 * np.eye(6), -JtW @ r)
+        T = perturbed(T, delta)
+        r = residuals(T)
+        if np.linalg.norm(delta) < 1e-9:
+            break
+    return T
 
 
 def triangulate(u0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_1_0: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -9,6 +9,8 @@ Pose of a frame relative to its keyframe, in order of preference:
 
 * ``pnp``: the keyframe has 3D points (RGB-D: its depth; monocular: points triangulated when it was created,
   whose scale was inherited from the previous keyframe through the shared points) -> MAGSAC++ PnP + LM.
+  Monocular: then refined jointly on the map points and the epipolar distance of every match
+  (``epipolar_refinement``), since a short-baseline map alone trades rotation for translation.
   Monocular scale therefore stays that of the first baseline.
 * ``essential``: monocular without a map -> essential matrix (MAGSAC++, cheirality by ``recoverPose``); it
   initialises the map once the rotation-compensated parallax exceeds ``init_parallax_px`` and enough points
@@ -245,7 +247,13 @@ class VisualOdometry:
         map_points = keyframe.points[i0]
         on_map = np.isfinite(map_points[:, 0])
         if on_map.sum() >= cfg.min_inliers:
-            return self._estimate_pnp(map_points, on_map, u0, u1, K, solver)
+            estimate = self._estimate_pnp(map_points, on_map, u0, u1, K, solver)
+            if cfg.epipolar_refinement and not use_depth and estimate is not None and estimate.method == "pnp":
+                # Monocular maps cover part of the matches and are noisy: the rest pin rotation and direction.
+                estimate.T_cur_kf = est.refine_pose_with_epipolar(
+                    map_points[on_map], u1[on_map], u0, u1, K, estimate.T_cur_kf, cfg.ransac_threshold_px
+                )
+            return estimate
         if use_depth:
             return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
         return self._estimate_two_view(i0, u0, u1, K, solver)

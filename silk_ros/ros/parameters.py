@@ -90,6 +90,7 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     _odometry_spec(
         "depth_max_relative_spread", "RGB-D: no keypoint depth across an edge ((max-min)/median)", range=(0.0, 10.0)
     ),
+    _odometry_spec("epipolar_refinement", "monocular: refine PnP with the epipolar distance of every match"),
     _odometry_spec("window_keyframes", "local map: keyframes a new keyframe is refined / adjusted with", range=(1, 50)),
     _odometry_spec(
         "bundle_iterations", "monocular local bundle adjustment: iterations per keyframe (0: off)", range=(0, 100)
