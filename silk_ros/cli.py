@@ -27,7 +27,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            importlib.import_module(module).add_arguments(command)
+            add_arguments = importlib.import_module(module).add_arguments
+            if name == "bench":  # adds only the options of the target named on this command line
+                add_arguments(command, argv)
+            else:
+                add_arguments(command)
             command.set_defaults(_module=module)
     return parser
 

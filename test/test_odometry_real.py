@@ -51,3 +51,21 @@ def test_euroc_at_rest_accumulates_no_path(data_root):
     # Ground truth moves 1.7 cm over 95 frames (vibration); monocular odometry must not turn noise into motion.
     assert trajectory.path_length() < 0.03
     assert stats["lost_frames"] == 0
+
+
+def test_bench_vo_reports_the_median_over_start_frames(data_root, tmp_path):
+    """``silk-vo bench vo --starts``: monocular moving runs of >= 100 frames are repeated from later frames and the
+    median reported; the at-rest sequence is not (its target is a path length, not a trajectory shape)."""
+    json_path = tmp_path / "vo.json"
+    code = main([
+        "bench", "vo", "--data", str(data_root), "--features", "orb", "--sequences",
+        "kitti07-mono,euroc-v101-rest-mono", "--max-frames", "110", "--starts", "5", "--out", str(tmp_path / "runs"),
+        "--json", str(json_path), "--record", "",
+    ])
+    assert code == 0
+    results = json.loads(json_path.read_text())
+    row = results["start_offsets"]["kitti07-mono"]["orb"]
+    assert row["starts"] == [0, 5] and len(row["ate_rmse_m"]) == 2 and len(row["lost_frames"]) == 2
+    assert row["ate_rmse_m"][0] == results["runs"]["kitti07-mono"]["orb"]["ate_rmse_m"]
+    assert min(row["ate_rmse_m"]) <= row["median_ate_rmse_m"] <= max(row["ate_rmse_m"])
+    assert "euroc-v101-rest-mono" not in results["start_offsets"]

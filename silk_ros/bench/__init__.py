@@ -20,7 +20,9 @@ TARGETS: dict[str, str] = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    """``argv``: the command line being parsed (default ``sys.argv[1:]``); only its target's options are added."""
+    argv = sys.argv[1:] if argv is None else argv
     sub = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
     for name, module in TARGETS.items():
         target = sub.add_parser(name)
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         target.set_defaults(_bench=module)
         target.add_argument_group("target options")
         # Target options are parsed lazily: only the chosen module is imported.
-        if name in sys.argv[1:]:
+        if name in argv:
             importlib.import_module(module).add_arguments(target)
 
 
