@@ -28,7 +28,7 @@ bench: setup
 	$(VENV)/bin/silk-vo bench homography --json runs/bench/homography.json
 	$(VENV)/bin/silk-vo bench pose-pairs --json runs/bench/pose_pairs.json
 	$(VENV)/bin/silk-vo bench matchers --repeats 5 --threads 2 --json runs/bench/matchers.json
-	$(VENV)/bin/silk-vo bench vo --features silk,silk+attention,orb --json runs/bench/vo.json
+	$(VENV)/bin/silk-vo bench vo --features silk,silk+attention,orb --starts 10,20 --json runs/bench/vo.json
 	$(VENV)/bin/silk-vo bench node --json runs/bench/node.json
 
 lint: setup
