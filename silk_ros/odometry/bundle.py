@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from ..geometry.pose import invert_pose, make_pose, reprojection_jacobian
-from .estimation import project
+from ..geometry.pose import invert_pose, reprojection_jacobian
+from .estimation import left_increment, project
 
 __all__ = ["BundleProblem", "BundleResult", "adjust_bundle"]
 
@@ -147,7 +146,7 @@ def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold:
             trial_poses = poses_cw.copy()
             for f, index in enumerate(free):
                 delta = step_c[6 * f : 6 * f + 6]
-                trial_poses[index] = make_pose(cv2.Rodrigues(delta[3:])[0], delta[:3]) @ poses_cw[index]
+                trial_poses[index] = left_increment(poses_cw[index], delta)
             trial_points = points + step_p
             trial_camera, trial_residual = _errors(trial_poses, trial_points, problem, K)
             trial_error = np.linalg.norm(trial_residual, axis=1)

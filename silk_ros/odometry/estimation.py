@@ -33,6 +33,9 @@ __all__ = [
     "pnp_pose",
     "reprojection_inliers",
     "refine_pose",
+    "left_increment",
+    "sampson_errors",
+    "refine_pose_with_epipolar",
     "triangulate",
     "pose_covariance",
     "rotation_covariance",
@@ -165,6 +168,12 @@ def refine_pose(
     return Solution(T, mask)
 
 
+def left_increment(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``exp(delta) @ T`` for ``delta = [translation, rotation vector]``: the perturbation whose derivative
+    ``geometry.pose.reprojection_jacobian`` gives (first order), for the Gauss-Newton updates here and in ``bundle``."""
+    return make_pose(cv2.Rodrigues(np.asarray(delta[3:], np.float64))[0], delta[:3]) @ T
+
+
 def sampson_errors(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Signed first-order geometric distance (px) of each match to the epipolar geometry of ``T_1_0``."""
     K_inv = np.linalg.inv(K)
@@ -193,9 +202,6 @@ def refine_pose_with_epipolar(
         return T_guess
     p0, q1, a0, a1 = points0[on_map], u1_points[on_map], u0[epipolar], u1[epipolar]
 
-    def perturbed(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        return make_pose(cv2.Rodrigues(delta[3:])[0], delta[:3]) @ T
-
     def residuals(T: np.ndarray) -> np.ndarray:
         reprojection = (project(transform_points(T, p0), K) - q1).ravel()
         return np.concatenate([reprojection, sampson_errors(T, a0, a1, K)])
@@ -204,11 +210,11 @@ def refine_pose_with_epipolar(
     r = residuals(T)
     step = 1e-6
     for _ in range(iterations):
-        J = np.column_stack([(residuals(perturbed(T, step * e)) - r) / step for e in np.eye(6)])
+        J = np.column_stack([(residuals(left_increment(T, step * e)) - r) / step for e in np.eye(6)])
         weight = np.where(np.abs(r) <= threshold, 1.0, threshold / np.maximum(np.abs(r), 1e-12))
         JtW = J.T * weight
         delta = np.linalg.solve(JtW @ J + 1e-9 * np.eye(6), -JtW @ r)
-        T = perturbed(T, delta)
+        T = left_increment(T, delta)
         r = residuals(T)
         if np.linalg.norm(delta) < 1e-9:
             break
