@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry.pose import invert_pose, reprojection_jacobian
-from .estimation import left_increment, project
+from .estimation import huber_weights, left_increment, project
 
 __all__ = ["BundleProblem", "BundleResult", "adjust_bundle"]
 
@@ -51,10 +51,18 @@ class BundleResult:
 
 
 def _errors(poses_cw: np.ndarray, points: np.ndarray, problem: BundleProblem, K: np.ndarray):
-    """Camera-frame points (O, 3) and pixel residuals (O, 2) of every observation."""
+    """Per observation: camera-frame point (O, 3), pixel residual (O, 2), its length (O,) and whether the point is
+    in front of the camera with a finite error (O,)."""
     frame, point = problem.frame_index, problem.point_index
     camera = (poses_cw[frame, :3, :3] @ points[point][:, :, None])[:, :, 0] + poses_cw[frame, :3, 3]
-    return camera, project(camera, K) - problem.pixels
+    residual = project(camera, K) - problem.pixels
+    error = np.linalg.norm(residual, axis=1)
+    return camera, residual, error, (camera[:, 2] > 1e-9) & np.isfinite(error)
+
+
+def _median_px(error: np.ndarray) -> float:
+    finite = error[np.isfinite(error)]
+    return float(np.median(finite)) if len(finite) else float("inf")
 
 
 def _huber_cost(errors: np.ndarray, visible: np.ndarray, active: np.ndarray, k: float) -> float:
@@ -69,20 +77,16 @@ def adjust_bundle(problem: BundleProblem, K: np.ndarray, threshold: float, itera
     not remove it).  Observations behind their camera carry no weight; the final outliers are reported."""
     poses_cw = np.stack([invert_pose(T) for T in problem.poses_world])
     points = problem.points_world.astype(np.float64).copy()
-    camera, residual = _errors(poses_cw, points, problem, K)
-    error = np.linalg.norm(residual, axis=1)
-    initial_median = float(np.median(error[np.isfinite(error)])) if np.isfinite(error).any() else float("inf")
-    active = np.ones(len(error), bool)
+    initial_median = _median_px(_errors(poses_cw, points, problem, K)[2])
+    active = np.ones(len(problem.frame_index), bool)
     done = 0
     for _ in range(2):
         poses_cw, points, steps = _levenberg_marquardt(poses_cw, points, problem, K, threshold, iterations, active)
         done += steps
-        camera, residual = _errors(poses_cw, points, problem, K)
-        error = np.linalg.norm(residual, axis=1)
-        active = (camera[:, 2] > 1e-9) & np.isfinite(error) & (error < 2.0 * threshold)
+        _, _, error, visible = _errors(poses_cw, points, problem, K)
+        active = visible & (error < 2.0 * threshold)
     return BundleResult(
-        np.stack([invert_pose(T) for T in poses_cw]), points, active, initial_median,
-        float(np.median(error[np.isfinite(error)])) if np.isfinite(error).any() else float("inf"), done,
+        np.stack([invert_pose(T) for T in poses_cw]), points, active, initial_median, _median_px(error), done
     )
 
 
@@ -102,15 +106,13 @@ def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold:
     slot[free] = np.arange(len(free))
     n_free, n_points = len(free), len(points)
     moving = slot[frame] >= 0
-    camera, residual = _errors(poses_cw, points, problem, K)
-    error = np.linalg.norm(residual, axis=1)
-    visible = (camera[:, 2] > 1e-9) & np.isfinite(error)
+    camera, residual, error, visible = _errors(poses_cw, points, problem, K)
     cost = _huber_cost(error, visible, active, threshold)
     damping = 1e-4
     accepted = 0
     for _ in range(iterations):
         use = visible & active
-        weight = np.where(use, np.where(error <= threshold, 1.0, threshold / np.maximum(error, 1e-12)), 0.0)
+        weight = np.where(use, huber_weights(error, threshold), 0.0)
         r = np.where(use[:, None], residual, 0.0)
         J_pose = reprojection_jacobian(np.where(use[:, None], camera, 1.0), K[0, 0], K[1, 1]).reshape(-1, 2, 6)
         J_point = J_pose[:, :, :3] @ poses_cw[frame, :3, :3]  # d pixel / d camera point, times R
@@ -148,9 +150,7 @@ def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold:
                 delta = step_c[6 * f : 6 * f + 6]
                 trial_poses[index] = left_increment(poses_cw[index], delta)
             trial_points = points + step_p
-            trial_camera, trial_residual = _errors(trial_poses, trial_points, problem, K)
-            trial_error = np.linalg.norm(trial_residual, axis=1)
-            trial_visible = (trial_camera[:, 2] > 1e-9) & np.isfinite(trial_error)
+            trial_camera, trial_residual, trial_error, trial_visible = _errors(trial_poses, trial_points, problem, K)
             trial_cost = _huber_cost(trial_error, trial_visible, active, threshold)
             if trial_cost < cost:
                 poses_cw, points, camera, residual = trial_poses, trial_points, trial_camera, trial_residual

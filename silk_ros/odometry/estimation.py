@@ -33,6 +33,7 @@ __all__ = [
     "pnp_pose",
     "reprojection_inliers",
     "refine_pose",
+    "huber_weights",
     "left_increment",
     "sampson_errors",
     "refine_pose_with_epipolar",
@@ -168,6 +169,12 @@ def refine_pose(
     return Solution(T, mask)
 
 
+def huber_weights(errors: np.ndarray, k: float) -> np.ndarray:
+    """Iteratively-reweighted-least-squares weights of the Huber loss with scale ``k`` (1 inside, ``k/|e|`` out)."""
+    magnitude = np.abs(errors)
+    return np.where(magnitude <= k, 1.0, k / np.maximum(magnitude, 1e-12))
+
+
 def left_increment(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``exp(delta) @ T`` for ``delta = [translation, rotation vector]``: the perturbation whose derivative
     ``geometry.pose.reprojection_jacobian`` gives (first order), for the Gauss-Newton updates here and in ``bundle``."""
@@ -211,7 +218,7 @@ def refine_pose_with_epipolar(
     step = 1e-6
     for _ in range(iterations):
         J = np.column_stack([(residuals(left_increment(T, step * e)) - r) / step for e in np.eye(6)])
-        weight = np.where(np.abs(r) <= threshold, 1.0, threshold / np.maximum(np.abs(r), 1e-12))
+        weight = huber_weights(r, threshold)
         JtW = J.T * weight
         delta = np.linalg.solve(JtW @ J + 1e-9 * np.eye(6), -JtW @ r)
         T = left_increment(T, delta)
