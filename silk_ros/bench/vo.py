@@ -139,8 +139,8 @@ def _start_offsets(runs, data: Path, features: list[str], starts: list[int], arg
             if row["frames"] < MIN_FRAMES_FOR_STARTS:
                 continue
             ates, lost = [row["ate_rmse_m"]], [row["lost_frames"]]
+            config = load_config(args.config, **_front_end(feature))
             for start in starts:
-                config = load_config(args.config, **_front_end(feature))
                 metrics = run_dataset(
                     fmt, data / "sequences" / folder, Path(args.out) / name / feature / f"start{start}", mode,
                     config, max_frames=args.max_frames, stride=row["stride"], start=start, progress=True,
