@@ -149,6 +149,21 @@ def test_bundle_adjustment_flags_outliers_and_survives_points_behind_a_camera():
     assert max(np.linalg.norm(result.poses_world[f][:3, 3] - poses[f][:3, 3]) for f in (2, 3, 4)) < 1e-3
 
 
+def test_bundle_adjustment_keeps_a_free_keyframe_that_lost_every_observation():
+    """A keyframe whose observations were all unlinked still sits in the window: it must stay put, not crash."""
+    from silk_ros.odometry.bundle import BundleProblem, adjust_bundle
+
+    problem, poses, _ = bundle_scene(noise_px=0.3)
+    keep = problem.frame_index != 3
+    problem = BundleProblem(
+        problem.poses_world, problem.fixed, problem.points_world,
+        problem.frame_index[keep], problem.point_index[keep], problem.pixels[keep],
+    )
+    result = adjust_bundle(problem, K, threshold=1.0, iterations=10)
+    assert np.allclose(result.poses_world[3], poses[3])
+    assert max(np.linalg.norm(result.poses_world[f][:3, 3] - poses[f][:3, 3]) for f in (2, 4)) < 5e-3
+
+
 def test_epipolar_refinement_corrects_pnp_on_a_distorted_monocular_map():
     """A short-baseline map with depth errors biases PnP; the 2D-2D matches without map points pull rotation and
     direction back while the map keeps the scale."""

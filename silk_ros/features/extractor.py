@@ -159,6 +159,7 @@ class _OnnxBackend:
         import onnxruntime as ort
 
         from .onnx_export import export_onnx
+        from .runtime import cpu_session_options
 
         if onnx_path is None:
             buffer = io.BytesIO()
@@ -166,10 +167,7 @@ class _OnnxBackend:
             model_bytes = buffer.getvalue()
         else:
             model_bytes = Path(onnx_path).read_bytes()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
+        options = cpu_session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             available = ort.get_available_providers()

@@ -505,14 +505,12 @@ class OnnxAttentionMatcher(_AssignmentMatcher):
         if bucket not in self._sessions:
             import onnxruntime as ort
 
+            from ..features.runtime import cpu_session_options
+
             buffer = io.BytesIO()
             export_matcher_onnx(self.net, buffer, bucket)
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if self.threads:
-                options.intra_op_num_threads = self.threads
             self._sessions[bucket] = ort.InferenceSession(
-                buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+                buffer.getvalue(), cpu_session_options(self.threads, spin=False), providers=["CPUExecutionProvider"]
             )
         return self._sessions[bucket]
 

@@ -92,7 +92,7 @@ def adjust_bundle(problem: BundleProblem, K: np.ndarray, threshold: float, itera
 
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """Sum of ``values`` (N, ...) grouped by ``index`` (N,) into (size, ...): ``np.add.at`` by ``bincount``, faster."""
-    flat = values.reshape(len(values), -1)
+    flat = values.reshape(len(values), int(np.prod(values.shape[1:])))  # -1 cannot be inferred when N = 0
     sums = [np.bincount(index, weights=flat[:, k], minlength=size) for k in range(flat.shape[1])]
     return np.stack(sums, axis=1).reshape((size, *values.shape[1:]))
 
