@@ -14,12 +14,17 @@ Pose of a frame relative to its keyframe, in order of preference:
   trades rotation for translation.
 * ``essential``: monocular without a map -> essential matrix (MAGSAC++, cheirality by ``recoverPose``); it
   initialises the map once the rotation-compensated parallax exceeds ``init_parallax_px`` and enough points
-  triangulate.
+  triangulate.  The first map has a unit baseline; a later one (after a loss or a turn) takes the scale of the
+  points its keyframe still carries, else the last map's median scene depth.
 * ``rotation``: not enough parallax to observe translation -> pure rotation (infinite homography), the
   translation stays that of the keyframe.  Monocular translation counts as observable only when the pure-rotation
   model explains clearly fewer matches than the essential matrix (``rotation_inlier_ratio``, a GRIC-like test).
   PnP solutions below ``static_parallax_px`` also keep the keyframe's translation (``pnp-static``), so a camera
-  at rest accumulates no path length.
+  at rest accumulates no path length.  Monocular frames whose PnP fails on the keyframe's map (the camera turning
+  in place until the map leaves the view) also fall back to a pure rotation when the 2D-2D matches support one
+  (state ``degraded``): the orientation keeps up through the turn instead of being held while lost.  When the
+  rotation's inliers run low, the frame becomes a keyframe at the same position that carries the map points it
+  still sees (moved by the rotation, no triangulation), which keeps the scale.
 
 A new keyframe is taken when the parallax to the keyframe passes ``keyframe_parallax_px`` or the inliers fall
 below ``keyframe_min_inliers`` (monocular: only with enough parallax to triangulate).  RGB-D keyframes take their
@@ -60,6 +65,7 @@ from .depth import keypoint_depth
 from .frontend import (
     build_extractor,
     build_vo_matcher,
+    build_window_matcher,
     limit_blas_threads,
     resize_image,
     working_camera,
@@ -119,6 +125,7 @@ class VisualOdometry:
         limit_blas_threads(config.blas_threads)
         self.extractor = extractor if extractor is not None else build_extractor(config)
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
+        self.window_matcher = build_window_matcher(config, self.matcher)
         self.reset()
 
     # ----------------------------------------------------------------------------------------- state
@@ -131,6 +138,8 @@ class VisualOdometry:
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
         self._scale_reference = 1.0
+        #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
+        self._scene_depth: float | None = None
         self._next_landmark = 0
         # Bounded for long-running nodes (max_trajectory_poses > 0); unbounded for evaluation.
         history = self.config.max_trajectory_poses or None
@@ -199,7 +208,7 @@ class VisualOdometry:
         has_map = keyframe.map_size >= cfg.min_inliers
         if not has_map:
             state = TrackingState.INITIALIZING
-        elif inliers < cfg.good_inliers:
+        elif inliers < cfg.good_inliers or estimate.method == "rotation":  # rotation: the map is not observed
             state = TrackingState.DEGRADED
         else:
             state = TrackingState.TRACKING
@@ -223,10 +232,11 @@ class VisualOdometry:
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
                 is_keyframe = True
-        elif not has_map and estimate.method == "rotation" and inliers < cfg.keyframe_min_inliers:
-            # Rotating away before translation became observable: follow with a fresh (map-less) keyframe so the
-            # rotation keeps being tracked instead of running out of matches.
-            self._adopt(self._new_keyframe(features, pixels, pose, points, float(timestamp)))
+        elif estimate.method == "rotation" and inliers < cfg.keyframe_min_inliers:
+            # Rotating away (before translation became observable, or with the map turning out of view): follow
+            # with a keyframe at the same position so the rotation keeps being tracked instead of running out of
+            # matches; it carries the map points it sees, which keeps the monocular scale through the turn.
+            self._adopt(self._rotated_successor(keyframe, matches, estimate, features, pixels, pose, timestamp))
             is_keyframe = True
         self._state = state
         t3 = time.perf_counter()
@@ -255,10 +265,18 @@ class VisualOdometry:
                 estimate.T_cur_kf = est.refine_pose_with_epipolar(
                     map_points[on_map], u1[on_map], u0, u1, K, estimate.T_cur_kf, cfg.ransac_threshold_px
                 )
+            if use_depth or (estimate is not None and estimate.inliers.sum() >= cfg.min_inliers):
+                return estimate
+            # Monocular, the map turning out of view while the camera rotates in place (too little parallax for a
+            # successor's map): the 2D-2D matches still give the rotation, which keeps orientation and position
+            # right through the turn instead of losing track and restarting from a held, stale orientation.
+            turning = self._estimate_two_view(keyframe, i0, u0, u1, K, solver)
+            if turning is not None and turning.method == "rotation" and turning.inliers.sum() >= cfg.min_inliers:
+                return turning
             return estimate
         if use_depth:
             return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
-        return self._estimate_two_view(i0, u0, u1, K, solver)
+        return self._estimate_two_view(keyframe, i0, u0, u1, K, solver)
 
     def _estimate_pnp(self, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
@@ -277,7 +295,7 @@ class VisualOdometry:
             return _Estimate(make_pose(T[:3, :3]), inliers, parallax, "pnp-static", covariance)
         return _Estimate(T, inliers, parallax, "pnp", covariance)
 
-    def _estimate_two_view(self, i0, u0, u1, K, solver) -> _Estimate | None:
+    def _estimate_two_view(self, keyframe, i0, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
         rotation = est.rotation_only(u0, u1, K, **solver)
         essential = est.essential_pose(u0, u1, K, **solver)
@@ -293,10 +311,15 @@ class VisualOdometry:
         parallax = float(np.median(est.rotation_parallax_px(model.T_1_0[:3, :3], u0[reference], u1[reference], K)))
         if translating and parallax >= cfg.init_parallax_px and essential.inliers.sum() >= cfg.init_min_points:
             T = essential.T_1_0.copy()
-            T[:3, 3] *= self._scale_reference
             keep = np.flatnonzero(essential.inliers)
             xyz, error, angle = est.triangulate(u0[keep], u1[keep], K, T)
             good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
+            # Monocular scale of a new map: that of the points the keyframe still carries (after a turn in place),
+            # else the scene depth of the last map (after a loss: the scene stays about as deep while keyframe
+            # baselines vary with the parallax that triggered them), else the first map's unit baseline.
+            scale = self._map_scale(keyframe, i0[keep], xyz, good) or self._depth_scale(xyz[good])
+            T[:3, 3] *= scale
+            xyz = xyz * scale
             if good.sum() >= cfg.init_min_points:
                 inliers = np.zeros(len(u0), bool)
                 inliers[keep[good]] = True
@@ -325,6 +348,19 @@ class VisualOdometry:
             self._window.clear()
         self._keyframe = keyframe
         self._window.append(keyframe)
+        if keyframe.map_size >= self.config.min_inliers:
+            self._scene_depth = float(np.median(keyframe.points[np.isfinite(keyframe.points[:, 0]), 2]))
+
+    def _rotated_successor(self, keyframe, matches, estimate, features, pixels, pose, timestamp) -> _Keyframe:
+        """The current frame as the next keyframe after a pure rotation: the old keyframe's points it matches are
+        moved into its frame by that rotation (no triangulation: there is no baseline)."""
+        i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
+        carried = estimate.inliers & np.isfinite(keyframe.points[i0, 0])
+        points = np.full((len(features), 3), np.nan)
+        points[i1[carried]] = transform_points(estimate.T_cur_kf, keyframe.points[i0[carried]])
+        candidate = self._new_keyframe(features, pixels, pose, points, float(timestamp))
+        self._link_landmarks(keyframe, candidate, i0, i1)
+        return candidate
 
     def _successor(self, keyframe, matches, estimate, features, pixels, depth_points, K, timestamp):
         """The current frame as the next keyframe, with its points in its own frame, and its pose to the old keyframe.
@@ -373,7 +409,7 @@ class VisualOdometry:
         newest = window[-1]
         T_new_world = invert_pose(newest.pose_world)
         for older in window[:-2]:
-            matches = self.matcher(older.features, newest.features)
+            matches = self.window_matcher(older.features, newest.features)
             i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
             candidate = (older.landmarks[i0] >= 0) & np.isfinite(older.points[i0, 0]) & (newest.landmarks[i1] < 0)
             i0, i1 = i0[candidate], i1[candidate]
@@ -449,7 +485,7 @@ class VisualOdometry:
         if cfg.window_keyframes < 2 or not others:
             return T_cur_kf
         world, image = [], []
-        pairs = [(keyframe, matches)] + [(k, self.matcher(k.features, features)) for k in others]
+        pairs = [(keyframe, matches)] + [(k, self.window_matcher(k.features, features)) for k in others]
         for reference, reference_matches in pairs:
             i0, i1 = reference_matches.indices[:, 0], reference_matches.indices[:, 1]
             known = np.isfinite(reference.points[i0, 0])
@@ -473,15 +509,30 @@ class VisualOdometry:
             return T_pnp
         keep = np.flatnonzero(solution.inliers & np.isfinite(keyframe.points[i0, 0]))
         xyz, error, angle = est.triangulate(u0[keep], u1[keep], K, solution.T_1_0)
-        shared = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
-        if shared.sum() < 10:
-            return T_pnp
-        scale = float(np.median(keyframe.points[i0[keep[shared]], 2] / xyz[shared, 2]))
-        if not np.isfinite(scale) or scale <= 0:
+        good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
+        scale = self._map_scale(keyframe, i0[keep], xyz, good)
+        if scale is None:
             return T_pnp
         T = solution.T_1_0.copy()
         T[:3, 3] *= scale
         return T
+
+    def _depth_scale(self, xyz_unit: np.ndarray) -> float:
+        """Scale giving the unit-baseline points ``xyz_unit`` the median depth of the last map (1 before any)."""
+        depth = float(np.median(xyz_unit[:, 2])) if len(xyz_unit) else 0.0
+        if self._scene_depth is None or not np.isfinite(depth) or depth <= 0:
+            return 1.0
+        return self._scene_depth / depth
+
+    @staticmethod
+    def _map_scale(keyframe, i0, xyz_unit, good, min_shared: int = 10) -> float | None:
+        """Median ratio of the keyframe's map depths to the unit-baseline triangulated depths ``xyz_unit`` of the
+        same features ``i0`` (well triangulated: ``good``); None with fewer than ``min_shared`` shared points."""
+        shared = good & np.isfinite(keyframe.points[i0, 0])
+        if shared.sum() < min_shared:
+            return None
+        scale = float(np.median(keyframe.points[i0[shared], 2] / xyz_unit[shared, 2]))
+        return scale if np.isfinite(scale) and scale > 0 else None
 
     # ----------------------------------------------------------------------------------------- loss
     def _lost(self, timestamp, features, pixels, points, keyframe, matches, estimate, times) -> FrameResult:
