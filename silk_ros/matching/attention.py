@@ -493,11 +493,18 @@ def export_matcher_onnx(net: AttentionMatcherNet, target: str | Path | io.BytesI
 class OnnxAttentionMatcher(_AssignmentMatcher):
     """The same matcher on ONNX Runtime: one session per keypoint bucket (inputs padded to the bucket)."""
 
-    def __init__(self, net: AttentionMatcherNet, buckets: tuple[int, ...] = (512, 1024, 2048, 4096), threads: int = 0):
+    def __init__(
+        self,
+        net: AttentionMatcherNet,
+        buckets: tuple[int, ...] = (512, 1024, 2048, 4096),
+        threads: int = 0,
+        spin_wait: bool = True,
+    ):
         self.net = net.float().cpu().eval()
         self.config = net.config
         self.buckets = tuple(sorted(buckets))
         self.threads = threads
+        self.spin_wait = spin_wait
         self._sessions: dict[int, Any] = {}
         self.backend = "onnxruntime-cpu"
 
@@ -510,7 +517,7 @@ class OnnxAttentionMatcher(_AssignmentMatcher):
             buffer = io.BytesIO()
             export_matcher_onnx(self.net, buffer, bucket)
             self._sessions[bucket] = ort.InferenceSession(
-                buffer.getvalue(), cpu_session_options(self.threads, spin=False), providers=["CPUExecutionProvider"]
+                buffer.getvalue(), cpu_session_options(self.threads, self.spin_wait), providers=["CPUExecutionProvider"]
             )
         return self._sessions[bucket]
 
@@ -566,12 +573,14 @@ def build_attention_matcher(
     device: str = "cpu",
     threads: int = 0,
     allow_untrained: bool = False,
+    spin_wait: bool = True,
     **options: Any,
 ) -> AttentionMatcher | OnnxAttentionMatcher:
     """Entry point of ``build_matcher({"name": "attention", ...})``.
 
     ``weights``: shipped name or path; ``"untrained"`` (with ``allow_untrained``) builds random weights
-    from ``options`` (tests, training).  ``backend``: torch | onnxruntime | auto (ONNX Runtime on CPU)."""
+    from ``options`` (tests, training).  ``backend``: torch | onnxruntime | auto (ONNX Runtime on CPU).
+    ``spin_wait``: whether ONNX Runtime's workers spin after a run (``cpu_session_options``)."""
     if weights in (None, "untrained"):
         if not allow_untrained:
             raise WeightsError("the attention matcher needs trained weights; pass allow_untrained=True for random ones")
@@ -584,7 +593,7 @@ def build_attention_matcher(
     if backend == "onnxruntime":
         if device != "cpu":
             raise ValueError("the ONNX Runtime matcher runs on CPU here; use backend='torch' for CUDA")
-        return OnnxAttentionMatcher(net, threads=threads)
+        return OnnxAttentionMatcher(net, threads=threads, spin_wait=spin_wait)
     if backend != "torch":
         raise ValueError(f"unknown backend '{backend}' (torch | onnxruntime | auto)")
     if threads:
