@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ..geometry.camera import Camera
-from ..matching import Matcher, build_matcher
+from ..matching import Matcher, build_matcher, matcher_spec
 from .config import OdometryConfig
 
 __all__ = [
@@ -57,14 +57,10 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
-def _matcher_spec(config: OdometryConfig) -> dict:
-    return {"name": config.matcher} if isinstance(config.matcher, str) else dict(config.matcher)
-
-
 def build_vo_matcher(config: OdometryConfig) -> Matcher:
     """The config's matcher.  The attention matcher's ONNX Runtime workers do not spin-wait here: the odometry
     alternates it with SiLK on the same cores (silk+attention on 7-Scenes: 5.2 -> 7.5 frames/s)."""
-    spec = _matcher_spec(config)
+    spec = matcher_spec(config.matcher)
     if spec["name"] == "attention":
         spec.setdefault("spin_wait", False)
     return build_matcher(spec)
@@ -75,7 +71,7 @@ def build_window_matcher(config: OdometryConfig, matcher: Matcher) -> Matcher:
     descriptors, mutual nearest neighbours instead of the learned matcher.  Those matches are gated by the
     geometry anyway (landmark reprojection, the window pose's inliers), and the learned matcher costs 30-40 ms
     a pair on 2 cores, for 3-4 pairs per keyframe: about 8 ms per frame on 7-Scenes (pose step 27 -> 20 ms)."""
-    return build_matcher("mnn") if _matcher_spec(config)["name"] == "attention" else matcher
+    return build_matcher("mnn") if matcher_spec(config.matcher)["name"] == "attention" else matcher
 
 
 def working_size(config: OdometryConfig, width: int, height: int) -> tuple[int, int]:

@@ -355,9 +355,8 @@ class VisualOdometry:
         """The current frame as the next keyframe after a pure rotation: the old keyframe's points it matches are
         moved into its frame by that rotation (no triangulation: there is no baseline)."""
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        carried = estimate.inliers & np.isfinite(keyframe.points[i0, 0])
         points = np.full((len(features), 3), np.nan)
-        points[i1[carried]] = transform_points(estimate.T_cur_kf, keyframe.points[i0[carried]])
+        self._carry_points(keyframe, i0, i1, estimate.inliers, estimate.T_cur_kf, points)
         candidate = self._new_keyframe(features, pixels, pose, points, float(timestamp))
         self._link_landmarks(keyframe, candidate, i0, i1)
         return candidate
@@ -382,14 +381,19 @@ class VisualOdometry:
             xyz, error, angle = est.triangulate(keyframe.pixels[i0], pixels[i1], K, T)
             good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
             points[i1[good]] = transform_points(T, xyz[good])
-        carried = estimate.inliers & np.isfinite(keyframe.points[i0, 0])
-        fill = carried & ~np.isfinite(points[i1, 0])
-        points[i1[fill]] = transform_points(T, keyframe.points[i0[fill]])
+        self._carry_points(keyframe, i0, i1, estimate.inliers, T, points)
         pose = keyframe.pose_world @ invert_pose(T)
         candidate = self._new_keyframe(features, pixels, pose, points, float(timestamp))
         if depth_points is None:
             self._link_landmarks(keyframe, candidate, i0, i1)
         return candidate, T
+
+    @staticmethod
+    def _carry_points(keyframe, i0, i1, inliers, T_new_old, points) -> None:
+        """Give the new keyframe's features that have no point yet (``points``, filled in place) the old keyframe's
+        point of their inlier match, moved into the new frame by ``T_new_old``."""
+        fill = inliers & np.isfinite(keyframe.points[i0, 0]) & ~np.isfinite(points[i1, 0])
+        points[i1[fill]] = transform_points(T_new_old, keyframe.points[i0[fill]])
 
     def _link_landmarks(self, keyframe: _Keyframe, candidate: _Keyframe, i0: np.ndarray, i1: np.ndarray) -> None:
         """Monocular: a matched feature with a point in the new keyframe observes the old keyframe's landmark (a
