@@ -20,7 +20,7 @@ from silk_ros.features import (
     load_silk_model,
     multiply_accumulates,
 )
-from silk_ros.features.fusion import FusedSilk
+from silk_ros.features.fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from silk_ros.features.onnx_export import export_onnx
 from silk_ros.weights import WeightsError, load_weights, save_weights
 
@@ -85,6 +85,20 @@ def test_fused_network_equals_the_trained_layout(model):
         fused = FusedSilk.from_model(model)(x)
     for a, b in zip(reference, fused, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_sparse_descriptor_head_equals_the_dense_head(model):
+    """The extractor evaluates the descriptor head at the keypoints only: same values as the dense map."""
+    fused = FusedSilk.from_model(model)
+    x = torch.rand(1, 1, 41, 53)
+    with torch.no_grad():
+        _, dense = fused(x)
+        logits, features = KeypointsAndFeatures(fused)(x)
+    h, w = logits.shape[2:]
+    assert features.shape == (1, h + 2, w + 2, fused.trunk[-2].out_channels)
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    sparse = SparseDescriptorHead(fused)(features[0].numpy(), rows.ravel(), cols.ravel())
+    np.testing.assert_allclose(sparse, dense[0].numpy().reshape(dense.shape[1], -1).T, atol=1e-5)
 
 
 def test_onnx_runtime_agrees_with_pytorch_at_several_sizes(model):

@@ -6,9 +6,9 @@ The dense network runs on one of two backends that share every other step:
 * ``onnxruntime``: ONNX Runtime (CPU here; CUDA / TensorRT providers when installed).
 
 Both run the *inference-fused* network of :mod:`silk_ros.features.fusion` (BatchNorms folded into the
-next unpadded convolution, which is exact), then the same sparse step: sigmoid, optional NMS,
-threshold, top-k, mapping grid cells back to input pixels and L2-normalising the descriptors sampled
-at the keypoints only (never the whole dense map).
+next unpadded convolution, which is exact) up to the keypoint logits and the trunk features, then the
+same sparse step: optional NMS, threshold, top-k, mapping grid cells back to input pixels, and the
+descriptor head evaluated at the keypoints only (never the whole dense map), L2-normalised.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from ..weights import WeightsError, load_state_into, load_weights, shipped_weights
-from .fusion import FusedSilk
+from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from .model import SilkConfig, SilkNet
+from .onnx_export import export_keypoints_and_features, export_onnx
 from .types import Features
 
 __all__ = ["ExtractorConfig", "SilkExtractor", "to_grey_float", "load_silk_model", "ImageError"]
@@ -144,30 +145,29 @@ class _TorchBackend:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.dtype = torch.float16 if fp16 else torch.float32
-        self.model = fused.to(self.device, self.dtype).eval()
+        self.dense_model = fused.to(self.device, self.dtype).eval()
+        self.model = KeypointsAndFeatures(self.dense_model).eval()
         self.name = f"torch-{device}{'-fp16' if fp16 else ''}"
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, model: torch.nn.Module, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.from_numpy(batch).to(self.device, self.dtype)
-        logits, desc = self.model(x)
-        return logits.float().cpu().numpy(), desc.float().cpu().numpy()
+        first, second = model(x)
+        return first.float().cpu().numpy(), second.float().cpu().numpy()
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (B, 1, h, w) and channels-last trunk features (B, h + 2, w + 2, C)."""
+        return self._run(self.model, batch)
+
+    def dense(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and dense raw descriptors (B, D, h, w)."""
+        return self._run(self.dense_model, batch)
 
 
 class _OnnxBackend:
-    def __init__(self, fused: FusedSilk, device: str, threads: int, onnx_path: str | None = None):
+    def __init__(self, fused: FusedSilk, device: str, threads: int):
         import onnxruntime as ort
 
-        from .onnx_export import export_onnx
-        from .runtime import cpu_session_options
-
-        if onnx_path is None:
-            buffer = io.BytesIO()
-            export_onnx(fused, buffer)
-            model_bytes = buffer.getvalue()
-        else:
-            model_bytes = Path(onnx_path).read_bytes()
-        options = cpu_session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             available = ort.get_available_providers()
@@ -175,11 +175,30 @@ class _OnnxBackend:
             providers = [p for p in wanted if p in available] + providers
             if len(providers) == 1:
                 raise RuntimeError(f"device '{device}' requested but ONNX Runtime has no CUDA provider ({available})")
-        self.session = ort.InferenceSession(model_bytes, options, providers=providers)
+        self.fused = fused
+        self.threads = threads
+        self.providers = providers
+        self.session = self._session(export_keypoints_and_features)
+        self._dense_session = None
         self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
 
+    def _session(self, export):
+        import onnxruntime as ort
+
+        from .runtime import cpu_session_options
+
+        buffer = io.BytesIO()
+        export(self.fused, buffer)
+        return ort.InferenceSession(buffer.getvalue(), cpu_session_options(self.threads), providers=self.providers)
+
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, desc = self.session.run(None, {"image": batch})
+        logits, features = self.session.run(None, {"image": batch})
+        return logits, features
+
+    def dense(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._dense_session is None:  # only for inspection and the features bench
+            self._dense_session = self._session(export_onnx)
+        logits, desc = self._dense_session.run(None, {"image": batch})
         return logits, desc
 
 
@@ -208,6 +227,7 @@ class SilkExtractor:
         self.border = model.border
         self.descriptor_dim = model.config.descriptor_dim
         fused = FusedSilk.from_model(model)
+        self._describe = SparseDescriptorHead(fused)
         self.backend_name = _resolve_backend(config.backend)
         if self.backend_name == "onnxruntime":
             self._backend = _OnnxBackend(fused, config.device, config.threads)
@@ -228,23 +248,23 @@ class SilkExtractor:
     def dense(self, image: np.ndarray, color_order: str = "bgr") -> tuple[np.ndarray, np.ndarray]:
         """Dense logits (h, w) and raw descriptors (D, h, w) of one image."""
         grey = self._prepare(image, color_order)
-        logits, desc = self._backend(grey[None, None])
+        logits, desc = self._backend.dense(grey[None, None])
         return logits[0, 0], desc[0]
 
     def extract(self, image: np.ndarray, color_order: str = "bgr") -> Features:
         grey = self._prepare(image, color_order)
-        logits, desc = self._backend(grey[None, None])
-        return self._sparse(logits[0, 0], desc[0], grey.shape)
+        logits, features = self._backend(grey[None, None])
+        return self._sparse(logits[0, 0], features[0], grey.shape)
 
     def extract_batch(self, images: list[np.ndarray], color_order: str = "bgr") -> list[Features]:
         """One backend call for a list of equally sized images."""
         greys = [self._prepare(im, color_order) for im in images]
         if len({g.shape for g in greys}) != 1:
             raise ImageError("extract_batch needs images of one size; call extract() per image otherwise")
-        logits, desc = self._backend(np.stack(greys)[:, None])
-        return [self._sparse(logits[i, 0], desc[i], greys[0].shape) for i in range(len(greys))]
+        logits, features = self._backend(np.stack(greys)[:, None])
+        return [self._sparse(logits[i, 0], features[i], greys[0].shape) for i in range(len(greys))]
 
-    def _sparse(self, logits: np.ndarray, desc: np.ndarray, image_size: tuple[int, int]) -> Features:
+    def _sparse(self, logits: np.ndarray, features: np.ndarray, image_size: tuple[int, int]) -> Features:
         cfg = self.config
         h, w = logits.shape
         scores = logits
@@ -278,7 +298,7 @@ class SilkExtractor:
         if cfg.subpixel:
             keypoints += _quadratic_offsets(logits, rows, cols)
         probs = (1.0 / (1.0 + np.exp(-flat[index].astype(np.float64)))).astype(np.float32)
-        descriptors = desc[:, rows, cols].T.astype(np.float32, copy=False)
+        descriptors = self._describe(features, rows, cols)
         norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
         descriptors = descriptors / np.maximum(norms, 1e-12)
         return Features(keypoints, probs, np.ascontiguousarray(descriptors), tuple(image_size))

@@ -41,22 +41,6 @@ def build_extractor(config: OdometryConfig):
     return ClassicExtractor(config.features, max_keypoints=config.max_keypoints)
 
 
-def limit_blas_threads(threads: int) -> None:
-    """Cap numpy's BLAS thread pool for this process.
-
-    Between frames the BLAS workers (descriptor similarity) keep spinning and take the cores the
-    inference runtime needs next: on 2 cores ONNX Runtime went from 97 to 59 ms per frame with one BLAS
-    thread.  ``threads <= 0`` leaves the pool alone; without threadpoolctl this is a no-op.
-    """
-    if threads <= 0:
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=threads, user_api="blas")
-
-
 def build_vo_matcher(config: OdometryConfig) -> Matcher:
     """The config's matcher.  The attention matcher's ONNX Runtime workers do not spin-wait here: the odometry
     alternates it with SiLK on the same cores (silk+attention on 7-Scenes: 5.2 -> 7.5 frames/s)."""

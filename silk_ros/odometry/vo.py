@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
 from ..geometry.pose import invert_pose, make_pose, transform_points
@@ -66,7 +67,6 @@ from .frontend import (
     build_extractor,
     build_vo_matcher,
     build_window_matcher,
-    limit_blas_threads,
     resize_image,
     working_camera,
     working_size,
