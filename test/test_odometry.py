@@ -258,12 +258,59 @@ def test_attention_matcher_front_end_in_the_odometry(room):
     vo = VisualOdometry(config)
     assert isinstance(vo.matcher, OnnxAttentionMatcher) and not vo.matcher.spin_wait
     assert isinstance(vo.window_matcher, MutualNearestNeighbour)
+    assert vo.keyframe_matcher is None  # keyframes already get the learned matcher's matches
     classic = VisualOdometry(OdometryConfig(features="orb"))
     assert classic.window_matcher is classic.matcher  # descriptor matchers serve both
     trajectory, stats = run_sequence(vo, room, progress=False)
     assert stats["lost_frames"] == 0 and stats["keyframes"] >= 4
     error = ate(trajectory, room.ground_truth, align="sim3")["rmse"]
     assert error < 0.05, error  # measured 0.020 m (SiLK + MNN: 0.018 m); a broken pipeline gives > 0.1 m
+
+
+class CountingMatcher:
+    """The real matcher, counting its calls."""
+
+    def __init__(self, matcher):
+        self.matcher, self.calls = matcher, 0
+
+    def __call__(self, features0, features1):
+        self.calls += 1
+        return self.matcher(features0, features1)
+
+
+def test_default_front_end_rematches_only_keyframe_candidates_with_the_attention_matcher(room):
+    """Defaults: MNN tracks every frame, the attention matcher re-matches the frames that build a map (the
+    initialisation and each new keyframe), so its cost is paid about once per keyframe, not per frame."""
+    from silk_ros.matching import MutualNearestNeighbour
+    from silk_ros.matching.attention import OnnxAttentionMatcher
+
+    vo = VisualOdometry(OdometryConfig(**silk_options(), mode="mono"))
+    assert isinstance(vo.matcher, MutualNearestNeighbour)
+    assert isinstance(vo.keyframe_matcher, OnnxAttentionMatcher) and not vo.keyframe_matcher.spin_wait
+    vo.keyframe_matcher = CountingMatcher(vo.keyframe_matcher)
+    trajectory, stats = run_sequence(vo, room, progress=False)
+    assert stats["lost_frames"] == 0
+    # every keyframe but the first came from a re-matched candidate; a candidate may also stay a frame
+    assert stats["keyframes"] - 1 <= vo.keyframe_matcher.calls <= stats["keyframes"] + 3 < len(room)
+    error = ate(trajectory, room.ground_truth, align="sim3")["rmse"]
+    assert error < 0.05, error  # measured 0.019 m
+
+
+def test_keyframe_matcher_choice():
+    """``auto``: the attention matcher only where it applies (SiLK descriptors of its size, not already tracking)."""
+    from silk_ros.matching import RatioTest
+    from silk_ros.odometry.frontend import build_keyframe_matcher
+
+    silk = OdometryConfig(features="silk")
+    assert build_keyframe_matcher(silk, descriptor_dim=32) is not None
+    assert build_keyframe_matcher(silk, descriptor_dim=128) is None  # SiLK-4 descriptors: no trained matcher
+    assert build_keyframe_matcher(OdometryConfig(features="orb"), descriptor_dim=None) is None
+    assert build_keyframe_matcher(OdometryConfig(features="sift"), descriptor_dim=128) is None
+    assert build_keyframe_matcher(OdometryConfig(matcher={"name": "attention"}), descriptor_dim=32) is None
+    assert build_keyframe_matcher(OdometryConfig(keyframe_matcher="none"), descriptor_dim=32) is None
+    assert build_keyframe_matcher(OdometryConfig(keyframe_matcher="mnn"), descriptor_dim=32) is None  # = tracking
+    ratio = build_keyframe_matcher(OdometryConfig(features="orb", keyframe_matcher={"name": "ratio"}), None)
+    assert isinstance(ratio, RatioTest)
 
 
 def test_static_camera_has_zero_path_length(room):

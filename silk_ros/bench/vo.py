@@ -59,12 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _front_end(spec: str) -> dict[str, Any]:
-    """``silk`` -> features only; ``silk+attention`` -> features and matcher (ONNX Runtime on CPU)."""
+    """``silk`` -> features only (the config's matchers); ``silk+attention`` / ``silk+mnn`` -> that one matcher for
+    every frame, keyframes included (the attention matcher on ONNX Runtime when present)."""
     features, _, matcher = spec.partition("+")
     if not matcher:
         return {"features": features}
     matcher_config = {"name": matcher, "backend": "auto"} if matcher == "attention" else matcher
-    return {"features": features, "matcher": matcher_config}
+    return {"features": features, "matcher": matcher_config, "keyframe_matcher": "none"}
 
 
 def _headline(metrics: dict[str, Any], mode: str) -> float | None:

@@ -38,8 +38,13 @@ class OdometryConfig:
     nms_radius: int = 1
     #: SiLK sub-pixel keypoint refinement (quadratic fit of the keypoint logits).
     subpixel: bool = True
-    #: Matcher spec for ``silk_ros.matching.build_matcher``: ``mnn`` or e.g. ``{name: attention}``.
+    #: Matcher of every frame against its keyframe (tracking), a ``silk_ros.matching.build_matcher`` spec:
+    #: ``mnn`` or e.g. ``{name: attention}``.
     matcher: Any = "mnn"
+    #: Matcher that re-matches a frame about to become a keyframe (or to initialise the map) against its keyframe:
+    #: the new map is triangulated from its matches.  ``auto``: the attention matcher for SiLK features whose
+    #: descriptors it takes, else ``none`` (the tracking matches); or a matcher spec.
+    keyframe_matcher: Any = "auto"
     #: Working resolution: explicit ``input_width`` x ``input_height`` when both > 0, else images larger than
     #: ``max_pixels`` are shrunk (aspect kept).  The camera is rescaled with the image.
     input_width: int = 0

@@ -65,6 +65,7 @@ from .config import OdometryConfig
 from .depth import keypoint_depth
 from .frontend import (
     build_extractor,
+    build_keyframe_matcher,
     build_vo_matcher,
     build_window_matcher,
     resize_image,
@@ -126,6 +127,7 @@ class VisualOdometry:
         self.extractor = extractor if extractor is not None else build_extractor(config)
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
         self.window_matcher = build_window_matcher(config, self.matcher)
+        self.keyframe_matcher = build_keyframe_matcher(config, getattr(self.extractor, "descriptor_dim", None))
         self.reset()
 
     # ----------------------------------------------------------------------------------------- state
@@ -195,6 +197,14 @@ class VisualOdometry:
         matches = self.matcher(keyframe.features, features)
         t2 = time.perf_counter()
         estimate = self._estimate(keyframe, matches, pixels, cam.K, use_depth)
+        if self.keyframe_matcher is not None and estimate is not None and self._builds_map(keyframe, estimate, points):
+            # The new map is triangulated from these matches: take them from the (slower, better) keyframe matcher.
+            start = time.perf_counter()
+            strong = self.keyframe_matcher(keyframe.features, features)
+            t2 += time.perf_counter() - start  # its time counts as matching, not pose
+            better = self._estimate(keyframe, strong, pixels, cam.K, use_depth)
+            if better is not None and better.inliers.sum() >= cfg.min_inliers:
+                matches, estimate = strong, better
         inliers = 0 if estimate is None else int(estimate.inliers.sum())
         if estimate is None or inliers < cfg.min_inliers:
             result = self._lost(timestamp, features, pixels, points, keyframe, matches, estimate, (t0, t1, t2))
@@ -215,10 +225,7 @@ class VisualOdometry:
         covariance = estimate.covariance * (cfg.degraded_inflation if state == TrackingState.DEGRADED else 1.0)
 
         is_keyframe = False
-        wants_keyframe = estimate.parallax_px > cfg.keyframe_parallax_px or inliers < cfg.keyframe_min_inliers
-        if points is None and estimate.parallax_px < cfg.init_parallax_px:
-            wants_keyframe = False  # monocular: too little parallax to triangulate a successor's map
-        if has_map and estimate.method in ("pnp", "essential") and (wants_keyframe or estimate.new_points is not None):
+        if has_map and self._builds_map(keyframe, estimate, points):
             candidate, T_cur_kf = self._successor(
                 keyframe, matches, estimate, features, pixels, points, cam.K, timestamp
             )
@@ -246,6 +253,19 @@ class VisualOdometry:
         )
 
     # ----------------------------------------------------------------------------------------- estimation
+    def _builds_map(self, keyframe: _Keyframe, estimate: _Estimate, points: np.ndarray | None) -> bool:
+        """This frame initialises the map or becomes the next keyframe: the parallax grew or the inliers fell
+        (monocular: only with the parallax to triangulate a successor's map)."""
+        cfg = self.config
+        if estimate.method not in ("pnp", "essential"):
+            return False
+        if estimate.new_points is not None:
+            return True
+        if points is None and estimate.parallax_px < cfg.init_parallax_px:
+            return False
+        wants = estimate.parallax_px > cfg.keyframe_parallax_px or estimate.inliers.sum() < cfg.keyframe_min_inliers
+        return wants and keyframe.map_size >= cfg.min_inliers
+
     def _estimate(
         self, keyframe: _Keyframe, matches: Matches, pixels: np.ndarray, K: np.ndarray, use_depth: bool
     ) -> _Estimate | None:

@@ -72,6 +72,12 @@ _ODOMETRY_SPECS: list[ParameterSpec | None] = [
     ParameterSpec("matcher", "mnn", "descriptor matcher", choices=("mnn", "ratio", "double_softmax", "attention")),
     ParameterSpec("matcher_options", "{}", "extra matcher settings as a YAML mapping, e.g. '{ratio: 0.8}'"),
     ParameterSpec(
+        "keyframe_matcher",
+        "auto",
+        "re-matches keyframe candidates (auto: attention for SiLK, none: the tracking matches)",
+        choices=("auto", "none", "mnn", "ratio", "double_softmax", "attention"),
+    ),
+    ParameterSpec(
         "mode", "mono", "mono: ignore depth; rgbd: pair the image with the depth topic", choices=("mono", "rgbd")
     ),
     _odometry_spec("ransac_threshold_px", "robust estimator inlier threshold (working px)", range=(0.1, 20.0)),
