@@ -287,6 +287,8 @@ def test_default_front_end_rematches_only_keyframe_candidates_with_the_attention
     vo = VisualOdometry(OdometryConfig(**silk_options(), mode="mono"))
     assert isinstance(vo.matcher, MutualNearestNeighbour)
     assert isinstance(vo.keyframe_matcher, OnnxAttentionMatcher) and not vo.keyframe_matcher.spin_wait
+    budget_bucket = vo.keyframe_matcher.bucket_for(vo.config.max_keypoints)
+    assert budget_bucket in vo.keyframe_matcher._sessions  # exported at start-up, not at the first keyframe
     vo.keyframe_matcher = CountingMatcher(vo.keyframe_matcher)
     trajectory, stats = run_sequence(vo, room, progress=False)
     assert stats["lost_frames"] == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -182,7 +183,7 @@ class _OnnxBackend:
         self._dense_session = None
         self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
 
-    def _session(self, export):
+    def _session(self, export: Callable[[FusedSilk, io.BytesIO], None]):
         import onnxruntime as ort
 
         from .runtime import cpu_session_options

@@ -48,18 +48,22 @@ def build_vo_matcher(config: OdometryConfig, spec: str | dict | None = None) -> 
     spec = matcher_spec(config.matcher if spec is None else spec)
     if spec["name"] == "attention":
         spec.setdefault("spin_wait", False)
-    return build_matcher(spec)
+    matcher = build_matcher(spec)
+    if hasattr(matcher, "bucket_for"):
+        # ONNX Runtime: export the session for the keypoint budget now, not at the first keyframe (a 1.3 s stall).
+        matcher.session(matcher.bucket_for(config.max_keypoints))
+    return matcher
 
 
 def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -> Matcher | None:
     """The matcher that re-matches keyframe candidates, or None (keyframes use the tracking matches).
 
     Why two matchers: the learned matcher costs 30-50 ms a pair on 2 cores, too much for every frame at 8 frames/s,
-    while its matches matter most where the map is built.  Tracking with MNN and re-matching the one frame in 6-10
-    that becomes a keyframe keeps most of its accuracy (7-Scenes mono: MNN 0.101, attention everywhere 0.082,
-    both 0.074 m) at MNN's frame rate (10.6 against 7.9 frames/s).  ``auto`` picks the attention matcher for SiLK
-    features of the matcher's descriptor size (``descriptor_dim``), else None; a spec equal to the tracking
-    matcher's is None too (nothing to re-match)."""
+    while its matches matter most where the map is built.  Tracking with MNN and re-matching the one frame in 3-10
+    that becomes a keyframe keeps its accuracy (7-Scenes mono: MNN 0.101, attention everywhere 0.082, both 0.074 m)
+    near MNN's frame rate (11.6 against 12.5 frames/s; attention everywhere 7.5-8).  ``auto`` picks the attention
+    matcher for SiLK features of the matcher's descriptor size (``descriptor_dim``), else None; a spec equal to the
+    tracking matcher's is None too (nothing to re-match)."""
     spec = config.keyframe_matcher
     if spec == "none" or not spec or matcher_spec(spec) == matcher_spec(config.matcher):
         return None

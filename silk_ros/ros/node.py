@@ -138,7 +138,8 @@ class SilkVoNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"silk_vo_node ready: mode {self.params['mode']}, transport {self.params['image_transport']}, "
-            f"features {self.config.features} ({self._backend()}), "
+            f"features {self.config.features} ({self._backend()}), matcher {self.params['matcher']} "
+            f"(keyframes: {self.params['keyframe_matcher']}), "
             f"{'every frame (queue)' if self.params['process_every_frame'] else 'newest frame only'}, "
             f"tf: {self._tf_status}"
         )
