@@ -293,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.rank == 0 and trainer.history:
         print(json.dumps(trainer.history[-1]))
     if trainer.world > 1:
-        # One line per replica: the DDP test (and a user) can check that all replicas are identical.
+        # One record per replica, so that the DDP test (and a user) can check that all replicas are identical: a file
+        # each, since the replicas' lines on the shared stdout can interleave (seen in a fresh-clone test run).
         last = getattr(trainer, "last_stats", None)
-        print(json.dumps({"rank": trainer.rank, "step": trainer.step, "parameter_digest": trainer.parameter_digest(),
-                          "last_loss": last.loss if last else None}), flush=True)
+        record = {"rank": trainer.rank, "step": trainer.step, "parameter_digest": trainer.parameter_digest(),
+                  "last_loss": last.loss if last else None}
+        (trainer.run_dir / f"replica_{trainer.rank}.json").write_text(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
         dist.destroy_process_group()
     return 0
 
