@@ -295,7 +295,7 @@ def test_default_front_end_rematches_only_keyframe_candidates_with_the_attention
     # every keyframe but the first came from a re-matched candidate; a candidate may also stay a frame
     assert stats["keyframes"] - 1 <= vo.keyframe_matcher.calls <= stats["keyframes"] + 3 < len(room)
     error = ate(trajectory, room.ground_truth, align="sim3")["rmse"]
-    assert error < 0.05, error  # measured 0.019 m
+    assert error < 0.05, error  # measured 0.018 m (8 re-matches for 9 keyframes; MNN alone: 0.018 m)
 
 
 def test_keyframe_matcher_choice():
