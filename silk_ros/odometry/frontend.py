@@ -42,17 +42,26 @@ def build_extractor(config: OdometryConfig):
     return ClassicExtractor(config.features, max_keypoints=config.max_keypoints)
 
 
-def build_vo_matcher(config: OdometryConfig, spec: str | dict | None = None) -> Matcher:
-    """The config's tracking matcher (or ``spec``).  The attention matcher's ONNX Runtime workers do not spin-wait
-    here: the odometry alternates it with SiLK on the same cores (silk+attention on 7-Scenes: 5.2 -> 7.5 frames/s)."""
-    spec = matcher_spec(config.matcher if spec is None else spec)
+def _matcher(config: OdometryConfig, spec: str | dict) -> Matcher:
+    """Build ``spec``.  The attention matcher's ONNX Runtime workers do not spin-wait in the odometry: it alternates
+    with SiLK on the same cores (silk+attention on 7-Scenes: 5.2 -> 7.5 frames/s)."""
+    spec = matcher_spec(spec)
     if spec["name"] == "attention":
         spec.setdefault("spin_wait", False)
-    matcher = build_matcher(spec)
+    return build_matcher(spec)
+
+
+def _ready(matcher: Matcher, config: OdometryConfig) -> Matcher:
+    """ONNX Runtime matcher: export its session for the keypoint budget now, not at the first keyframe (a 1.3 s
+    stall)."""
     if hasattr(matcher, "bucket_for"):
-        # ONNX Runtime: export the session for the keypoint budget now, not at the first keyframe (a 1.3 s stall).
         matcher.session(matcher.bucket_for(config.max_keypoints))
     return matcher
+
+
+def build_vo_matcher(config: OdometryConfig) -> Matcher:
+    """The config's tracking matcher, ready to run."""
+    return _ready(_matcher(config, config.matcher), config)
 
 
 def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -> Matcher | None:
@@ -68,11 +77,11 @@ def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -
     if spec == "none" or not spec or matcher_spec(spec) == matcher_spec(config.matcher):
         return None
     if spec != "auto":
-        return build_vo_matcher(config, spec)
+        return _ready(_matcher(config, spec), config)
     if config.features != "silk" or matcher_spec(config.matcher)["name"] == "attention":
         return None
-    matcher = build_vo_matcher(config, {"name": "attention", "backend": "auto", "device": config.device})
-    return matcher if matcher.config.descriptor_dim == descriptor_dim else None
+    matcher = _matcher(config, {"name": "attention", "backend": "auto", "device": config.device})
+    return _ready(matcher, config) if matcher.config.descriptor_dim == descriptor_dim else None
 
 
 def build_window_matcher(config: OdometryConfig, matcher: Matcher) -> Matcher:
