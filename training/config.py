@@ -7,18 +7,27 @@ from pathlib import Path
 
 import yaml
 
+from .losses import KEYPOINT_MASKS, MIN_TEMPERATURE
+
 __all__ = ["TrainConfig", "HomographyConfig", "PhotometricConfig"]
 
 
 @dataclass
 class HomographyConfig:
-    """SiLK's homography sampler (ranges of uniform distributions; no translation)."""
+    """SiLK's homography sampler (ranges of uniform distributions; no translation).
+
+    The crop is a square of half-width 1 on a plane at ``plane_distance`` from a pinhole camera of focal
+    length ``plane_distance``; it is scaled, tilted out of plane about x and y, and rotated in plane.  SiLK
+    scales first (a smaller crop is tilted as a smaller square, so perspective grows with the scale drawn)
+    with the plane at distance 1.  ``scale_first: false, plane_distance: 2`` is the earlier, milder sampler.
+    """
 
     scale: tuple[float, float] = (0.6, 0.9)
     out_of_plane: float = 0.78  # radians, |tilt| about x and y
     in_plane: float = 0.39  # radians
     #: Distance of the virtual plane in crop half-widths; sets how strong a tilt's perspective is.
-    plane_distance: float = 2.0
+    plane_distance: float = 1.0
+    scale_first: bool = True
 
 
 @dataclass
@@ -41,6 +50,9 @@ class TrainConfig:
     #: Folders (or glob patterns relative to the data root) of training images; any image files.
     train_images: list[str] = field(default_factory=lambda: ["train/bsds500/train", "train/bsds500/val"])
     val_images: list[str] = field(default_factory=lambda: ["train/bsds500/test"])
+    #: Validation images: the first ``val_count`` (sorted) of ``val_images`` (0 = all).  Validation images are
+    #: never trained on, even where ``train_images`` contains their folder.
+    val_count: int = 0
     #: Paths above are relative to this folder; "" means silk_ros.datasets.paths.shared_data_root().
     data_root: str = ""
     crop: int = 152  # square crop side in pixels (grid = crop - 2 * border)
@@ -50,13 +62,17 @@ class TrainConfig:
     #: Step decay: the learning rate is multiplied by ``lr_gamma`` at each of these steps.
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
-    temperature: float = 0.1
+    #: Softmax temperature on cosine similarities (SiLK: 0.1 on descriptors scaled by sqrt(2), i.e. 0.05).
+    temperature: float = 0.05
     #: Rows/columns of the similarity matrix computed at once (peak memory ~ block x N).
-    block_size: int = 1024
-    #: 0 = all positions are InfoNCE anchors (full recipe); k > 0 = k random anchors per pair (CPU recipe).
+    block_size: int = 128
+    #: 0 = every correspondence is an InfoNCE anchor; k > 0 = k random anchors per pair (same cost per step).
     anchors: int = 0
     keypoint_weight: float = 1.0
+    #: Weight of the descriptor loss, whose two directions are summed (0.5 = their mean, the earlier recipe).
     descriptor_weight: float = 1.0
+    #: Cells the keypoint BCE trains on: "correspondences" (SiLK) or "all" (cells outside the overlap are negatives).
+    keypoint_mask: str = "correspondences"
     seed: int = 0
     checkpoint_every: int = 500
     val_every: int = 500
@@ -74,8 +90,9 @@ class TrainConfig:
         return config_from_dict(cls, data, "training")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return config_from_yaml(cls, path, "training")
+    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+        """The config in ``path`` with ``KEY=VALUE`` overrides (YAML values; ``section.key`` for nested keys)."""
+        return config_from_yaml(cls, path, "training", overrides)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of a step: a pure function of the step, so resuming never changes it."""
@@ -97,10 +114,17 @@ class TrainConfig:
         for name in ("batch_size", "steps", "block_size", "checkpoint_every", "val_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.temperature <= 0 or self.lr <= 0:
-            raise ValueError("temperature and lr must be positive")
-        if self.anchors < 0:
-            raise ValueError(f"anchors must be >= 0, got {self.anchors}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.temperature < MIN_TEMPERATURE:
+            raise ValueError(f"temperature must be >= {MIN_TEMPERATURE} (float32 softmax), got {self.temperature}")
+        for name in ("anchors", "val_count", "val_pairs", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.keypoint_mask not in KEYPOINT_MASKS:
+            raise ValueError(f"keypoint_mask must be one of {KEYPOINT_MASKS}, got {self.keypoint_mask!r}")
+        if self.homography.plane_distance <= 0:
+            raise ValueError(f"homography.plane_distance must be positive, got {self.homography.plane_distance}")
 
 
 def config_from_dict(cls, data: dict, what: str):
@@ -121,8 +145,18 @@ def config_from_dict(cls, data: dict, what: str):
     return config
 
 
-def config_from_yaml(cls, path: str | Path, what: str):
+def config_from_yaml(cls, path: str | Path, what: str, overrides: list[str] = ()):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} config {path} does not exist")
-    return config_from_dict(cls, yaml.safe_load(path.read_text()) or {}, what)
+    data = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not KEY=VALUE")
+        *sections, name = key.split(".")
+        target = data
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = yaml.safe_load(value)
+    return config_from_dict(cls, data, what)

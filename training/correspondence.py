@@ -3,7 +3,8 @@
 Grid cell ``(i, j)`` sits on view pixel ``(x, y) = (j + border, i + border)`` (see silk_ros.features.model).
 A cell of view 0 corresponds to the view-1 cell nearest to its warped centre, kept only when that is
 inside the view-1 grid and warping it back lands on the same view-0 cell (cycle-consistent, so the
-relation is one-to-one and mutual).
+relation is one-to-one and mutual).  A homography is defined up to scale, sign included: points count as
+in front of the camera (z > 0) on the side of the vanishing line where the grid centre is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ def _warp_to_cells(h: torch.Tensor, grid: int, border: int) -> tuple[torch.Tenso
     ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
                             indexing="ij")
     pts = torch.stack([xs.flatten() + border, ys.flatten() + border, torch.ones(grid * grid, dtype=torch.float64)])
-    warped = h.to(torch.float64) @ pts
+    h = h.to(torch.float64)
+    centre = border + (grid - 1) / 2.0
+    h = h * torch.sign(h[2, 0] * centre + h[2, 1] * centre + h[2, 2])
+    warped = h @ pts
     z = warped[2]
     x = torch.round(warped[0] / z) - border
     y = torch.round(warped[1] / z) - border

@@ -24,6 +24,8 @@ __all__ = [
     "list_images",
     "load_grey_images",
     "sample_homography",
+    "perspective_strength",
+    "orient_at",
     "photometric",
     "make_pair",
     "PairSampler",
@@ -70,18 +72,36 @@ def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
 def sample_homography(rng: np.random.Generator, config: HomographyConfig) -> np.ndarray:
     """Homography in normalised crop coordinates ([-1, 1]^2, centre 0) from view 1 to the source.
 
-    A plane at distance ``d`` tilted by the out-of-plane angles is seen by a pinhole camera of focal
-    length ``d``, then rotated in plane and scaled; the crop centre stays fixed (no translation).
+    The crop, a square on a plane at distance ``d`` seen by a pinhole camera of focal length ``d``, is
+    scaled (first, as in SiLK, or after the tilt), tilted out of plane about x and y and rotated in plane;
+    its centre stays fixed (no translation).
     """
     s = rng.uniform(*config.scale)
     tilt_x, tilt_y = rng.uniform(-config.out_of_plane, config.out_of_plane, size=2)
     angle = rng.uniform(-config.in_plane, config.in_plane)
     d = config.plane_distance
     r = _rotation(tilt_x, tilt_y, 0.0)
+    # Plane point (x, y, 0) -> rotated, then seen at depth d + z by a camera of focal length d.
     tilt = np.diag([d, d, 1.0]) @ np.column_stack([r[:, 0], r[:, 1], [0.0, 0.0, d]])
     tilt /= tilt[2, 2]
-    similarity = np.diag([s, s, 1.0]) @ _rotation(0.0, 0.0, angle)
-    return similarity @ tilt
+    scale = np.diag([s, s, 1.0])
+    rotation = _rotation(0.0, 0.0, angle)
+    return rotation @ tilt @ scale if config.scale_first else scale @ rotation @ tilt
+
+
+def perspective_strength(h_norm: np.ndarray) -> float:
+    """Length of the projective row (h20, h21) of a normalised-coordinate homography with h22 = 1: how far
+    the depth of the warped crop varies across it (0 for an affine warp)."""
+    return float(np.hypot(h_norm[2, 0], h_norm[2, 1]) / abs(h_norm[2, 2]))
+
+
+def orient_at(h: np.ndarray, point: tuple[float, float]) -> np.ndarray:
+    """``h`` scaled so that its homogeneous w is +1 at ``point``: z > 0 then marks the side of the vanishing
+    line that ``point`` is on (normalising by h22 would orient it at pixel (0, 0) instead)."""
+    w = h[2, 0] * point[0] + h[2, 1] * point[1] + h[2, 2]
+    if w == 0:
+        raise ValueError(f"the homography sends {point} to infinity")
+    return h / w
 
 
 def _normaliser(size: int) -> np.ndarray:
@@ -137,7 +157,8 @@ def make_pair(
     view0 = cv2.warpPerspective(source, src_from_view0, (crop, crop), flags=flags, borderMode=cv2.BORDER_REFLECT)
     view1 = cv2.warpPerspective(source, src_from_view1, (crop, crop), flags=flags, borderMode=cv2.BORDER_REFLECT)
     h_1_0 = np.linalg.inv(src_from_view1) @ src_from_view0
-    return photometric(view0, rng, photo), photometric(view1, rng, photo), h_1_0 / h_1_0[2, 2]
+    centre = (crop - 1) / 2.0
+    return photometric(view0, rng, photo), photometric(view1, rng, photo), orient_at(h_1_0, (centre, centre))
 
 
 class PairSampler:

@@ -45,7 +45,8 @@ class StepStats:
     loss: float
     descriptor: float
     keypoint: float
-    f1: float
+    #: Share of the true correspondences whose mutual nearest neighbour is correct (match recall).
+    recall: float
 
 
 def match_f1(matches: int, correct: int, correspondences: int) -> tuple[float, float, float]:
@@ -54,6 +55,14 @@ def match_f1(matches: int, correct: int, correspondences: int) -> tuple[float, f
     recall = correct / correspondences if correspondences else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return precision, recall, f1
+
+
+def validation_images(config: TrainConfig, root: Path) -> list[Path]:
+    """The held-out images: the first ``val_count`` of ``val_images`` (all when 0), none without val pairs."""
+    if not config.val_images or not config.val_pairs:
+        return []
+    paths = list_images(config.val_images, root)
+    return paths[: config.val_count] if config.val_count else paths
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -94,12 +103,15 @@ class Trainer:
             )
 
         root = Path(config.data_root) if config.data_root else shared_data_root()
-        self.train_paths = list_images(config.train_images, root)
+        self.val_paths = validation_images(config, root)
+        held_out = set(self.val_paths)
+        self.train_paths = [p for p in list_images(config.train_images, root) if p not in held_out]
+        if not self.train_paths:
+            raise ValueError(f"no training images left in {config.train_images} after the validation split")
         self.sampler = PairSampler(
             load_grey_images(self.train_paths, config.crop), config.crop, config.homography, config.photometric,
             config.seed, self.rank,
         )
-        self.val_paths = list_images(config.val_images, root) if config.val_images and config.val_pairs else []
         self._val_batches = None
         self.step = 0
         self.wall_s = 0.0
@@ -164,7 +176,7 @@ class Trainer:
                 pair_loss(
                     logits0[k], desc0[k], logits1[k], desc1[k], gt01.to(self.device), gt10.to(self.device),
                     cfg.temperature, cfg.block_size, cfg.anchors, generator,
-                    cfg.descriptor_weight, cfg.keypoint_weight,
+                    cfg.descriptor_weight, cfg.keypoint_weight, cfg.keypoint_mask,
                 )
             )
         loss = torch.stack([p.loss for p in losses]).mean()
@@ -179,10 +191,10 @@ class Trainer:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, src=0)
         self.step += 1
-        _, _, f1 = match_f1(*(sum(getattr(p, a) for p in losses) for a in ("matches", "correct", "correspondences")))
         n = len(losses)
+        recall = sum(p.correct for p in losses) / max(sum(p.correspondences for p in losses), 1)
         return StepStats(
-            float(loss.detach()), sum(p.descriptor for p in losses) / n, sum(p.keypoint for p in losses) / n, f1
+            float(loss.detach()), sum(p.descriptor for p in losses) / n, sum(p.keypoint for p in losses) / n, recall
         )
 
     @torch.no_grad()
@@ -206,11 +218,13 @@ class Trainer:
             d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
             label0, _, mutual0 = mnn_labels(d0, d1, gt01.to(self.device), gt10.to(self.device), self.config.block_size)
             totals += [int(mutual0.sum()), int(label0.sum()), int((gt01 >= 0).sum())]
-            kp_agree += int(((logits[0, 0].flatten() > 0) == label0).sum())
-            kp_total += label0.numel()
+            has_partner = gt01.to(self.device) >= 0  # the cells the keypoint head is trained on
+            kp_agree += int(((logits[0, 0].flatten() > 0) == label0)[has_partner].sum())
+            kp_total += int(has_partner.sum())
         self.model.train()
         precision, recall, f1 = match_f1(*(int(t) for t in totals))
-        return {"val_precision": precision, "val_recall": recall, "val_f1": f1, "val_keypoint_acc": kp_agree / kp_total}
+        return {"val_precision": precision, "val_recall": recall, "val_f1": f1,
+                "val_keypoint_acc": kp_agree / max(kp_total, 1)}
 
     def parameter_digest(self) -> str:
         """SHA-256 of every parameter and buffer: equal digests = bit-identical replicas."""
@@ -242,7 +256,7 @@ class Trainer:
             )
             bar.update(1)
             bar.set_postfix(loss=f"{smooth.loss:.3f}", desc=f"{smooth.descriptor:.3f}", kp=f"{smooth.keypoint:.3f}",
-                            f1=f"{smooth.f1:.3f}")
+                            recall=f"{smooth.recall:.3f}")
             if self.rank != 0:
                 continue
             entry = None
@@ -272,6 +286,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-after", type=int, help="stop this invocation after N steps (resumable)")
     parser.add_argument("--threads", type=int, help="override config.threads (torch intra-op threads)")
     parser.add_argument("--device", help="override config.device (cpu, cuda)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (YAML value; homography.* / photometric.* for the sections)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run dir")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -279,7 +295,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = TrainConfig.from_yaml(args.config)
+    config = TrainConfig.from_yaml(args.config, overrides=args.set)
     for key in ("steps", "threads", "device"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
