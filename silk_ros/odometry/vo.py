@@ -114,6 +114,20 @@ class _Estimate:
     new_points: tuple[np.ndarray, np.ndarray] | None = None
 
 
+@dataclass
+class _Tracked:
+    """A frame tracked on its keyframe's map with the parallax to triangulate: the keyframe to fall back on if
+    the next frame fails against the current keyframe (``_promote_last_tracked``)."""
+
+    keyframe: _Keyframe
+    matches: Matches
+    estimate: _Estimate
+    features: Features
+    pixels: np.ndarray
+    points: np.ndarray | None
+    timestamp: float
+
+
 class VisualOdometry:
     """``process(image, timestamp, camera, depth=None) -> FrameResult``; ``trajectory``; ``state``; ``reset()``."""
 
@@ -134,6 +148,7 @@ class VisualOdometry:
     def reset(self) -> None:
         """Forget the map and the trajectory (the next frame starts a new one at the identity)."""
         self._keyframe: _Keyframe | None = None
+        self._last_tracked: _Tracked | None = None
         #: The last ``window_keyframes`` keyframes (the current one last): the local map new keyframes refine against.
         self._window: deque[_Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
         self._pose = np.eye(4)
@@ -194,21 +209,17 @@ class VisualOdometry:
                 0.0, "first", (t0, t1, t2, t2),
             )
 
-        matches = self.matcher(keyframe.features, features)
-        t2 = time.perf_counter()
-        estimate = self._estimate(keyframe, matches, pixels, cam.K, use_depth)
-        if self.keyframe_matcher is not None and estimate is not None and self._builds_map(keyframe, estimate, points):
-            # The new map is triangulated from these matches: take them from the (slower, better) keyframe matcher.
-            start = time.perf_counter()
-            strong = self.keyframe_matcher(keyframe.features, features)
-            t2 += time.perf_counter() - start  # its time counts as matching, not pose
-            better = self._estimate(keyframe, strong, pixels, cam.K, use_depth)
-            if better is not None and better.inliers.sum() >= cfg.min_inliers:
-                matches, estimate = strong, better
+        matches, estimate, match_s = self._track(keyframe, features, pixels, points, cam.K, use_depth)
         inliers = 0 if estimate is None else int(estimate.inliers.sum())
+        if inliers < cfg.min_inliers and self._promote_last_tracked(cam.K):
+            # The motion outgrew the keyframe between two frames: the last tracked frame is the keyframe now.
+            keyframe = self._keyframe
+            matches, estimate, more_s = self._track(keyframe, features, pixels, points, cam.K, use_depth)
+            match_s += more_s
+            inliers = 0 if estimate is None else int(estimate.inliers.sum())
+        t2 = t1 + match_s  # timings: matching, then everything else counts as pose
         if estimate is None or inliers < cfg.min_inliers:
-            result = self._lost(timestamp, features, pixels, points, keyframe, matches, estimate, (t0, t1, t2))
-            return result
+            return self._lost(timestamp, features, pixels, points, keyframe, matches, estimate, (t0, t1, t2))
 
         self._lost_count = 0
         if estimate.new_points is not None:
@@ -246,6 +257,9 @@ class VisualOdometry:
             self._adopt(self._rotated_successor(keyframe, matches, estimate, features, pixels, pose, timestamp))
             is_keyframe = True
         self._state = state
+        self._last_tracked = None
+        if not is_keyframe and self._can_build_map(keyframe, estimate, points):
+            self._last_tracked = _Tracked(keyframe, matches, estimate, features, pixels, points, float(timestamp))
         t3 = time.perf_counter()
         return self._finish(
             timestamp, pose, covariance, features, keyframe.features, matches, estimate.inliers, inliers,
@@ -261,10 +275,53 @@ class VisualOdometry:
             return False
         if estimate.new_points is not None:
             return True
-        if points is None and estimate.parallax_px < cfg.init_parallax_px:
-            return False
         wants = estimate.parallax_px > cfg.keyframe_parallax_px or estimate.inliers.sum() < cfg.keyframe_min_inliers
-        return wants and keyframe.map_size >= cfg.min_inliers
+        return wants and self._can_build_map(keyframe, estimate, points)
+
+    def _can_build_map(self, keyframe: _Keyframe, estimate: _Estimate, points: np.ndarray | None) -> bool:
+        """A frame tracked on the keyframe's map that could become the next keyframe (monocular: with the parallax
+        to triangulate its map)."""
+        cfg = self.config
+        if estimate.method not in ("pnp", "essential") or keyframe.map_size < cfg.min_inliers:
+            return False
+        return points is not None or estimate.parallax_px >= cfg.init_parallax_px
+
+    def _track(self, keyframe, features, pixels, points, K, use_depth) -> tuple[Matches, _Estimate | None, float]:
+        """Matches to the keyframe and the pose estimate; a frame that builds a map is re-matched by the keyframe
+        matcher (slower, better: the new map is triangulated from its matches).  Also returns the seconds spent
+        matching."""
+        start = time.perf_counter()
+        matches = self.matcher(keyframe.features, features)
+        spent = time.perf_counter() - start
+        estimate = self._estimate(keyframe, matches, pixels, K, use_depth)
+        if self.keyframe_matcher is None or estimate is None or not self._builds_map(keyframe, estimate, points):
+            return matches, estimate, spent
+        start = time.perf_counter()
+        strong = self.keyframe_matcher(keyframe.features, features)
+        spent += time.perf_counter() - start
+        better = self._estimate(keyframe, strong, pixels, K, use_depth)
+        if better is not None and better.inliers.sum() >= self.config.min_inliers:
+            return strong, better, spent
+        return matches, estimate, spent
+
+    def _promote_last_tracked(self, K: np.ndarray) -> bool:
+        """Make the last tracked frame the keyframe, as it would have become had its parallax or inlier count
+        crossed the keyframe thresholds; ``False`` when there is none (or its map would be too small).  Without
+        this, a frame that falls just short of ``min_inliers`` against an old keyframe (float noise decides)
+        loses tracking for ``max_lost_frames`` frames and restarts the map."""
+        last, self._last_tracked = self._last_tracked, None
+        if last is None or last.keyframe is not self._keyframe:
+            return False
+        candidate, T_last_kf = self._successor(
+            last.keyframe, last.matches, last.estimate, last.features, last.pixels, last.points, K, last.timestamp
+        )
+        if candidate.map_size < self.config.init_min_points:
+            return False
+        self._adopt(candidate)
+        if last.points is None:
+            self._adjust_window(K)
+        self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
+        return True
 
     def _estimate(
         self, keyframe: _Keyframe, matches: Matches, pixels: np.ndarray, K: np.ndarray, use_depth: bool
