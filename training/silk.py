@@ -31,7 +31,7 @@ from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.features.model import SILK_CONFIGS, SilkNet
 
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
-from .config import TrainConfig
+from .config import HomographyConfig, PhotometricConfig, TrainConfig
 from .correspondence import grid_correspondences
 from .data import PairSampler, list_images, load_grey_images
 from .losses import mnn_labels, pair_loss
@@ -203,9 +203,11 @@ class Trainer:
         if not self.val_paths:
             return {}
         if self._val_batches is None:
+            # SiLK's sampler and the default augmentation whatever the training config says, so that runs with
+            # other training distributions (the ablations) are validated on the same pairs.
             sampler = PairSampler(
-                load_grey_images(self.val_paths, self.config.crop), self.config.crop, self.config.homography,
-                self.config.photometric, seed=self.config.seed + 10_000,
+                load_grey_images(self.val_paths, self.config.crop), self.config.crop, HomographyConfig(),
+                PhotometricConfig(), seed=self.config.seed + 10_000,
             )
             self._val_batches = [sampler.batch(i, 1) for i in range(self.config.val_pairs)]
         self.model.eval()
