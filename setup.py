@@ -9,8 +9,9 @@ PACKAGE = "silk_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
-    package_data={f"{PACKAGE}.weights": ["*.pt"], "training": ["configs/*.yaml"]},
+    # training/ runs from a checkout (python -m training.silk); it is not installed as a top-level package.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.weights": ["*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -1,9 +1,10 @@
-"""``silk-vo bench homography``: SiLK's HPatches protocol for SiLK-µ, OpenCV SIFT and OpenCV ORB.
+"""``silk-vo bench homography``: SiLK's HPatches protocol for SiLK-µ (MNN and the shipped attention matcher),
+OpenCV SIFT with RootSIFT descriptors and OpenCV ORB.
 
 Pairs: HPatches v_churchill and Oxford graf, image 1 against 2..6, resized so the short side is 480 px
 (homographies rescaled).  Every method keeps at most ``--max-keypoints`` per image; matches are mutual
-nearest neighbours (cosine for SiLK and RootSIFT, Hamming for ORB); the homography is OpenCV RANSAC
-(3 px).  Metrics, averaged over pairs:
+nearest neighbours (cosine for SiLK and RootSIFT, Hamming for ORB) unless the method names another matcher;
+the homography is OpenCV RANSAC (3 px).  Metrics, averaged over pairs:
 
 * repeatability@t: keypoints seen by both images with a detection within t px (SuperPoint's definition);
 * MMA@t: fraction of MNN matches whose reprojection error under the true homography is <= t px;
@@ -35,34 +36,57 @@ PAPER_MU = {"repeatability@1": 0.64, "homography_accuracy@1": 0.56, "mma@1": 0.4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="shared data root (default ../shared/data)")
-    parser.add_argument("--silk-weights", default="silk-mu", help="SiLK weights name or path")
-    parser.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image, every method")
+    add_method_arguments(parser)
     parser.add_argument("--short-side", type=int, default=480)
     parser.add_argument("--ransac-px", type=float, default=3.0)
-    parser.add_argument("--methods", default="silk,sift,orb", help="comma-separated subset of silk,sift,orb")
+
+
+#: Method names of the matching benchmarks (``--methods``): extractor, then ``+matcher`` where it is not MNN.
+METHODS = ("silk", "silk+attention", "sift", "orb")
+
+
+def add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--silk-weights", default="silk-mu", help="SiLK weights name or path")
+    parser.add_argument("--matcher-weights", default="matcher-mu", help="attention matcher weights name or path")
+    parser.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image, every method")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the SiLK backend")
 
 
-def build_methods(names: list[str], max_keypoints: int, silk_weights: str = "silk-mu", threads: int = 1) -> dict:
-    """{label: extractor} with the one ``extract(image) -> Features`` interface."""
+def build_methods(
+    names: list[str], max_keypoints: int, silk_weights: str = "silk-mu", threads: int = 1,
+    matcher_weights: str = "matcher-mu",
+) -> dict:
+    """{label: (extractor, matcher)}: every extractor has the one ``extract(image) -> Features`` interface, and
+    every row says which descriptor and matcher it uses."""
     from ..features import SilkExtractor
     from ..features.classic import ClassicExtractor
 
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
+    silk = None
     methods = {}
     for name in names:
-        if name == "silk":
-            methods[f"SiLK-µ ({silk_weights})"] = SilkExtractor(weights=silk_weights, top_k=max_keypoints,
-                                                               threads=threads)
-        elif name in ("sift", "orb"):
-            methods[f"OpenCV {name.upper()}"] = ClassicExtractor(name, max_keypoints=max_keypoints)
+        if name.startswith("silk"):
+            silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
+            if name == "silk":
+                methods[f"SiLK-µ ({silk_weights}) + MNN"] = (silk, build_matcher("mnn"))
+            else:
+                matcher = build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
+                methods[f"SiLK-µ ({silk_weights}) + attention ({matcher_weights})"] = (silk, matcher)
+        elif name == "sift":
+            methods["OpenCV SIFT, RootSIFT descriptors + MNN"] = (
+                ClassicExtractor("sift", max_keypoints=max_keypoints, root_sift=True), build_matcher("mnn"))
         else:
-            raise ValueError(f"unknown method '{name}' (expected silk, sift or orb)")
+            methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", max_keypoints=max_keypoints),
+                                                    build_matcher("mnn"))
     return methods
 
 
-def evaluate_method(extractor, pairs, ransac_px: float = 3.0, progress: str | None = None) -> dict:
-    """All homography metrics of one extractor over the pairs (MNN matching)."""
-    matcher = build_matcher("mnn")
+def evaluate_method(extractor, pairs, ransac_px: float = 3.0, progress: str | None = None, matcher=None) -> dict:
+    """All homography metrics of one extractor and matcher (default MNN) over the pairs."""
+    matcher = matcher or build_matcher("mnn")
     rows = {f"repeatability@{t}": [] for t in PX}
     rows.update({f"mma@{t}": [] for t in PX})
     corner_errors, keypoints, matches, times = [], [], [], []
@@ -101,16 +125,16 @@ def evaluate_method(extractor, pairs, ransac_px: float = 3.0, progress: str | No
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     root = args.data or shared_data_root()
     pairs = homography_pairs(root, short_side=args.short_side)
-    methods = build_methods(args.methods.split(","), args.max_keypoints, args.silk_weights, args.threads)
+    methods = build_methods(args.methods.split(","), args.max_keypoints, args.silk_weights, args.threads,
+                            args.matcher_weights)
     results = {
         "pairs": [p.name for p in pairs],
-        "protocol": {"short_side": args.short_side, "max_keypoints": args.max_keypoints, "matcher": "mnn",
-                     "ransac_px": args.ransac_px},
+        "protocol": {"short_side": args.short_side, "max_keypoints": args.max_keypoints, "ransac_px": args.ransac_px},
         "methods": {},
         "paper_vggnp_mu_full_hpatches": PAPER_MU,
     }
-    for label, extractor in methods.items():
-        results["methods"][label] = evaluate_method(extractor, pairs, args.ransac_px, progress=label)
+    for label, (extractor, matcher) in methods.items():
+        results["methods"][label] = evaluate_method(extractor, pairs, args.ransac_px, progress=label, matcher=matcher)
     return results, markdown(results)
 
 
@@ -121,7 +145,7 @@ def markdown(results: dict) -> str:
     lines = [
         f"{len(results['pairs'])} pairs (HPatches v_churchill, Oxford graf; 1 vs 2..6), short side "
         f"{results['protocol']['short_side']} px, <= {results['protocol']['max_keypoints']} keypoints per image, "
-        f"MNN matches, OpenCV RANSAC {results['protocol']['ransac_px']} px.",
+        f"the matcher each row names, OpenCV RANSAC {results['protocol']['ransac_px']} px.",
         "",
         "| method | kpts | matches | " + " | ".join(short[c] for c in cols) + " | extract ms |",
         "|---" * (len(cols) + 4) + "|",

@@ -1,11 +1,12 @@
-"""``silk-vo bench pose-pairs``: relative pose AUC@5/10/20 deg for SiLK-µ, OpenCV SIFT and OpenCV ORB.
+"""``silk-vo bench pose-pairs``: relative pose AUC@5/10/20 deg for SiLK-µ (MNN and the shipped attention
+matcher), OpenCV SIFT with RootSIFT descriptors and OpenCV ORB.
 
-SuperGlue's protocol: MNN matches, essential matrix by OpenCV RANSAC on normalised coordinates
-(threshold 0.5 px / mean focal), ``recoverPose``; pose error = max(rotation angle error, translation
-direction angle error), a failed estimate counts as an infinite error; AUC of the error curve up to
-5 / 10 / 20 degrees.  Pairs: the 15 ScanNet sample pairs (SuperGlue's pairs file, ground-truth T_0to1)
-and Strecha scenes (consecutive views within each scene), long side resized to ``--max-side`` px
-(intrinsics rescaled).
+SuperGlue's protocol: the matches of each method's matcher (MNN unless it names another), essential matrix
+by OpenCV RANSAC on normalised coordinates (threshold 0.5 px / mean focal), ``recoverPose``; pose error =
+max(rotation angle error, translation direction angle error), a failed estimate counts as an infinite error;
+AUC of the error curve up to 5 / 10 / 20 degrees.  Pairs: the 15 ScanNet sample pairs (SuperGlue's pairs
+file, ground-truth T_0to1) and Strecha scenes (consecutive views within each scene), long side resized to
+``--max-side`` px (intrinsics rescaled).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from ..datasets.paths import shared_data_root
 from ..evaluation import matching_metrics as mm
 from ..matching import build_matcher
-from .homography import build_methods
+from .homography import add_method_arguments, build_methods
 from .pair_data import pose_pairs
 
 __all__ = ["add_arguments", "run", "evaluate_pose"]
@@ -30,16 +31,13 @@ DEGREES = (5, 10, 20)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="shared data root (default ../shared/data)")
-    parser.add_argument("--silk-weights", default="silk-mu", help="SiLK weights name or path")
-    parser.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image, every method")
+    add_method_arguments(parser)
     parser.add_argument("--max-side", type=int, default=640)
     parser.add_argument("--ransac-px", type=float, default=0.5, help="essential-matrix threshold in pixels")
-    parser.add_argument("--methods", default="silk,sift,orb", help="comma-separated subset of silk,sift,orb")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the SiLK backend")
 
 
-def evaluate_pose(extractor, pairs, ransac_px: float = 0.5, progress: str | None = None) -> dict:
-    matcher = build_matcher("mnn")
+def evaluate_pose(extractor, pairs, ransac_px: float = 0.5, progress: str | None = None, matcher=None) -> dict:
+    matcher = matcher or build_matcher("mnn")
     errors, r_errors, t_errors, matches, times = [], [], [], [], []
     for pair in tqdm(pairs, desc=progress, disable=progress is None, leave=False):
         start = time.perf_counter()
@@ -69,16 +67,16 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     root = args.data or shared_data_root()
     groups = pose_pairs(root, max_side=args.max_side)
     groups["all"] = [p for name in ("scannet", "strecha") for p in groups[name]]
-    methods = build_methods(args.methods.split(","), args.max_keypoints, args.silk_weights, args.threads)
+    methods = build_methods(args.methods.split(","), args.max_keypoints, args.silk_weights, args.threads,
+                            args.matcher_weights)
     results = {
-        "protocol": {"max_side": args.max_side, "max_keypoints": args.max_keypoints, "matcher": "mnn",
-                     "ransac_px": args.ransac_px},
+        "protocol": {"max_side": args.max_side, "max_keypoints": args.max_keypoints, "ransac_px": args.ransac_px},
         "pairs": {name: len(pairs) for name, pairs in groups.items()},
         "methods": {},
     }
-    for label, extractor in methods.items():
+    for label, (extractor, matcher) in methods.items():
         per_group = {
-            name: evaluate_pose(extractor, groups[name], args.ransac_px, progress=f"{label} {name}")
+            name: evaluate_pose(extractor, groups[name], args.ransac_px, progress=f"{label} {name}", matcher=matcher)
             for name in ("scannet", "strecha")
         }
         errors = per_group["scannet"]["pose_errors"] + per_group["strecha"]["pose_errors"]
@@ -90,7 +88,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 def markdown(results: dict) -> str:
     p = results["protocol"]
     lines = [
-        f"Pose AUC (%) at 5/10/20 deg, SuperGlue protocol (MNN, OpenCV RANSAC essential matrix, {p['ransac_px']} px); "
+        f"Pose AUC (%) at 5/10/20 deg, SuperGlue protocol (the matcher each row names, OpenCV RANSAC essential "
+        f"matrix, {p['ransac_px']} px); "
         f"ScanNet sample {results['pairs']['scannet']} pairs, Strecha {results['pairs']['strecha']} consecutive "
         f"pairs; long side {p['max_side']} px, <= {p['max_keypoints']} keypoints per image.",
         "",

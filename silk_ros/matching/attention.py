@@ -567,6 +567,24 @@ def load_attention_net(weights: str | Path, **inference_options) -> AttentionMat
     return net.eval()
 
 
+def pose_check(weights: str | Path = "matcher-mu") -> dict | None:
+    """The weights file's record of relative-pose accuracy against MNN on the same SiLK features and validation
+    pairs (written by the matcher trainer): ``{"pairs": ..., "metric": ..., "matcher": x, "mnn": y}``, or None
+    when the matcher was never checked against MNN on pose."""
+    path = Path(weights)
+    if not path.suffix and not path.exists():
+        path = shipped_weights(str(weights))
+    return load_weights(path, kind="matcher").provenance.get("pose_vs_mnn")
+
+
+def loses_to_mnn(weights: str | Path = "matcher-mu") -> bool:
+    """True unless the matcher's weights show it at least as accurate as MNN on validation pose pairs: the
+    odometry does not build maps from a matcher that makes poses worse (the shipped one: Strecha pose AUC@10
+    62.1 against MNN's 65.6, `silk-vo bench pose-pairs`)."""
+    check = pose_check(weights)
+    return check is None or check["matcher"] < check["mnn"]
+
+
 def build_attention_matcher(
     weights: str | None = "matcher-mu",
     backend: str = "torch",

@@ -43,11 +43,14 @@ def build_extractor(config: OdometryConfig):
 
 
 def _matcher(config: OdometryConfig, spec: str | dict) -> Matcher:
-    """Build ``spec``.  The attention matcher's ONNX Runtime workers do not spin-wait in the odometry: it alternates
-    with SiLK on the same cores (silk+attention on 7-Scenes: 5.2 -> 7.5 frames/s)."""
+    """Build ``spec``.  The attention matcher runs on ONNX Runtime on CPU unless the spec names a backend, and its
+    workers do not spin-wait in the odometry: it alternates with SiLK on the same cores (silk+attention on
+    7-Scenes: 5.2 -> 7.5 frames/s)."""
     spec = matcher_spec(spec)
     if spec["name"] == "attention":
         spec.setdefault("spin_wait", False)
+        spec.setdefault("backend", "auto")
+        spec.setdefault("device", config.device)
     return build_matcher(spec)
 
 
@@ -71,7 +74,8 @@ def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -
     while its matches matter most where the map is built.  Tracking with MNN and re-matching the one frame in 3-10
     that becomes a keyframe keeps its accuracy (7-Scenes mono: MNN 0.101, attention everywhere 0.082, both 0.074 m)
     near MNN's frame rate (11.6 against 12.5 frames/s; attention everywhere 7.5-8).  ``auto`` picks the attention
-    matcher for SiLK features of the matcher's descriptor size (``descriptor_dim``), else None; a spec equal to the
+    matcher for SiLK features of the matcher's descriptor size (``descriptor_dim``) when its weights show it no
+    less accurate than MNN on validation pose pairs (``attention.loses_to_mnn``), else None; a spec equal to the
     tracking matcher's is None too (nothing to re-match)."""
     spec = config.keyframe_matcher
     if spec == "none" or not spec or matcher_spec(spec) == matcher_spec(config.matcher):
@@ -80,7 +84,11 @@ def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -
         return _ready(_matcher(config, spec), config)
     if config.features != "silk" or matcher_spec(config.matcher)["name"] == "attention":
         return None
-    matcher = _matcher(config, {"name": "attention", "backend": "auto", "device": config.device})
+    from ..matching.attention import loses_to_mnn
+
+    if loses_to_mnn():
+        return None
+    matcher = _matcher(config, {"name": "attention"})
     return _ready(matcher, config) if matcher.config.descriptor_dim == descriptor_dim else None
 
 
