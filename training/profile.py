@@ -132,8 +132,9 @@ def profile_steps(config: TrainConfig, steps: int, warmup: int = 2) -> dict:
 def markdown(results: list[dict]) -> str:
     names = [*PHASES, "other"]
     lines = [
-        "CPU seconds per step of the trainer's own `train_step`, by phase (process CPU time, so the figure does "
-        "not depend on what else runs on the machine as long as the thread count is fixed).",
+        "CPU seconds per step of the trainer's own `train_step`, by phase (process CPU time, so the figure does not "
+        "depend on the wall clock; it still grows when other processes share the caches and cores, so rows "
+        "compare best when measured back to back).",
         "",
         "| recipe | grid | batch | CPU s/step | " + " | ".join(names) + " | correspondences/step | trained/step "
         "| CPU ms per 1,000 trained |",
@@ -147,6 +148,9 @@ def markdown(results: list[dict]) -> str:
             + f" | {r['correspondences_per_step']:.0f} | {r['trained_correspondences_per_step']:.0f} | "
             f"{r['cpu_ms_per_1000_trained']:.0f} |"
         )
+    for r in results:
+        if "command" in r:
+            lines += ["", f"Row '{r['label']}' was measured {r.get('measured_utc', 'earlier')} by `{r['command']}`."]
     return "\n".join(lines)
 
 
@@ -157,12 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the results as JSON")
+    parser.add_argument("--with", dest="earlier", action="append", default=[], metavar="JSON",
+                        help="rows measured earlier (another checkout's --json) to show first in the table")
     parser.add_argument("--record", default="", help="Markdown file whose training-profile section is replaced")
     args = parser.parse_args(argv)
     labels = args.label or args.config
     if len(labels) != len(args.config):
         parser.error("give one --label per --config")
-    results = []
+    results = [row for path in args.earlier for row in json.loads(Path(path).read_text())]
     for path, label in zip(args.config, labels, strict=True):
         config = TrainConfig.from_yaml(path)
         config.threads = args.threads

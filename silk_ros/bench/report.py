@@ -21,8 +21,20 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def instruction_set() -> str:
+    """The widest x86 vector extension the CPU has: timings differ between AVX-512 (Zen 4) and AVX2-only (Zen 3)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
+
+
 def machine_line() -> str:
-    return f"{cpu_model_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+    """CPU, instruction set and the load average when the benchmark finished (timings depend on all three)."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{cpu_model_name()} ({instruction_set()}), {os.cpu_count()} logical CPUs, Python "
+            f"{platform.python_version()}, load average {load} (1/5/15 min)")
 
 
 def record_section(path: Path, target: str, markdown: str, command: str) -> None:
