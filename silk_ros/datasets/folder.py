@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from silk_ros.datasets.base import DatasetError, Sequence, read_image, require_file
+from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_file
 from silk_ros.evaluation.trajectory import Trajectory, TrajectoryError
 from silk_ros.geometry.camera import Camera, CameraError
 
@@ -75,11 +75,7 @@ def stamps_from_names(files: list[Path]) -> np.ndarray | None:
 
 def read_times(path: Path, count: int) -> np.ndarray:
     """``times.txt``: one number per line (``#`` comments allowed), exactly one per image."""
-    require_file(path, "times file")
-    try:
-        stamps = np.loadtxt(path, ndmin=1, comments="#")
-    except ValueError as err:
-        raise DatasetError(f"cannot parse times file {path}: {err}") from None
+    stamps = load_table(path, "times file", ndmin=1)
     if stamps.ndim != 1 or len(stamps) != count:
         raise DatasetError(f"{path} has {stamps.size} timestamps for {count} images (one number per line, per image)")
     return stamps

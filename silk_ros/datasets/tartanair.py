@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from silk_ros.datasets.base import DatasetError, Sequence, read_image, require_dir, require_file
+from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_dir, require_file
 from silk_ros.evaluation.trajectory import Trajectory, TrajectoryError, tum_rows_to_poses
 from silk_ros.geometry.camera import Camera
 from silk_ros.geometry.pose import make_pose
@@ -49,11 +49,7 @@ def ned_to_optical(poses_ned: np.ndarray) -> np.ndarray:
 
 def read_tartanair_poses(path: Path) -> np.ndarray:
     """``pose_left.txt`` (7 numbers per line, NED) -> (N, 4, 4) optical-frame ``T_world_cam``."""
-    require_file(path, "TartanAir pose file (pose_left.txt)")
-    try:
-        rows = np.loadtxt(path, ndmin=2)
-    except ValueError as err:
-        raise DatasetError(f"cannot parse TartanAir poses {path}: {err}") from None
+    rows = load_table(path, "TartanAir pose file (pose_left.txt)")
     if rows.shape[1] != 7:
         raise DatasetError(f"{path}: expected 7 numbers per line 'tx ty tz qx qy qz qw', got {rows.shape[1]}")
     try:
