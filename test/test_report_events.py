@@ -76,11 +76,15 @@ def test_plot_marks_events_on_trajectory_and_error_curve(run):
             assert set(lines) == {"events:keyframes", "events:lost", "events:large_rotation"}
             assert len(lines["events:lost"].get_xdata()) == 2 and lines["events:lost"].get_marker() == "x"
             assert len(lines["events:keyframes"].get_xdata()) == 3
-            legend = [text.get_text() for text in ax.get_legend().get_texts()]
-            assert {"keyframe (3)", "lost frame (2)", "rotation error > 2 deg (2)"} <= set(legend)
-        error_axes = fig.axes[1]
-        x_lost = error_axes.get_lines()[[ln.get_gid() for ln in error_axes.get_lines()].index("events:lost")]
-        np.testing.assert_allclose(x_lost.get_xdata(), [0.5, 0.6])  # at the lost frames' times
+            legend = {text.get_text() for text in ax.get_legend().get_texts()}
+            assert {"keyframe (3)", "rotation error > 2 deg (2)"} <= legend
+        top, error = ({line.get_gid(): line for line in ax.get_lines()} for ax in fig.axes)
+        assert "lost frame (true position) (2)" in {text.get_text() for text in fig.axes[0].get_legend().get_texts()}
+        x_z = [0, 2]  # the circle lies in the x-z plane: the top view's axes
+        np.testing.assert_allclose(top["events:lost"].get_xydata(), gt.positions[[5, 6]][:, x_z], atol=1e-9)
+        np.testing.assert_allclose(top["events:keyframes"].get_xydata(), est.positions[[0, 12, 30]][:, x_z], atol=1e-9)
+        np.testing.assert_allclose(error["events:lost"].get_xdata(), [0.5, 0.6])  # at the lost frames' times
+        np.testing.assert_allclose(error["events:large_rotation"].get_xdata(), [1.7, 1.8])
     finally:
         plt.close(fig)
 

@@ -295,7 +295,7 @@ def _break_at_gaps(t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
 #: How each frame event is drawn on both plots: (label, matplotlib style).
 MARKERS: dict[str, tuple[str, dict[str, Any]]] = {
     "keyframes": ("keyframe", {"marker": "^", "color": "tab:blue", "ms": 5, "ls": "none", "alpha": 0.8}),
-    "lost": ("lost frame", {"marker": "x", "color": "black", "ms": 8, "mew": 2, "ls": "none"}),
+    "lost": ("lost frame{where}", {"marker": "x", "color": "black", "ms": 8, "mew": 2, "ls": "none"}),
     "large_rotation": ("rotation error > {threshold} deg", {"marker": "o", "mfc": "none", "color": "tab:orange",
                                                           "ms": 9, "mew": 1.5, "ls": "none"}),
 }
@@ -308,14 +308,19 @@ def _event_indices(stamps: np.ndarray, events: list[float]) -> np.ndarray:
     return associate_indices(np.sort(np.asarray(events, dtype=np.float64)), stamps, 1e-6)[1]
 
 
-def _plot_events(ax: Any, xy: np.ndarray, indices: dict[str, np.ndarray], threshold: float) -> dict[str, int]:
-    """Markers for every event kind at ``xy[indices]``; returns how many of each were drawn."""
+def _plot_events(ax: Any, xy: np.ndarray, indices: dict[str, np.ndarray], threshold: float,
+                 lost_xy: np.ndarray | None = None) -> dict[str, int]:
+    """Markers for every event kind at ``xy[indices]`` (lost frames at ``lost_xy`` when given: a lost frame's
+    estimate is a held pose, where the camera really was says more); returns how many of each were drawn."""
     counts = {}
     for kind, (label, style) in MARKERS.items():
         idx = indices.get(kind, np.zeros(0, dtype=np.int64))
+        at = lost_xy if kind == "lost" and lost_xy is not None else xy
         counts[kind] = len(idx)
         if len(idx):
-            ax.plot(xy[idx, 0], xy[idx, 1], label=f"{label.format(threshold=f'{threshold:g}')} ({len(idx)})",
+            where = " (true position)" if at is lost_xy else ""
+            text = label.format(threshold=f"{threshold:g}", where=where)
+            ax.plot(at[idx, 0], at[idx, 1], label=f"{text} ({len(idx)})",
                     gid=f"events:{kind}", **style)
     return counts
 
@@ -343,7 +348,7 @@ def draw_report_figure(title: str, estimate: Trajectory, ground_truth: Trajector
         top.plot(aligned.positions[:, a], aligned.positions[:, b], "-", color="tab:red", lw=1.5,
                  label=f"estimate ({headline['align'].upper()}-aligned)")
         top.plot(*gt_a.positions[0, [a, b]], "go", ms=8, label="start")
-        counts = _plot_events(top, aligned.positions[:, [a, b]], indices, threshold)
+        counts = _plot_events(top, aligned.positions[:, [a, b]], indices, threshold, gt_a.positions[:, [a, b]])
         errors = np.linalg.norm(aligned.positions - gt_a.positions, axis=1)
         t = gt_a.timestamps - gt_a.timestamps[0]
         err.plot(*_break_at_gaps(t, errors), color="tab:red", lw=1.5, marker="." if len(t) < 200 else None,
@@ -353,7 +358,7 @@ def draw_report_figure(title: str, estimate: Trajectory, ground_truth: Trajector
         err.set_xlabel("time since first associated pose (s)")
         err.set_ylabel("translation error (m)")
         err.set_title(f"ATE per pose after {headline['align'].upper()} alignment")
-        err.legend(loc="upper left", fontsize=8)
+        err.legend(loc="best", fontsize=8)
         err.set_ylim(bottom=0)
     else:
         a, b = _top_view_axes(estimate.positions)
