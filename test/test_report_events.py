@@ -59,7 +59,7 @@ def test_report_first_lines_carry_lost_dropped_and_large_rotations(tmp_path, run
     assert sorted(large["at"]) == pytest.approx([1.7, 1.8]) and large["max_deg"] == pytest.approx(5.0)
     assert summary["headline"].startswith("ATE SE3 RMSE")
     assert report["frame_events"]["large_rotation"] == pytest.approx([1.7, 1.8])
-    assert metrics["plot_markers"] == {"keyframes": 3, "lost": 2, "large_rotation": 2}
+    assert metrics["plot_markers"] == report["plot_markers"] == {"keyframes": 3, "lost": 2, "large_rotation": 2}
     assert (tmp_path / "trajectory.png").stat().st_size > 10_000
 
 

@@ -405,7 +405,7 @@ def write_report(out_dir: str | Path, estimate: Trajectory, ground_truth: Trajec
     if ground_truth is not None:
         ground_truth.write_tum(out / "ground_truth.tum")
     metrics = _jsonable(metrics)
+    metrics["plot_markers"] = plot_trajectory(out / "trajectory.png", title, estimate, ground_truth, metrics, max_dt)
     (out / "report.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(title, metrics, run_stats))
-    metrics["plot_markers"] = plot_trajectory(out / "trajectory.png", title, estimate, ground_truth, metrics, max_dt)
     return metrics
