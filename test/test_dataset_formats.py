@@ -234,6 +234,13 @@ def test_run_dataset_bad_paths_one_line_exit_2_every_format(tmp_path, capsys):
         assert lines[0].startswith("silk-vo run-dataset: error: ") and text in lines[0], (fmt, path, lines)
         assert str(path) in lines[0], (fmt, path, lines)
     assert not (tmp_path / "out").exists()
+    tartanair = tmp_path / "P000"
+    for fmt in ("tartanair", "auto"):  # folder flags on another format: refused, whatever 'auto' finds
+        code = main(["run-dataset", fmt, str(tartanair), "--gt", "gt.txt", "--intrinsics", "1", "2", "3", "4",
+                     "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.strip() == (f"silk-vo run-dataset: error: --intrinsics/--calib, --gt only apply to "
+                                             f"--format folder, not tartanair ({tartanair})"), err
 
 
 def test_run_dataset_bad_path_in_a_real_process_prints_no_traceback(tmp_path):

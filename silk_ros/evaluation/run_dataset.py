@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from silk_ros.datasets import FORMATS, DatasetError, Sequence, open_sequence
+from silk_ros.datasets import FORMATS, DatasetError, Sequence, detect_format, open_sequence
 from silk_ros.datasets.paths import REPO_ROOT
 from silk_ros.evaluation.trajectory import TrajectoryError
 from silk_ros.geometry.camera import CameraError
@@ -30,6 +30,8 @@ EXIT_BAD_DATASET = 2
 #: What a dataset that cannot be read raises (each message names the file and what is wrong with it).
 DATASET_ERRORS = (DatasetError, TrajectoryError, CameraError)
 FORMAT_CHOICES = sorted(FORMATS) + ["auto"]
+#: reader option -> the run-dataset flag that sets it (folder format only)
+FOLDER_FLAGS = {"camera": "--intrinsics/--calib", "ground_truth": "--gt", "times": "--times"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,8 +162,11 @@ def dataset_arguments(args: argparse.Namespace) -> tuple[str, str | None, dict[s
     if fmt == "synthetic" and path is not None:
         raise DatasetError(f"the synthetic sequence is rendered, it reads no dataset folder (got {path})")
     options = _folder_options(args)
+    if options and fmt == "auto" and path is not None and Path(path).is_dir():
+        fmt = detect_format(path)
     if options and fmt not in ("folder", "auto"):
-        raise DatasetError(f"--{'/--'.join(options)} only apply to --format folder, not {fmt}")
+        flags = ", ".join(FOLDER_FLAGS[key] for key in options)
+        raise DatasetError(f"{flags} only apply to --format folder, not {fmt} ({path})")
     return fmt, path, options
 
 
