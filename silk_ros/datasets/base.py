@@ -14,6 +14,7 @@ Images are read lazily, one per ``sequence[i]``: opening a 5000-frame sequence o
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,21 @@ def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"missing {what}: {path}")
     return path
+
+
+def load_table(path: Path, what: str, ndmin: int = 2) -> np.ndarray:
+    """A whitespace table of numbers (``#`` comments) with its problems (missing, unparsable, empty) as one
+    :class:`DatasetError` naming the file, never a numpy warning or an empty array that fails later."""
+    require_file(path, what)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "input contained no data": reported below as an error
+        try:
+            data = np.loadtxt(path, ndmin=ndmin, comments="#")
+        except ValueError as err:
+            raise DatasetError(f"cannot parse {what} {path}: {err}") from None
+    if data.size == 0:
+        raise DatasetError(f"{what} {path} lists no frames")
+    return data
 
 
 def read_image(path: Path) -> np.ndarray:

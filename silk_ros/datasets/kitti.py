@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from silk_ros.datasets.base import DatasetError, Sequence, read_image, require_dir, require_file
+from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_dir, require_file
 from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera
 
@@ -72,10 +72,7 @@ class KittiOdometry(Sequence):
         P = read_kitti_calib(seq_dir / "calib.txt").get(f"P{camera[-1]}")
         if P is None:
             raise DatasetError(f"{seq_dir / 'calib.txt'} has no P{camera[-1]} row")
-        try:
-            stamps = np.loadtxt(require_file(seq_dir / "times.txt", "KITTI timestamps"), ndmin=1)
-        except ValueError as err:
-            raise DatasetError(f"cannot parse {seq_dir / 'times.txt'}: {err}") from None
+        stamps = load_table(seq_dir / "times.txt", "KITTI timestamps", ndmin=1)
         self._files = [self.image_dir / f"{i:06d}.png" for i in range(len(stamps))]
         first = read_image(require_file(self._files[0], "first KITTI image"))
         cam = Camera(first.shape[1], first.shape[0], P[:, :3])

@@ -139,6 +139,8 @@ def rpe(
     ``tol`` (metres, unit="meters" only) defaults to 10 % of ``delta``.
     Returns trans_rmse/mean/median/max (metres), rot_rmse_deg/mean/max, n, plus for metres trans_percent
     (mean |t(E)| / delta * 100) and rot_deg_per_m (mean angle / delta), as in the KITTI odometry benchmark.
+    Per pair (arrays, for reports that point at the bad frames): rot_errors_deg and timestamps (the estimate's
+    stamp of the pair's later pose).
     """
     if unit not in ("frames", "meters"):
         raise MetricsError(f"unit must be 'frames' or 'meters', got {unit!r}")
@@ -172,6 +174,8 @@ def rpe(
         "delta": delta,
         "unit": unit,
         "scale": scale,
+        "rot_errors_deg": rot,
+        "timestamps": est_a.timestamps[j],
     }
     if unit == "meters":
         out["trans_percent"] = float(np.mean(trans) / delta * 100.0)

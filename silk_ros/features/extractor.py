@@ -38,7 +38,8 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    #: Shipped weights name (``silk-mu``, ``silk-4``) or a path to a weights file.
+    #: Shipped weights name (``silk-mu``; ``silk-4`` is reserved for VGGnp-4 weights, which are not shipped) or a
+    #: path to a weights file.
     weights: str = "silk-mu"
     #: ``onnxruntime`` | ``torch`` | ``auto`` (ONNX Runtime when importable, else torch).
     backend: str = "auto"
