@@ -17,7 +17,7 @@ from silk_ros.bagio.reader import BagSource, EvalTopics
 from silk_ros.cli import main
 from silk_ros.datasets import open_sequence
 from silk_ros.evaluation.bag import replay_deterministic
-from silk_ros.evaluation.trajectory import read_tum
+from silk_ros.geometry.trajectory import read_tum
 
 SETTINGS = ["--set", "features=orb", "--no-progress"]
 SYNTHETIC = {"n_frames": 8, "width": 160, "height": 120}

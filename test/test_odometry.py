@@ -12,8 +12,8 @@ import pytest
 from silk_ros.datasets import open_sequence
 from silk_ros.datasets.synthetic import render
 from silk_ros.evaluation.metrics import ate
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.pose import make_pose, so3_exp
+from silk_ros.geometry.trajectory import Trajectory
 from silk_ros.odometry import (
     ConfigError,
     OdometryConfig,

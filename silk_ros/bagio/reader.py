@@ -26,8 +26,8 @@ from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
 from silk_ros.datasets.base import Frame, Sequence
 from silk_ros.datasets.image_codec import InputError, camera_info_to_dict, depth_from_msg, vo_image_from_msg
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera, CameraError
+from silk_ros.geometry.trajectory import Trajectory
 
 #: what a damaged bag raises inside rosbags / its storage backends.
 READ_ERRORS = (

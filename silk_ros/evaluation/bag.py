@@ -284,7 +284,7 @@ def check_overlap(ground_truth, image_stamps: np.ndarray, gt_name: str | None, i
 
 
 def _check_associated(estimate, ground_truth, gt_name, max_dt: float) -> None:
-    from silk_ros.evaluation.trajectory import associate
+    from silk_ros.geometry.trajectory import associate
 
     est_a, _ = associate(estimate, ground_truth, max_dt)
     if len(est_a) < 2:
@@ -295,7 +295,7 @@ def _check_associated(estimate, ground_truth, gt_name, max_dt: float) -> None:
 
 
 def _read_gt_file(path: Path):
-    from silk_ros.evaluation.trajectory import read_tum
+    from silk_ros.geometry.trajectory import read_tum
 
     if not Path(path).is_file():
         raise BagError(f"ground-truth file not found: {path}")

@@ -58,6 +58,7 @@ from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
 from ..geometry.pose import invert_pose, make_pose, transform_points
+from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
 from . import bundle
 from . import estimation as est
@@ -160,9 +161,7 @@ class VisualOdometry:
         return self._pose.copy()
 
     @property
-    def trajectory(self):
-        from ..evaluation.trajectory import Trajectory
-
+    def trajectory(self) -> Trajectory:
         if not self._poses:
             return Trajectory(np.zeros(0), np.zeros((0, 4, 4)))
         return Trajectory(np.asarray(self._timestamps), np.stack(self._poses))

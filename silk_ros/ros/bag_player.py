@@ -44,7 +44,7 @@ from tqdm import tqdm
 from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
 from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, NODE_TO_CONFIG, load_odometry_config, node_parameters
-from silk_ros.evaluation.trajectory import Trajectory
+from silk_ros.geometry.trajectory import Trajectory
 from silk_ros.ros import conversions as conv
 from silk_ros.ros.harness import camera_info_message
 from silk_ros.ros.topics import NODE_NAME
