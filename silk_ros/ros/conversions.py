@@ -20,9 +20,9 @@ from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Trans
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-# The pure-numpy image codec lives in silk_ros/datasets/image_codec.py so that `silk-vo bag eval` (no ROS)
+# The pure-numpy image codec lives in silk_ros/bagio/image_codec.py so that `silk-vo bag eval` (no ROS)
 # decodes bag frames with exactly the code the node runs; re-exported here for the node and its tests.
-from silk_ros.datasets.image_codec import (  # noqa: F401
+from silk_ros.bagio.image_codec import (  # noqa: F401
     _ALL_ENCODINGS,
     COLOUR_ENCODINGS,
     DEPTH_ENCODINGS,
