@@ -2,5 +2,6 @@
 
 ``node`` (silk_vo_node wiring), ``conversions`` (messages <-> numpy), ``parameters`` (declared parameters and
 their mapping onto OdometryConfig), ``topics``, ``frame_buffer`` (callback -> worker hand-over, RGB-D pairing),
-``diagnostics``, ``debug_image``, ``harness`` (a feeding/recording peer for tests and ``silk-vo bench node``).
+``diagnostics``, ``debug_image``, ``harness`` (a feeding/recording peer for tests and ``silk-vo bench node``),
+``bench_node`` (``silk-vo bench node``), ``bag_player`` (``silk-vo bag eval --realtime``).
 """

@@ -9,7 +9,8 @@ best-effort publisher like a camera driver, and records its outputs.  Per input 
   the node dropped as stale, frames lost in transport (sent but never received);
 * memory: the node's RSS after 1 minute of input vs after ``--duration`` seconds (soak at the first size).
 
-ROS is imported only when the benchmark runs (silk_ros.bench stays ROS-free to import).
+It lives under ``silk_ros/ros`` (the only part that imports rclpy); ``silk-vo bench`` finds it by module path.
+rclpy is imported when the benchmark runs, after ``ROS_DOMAIN_ID`` is chosen.
 """
 
 from __future__ import annotations
