@@ -201,8 +201,9 @@ def test_deterministic_bag_tools_stay_ros_free(tmp_path):
     script.write_text(
         "import sys\n"
         "import silk_ros.bagio.camera_yaml, silk_ros.bagio.params, silk_ros.bagio.reader, silk_ros.bagio.writer\n"
-        "import silk_ros.evaluation.bag\n"
-        "from silk_ros.evaluation.bag import parse_overrides, replay_deterministic  # noqa: F401\n"
+        "import silk_ros.cli.bag, silk_ros.evaluation.bag\n"
+        "from silk_ros.evaluation.bag import replay_deterministic  # noqa: F401\n"
+        "from silk_ros.settings import parse_overrides\n"
         "parse_overrides(['features=orb'])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs')))\n"
     )

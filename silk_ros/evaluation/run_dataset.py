@@ -1,47 +1,18 @@
-"""``silk-vo run-dataset FORMAT PATH --out DIR``: replay a dataset through the odometry and write a report
-(trajectory TUM, report.json / report.md with ATE, RPE, lost frames, FPS per stage, trajectory.png)."""
+"""Replay a dataset through the odometry and write a report (trajectory TUM, report.json / report.md with ATE,
+RPE, lost frames, FPS per stage, trajectory.png): what ``silk-vo run-dataset``, the demo and ``bench vo`` run."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from silk_ros.datasets import FORMATS, open_sequence
+from silk_ros.datasets import open_sequence
 from silk_ros.datasets.paths import REPO_ROOT
-from silk_ros.odometry import OdometryConfig, VisualOdometry, run_sequence
+from silk_ros.odometry import ConfigError, OdometryConfig, VisualOdometry, run_sequence
 
-__all__ = ["add_arguments", "run", "run_dataset", "load_config", "DEFAULT_CONFIG"]
+__all__ = ["run_dataset", "load_config", "summary_line", "DEFAULT_CONFIG"]
 
 DEFAULT_CONFIG = REPO_ROOT / "config" / "odometry.yaml"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=sorted(FORMATS) + ["auto"], help="dataset layout")
-    parser.add_argument("path", nargs="?", help="dataset folder (not needed for 'synthetic')")
-    parser.add_argument("--mode", choices=("auto", "mono", "rgbd"), default="auto",
-                        help="auto: RGB-D when the dataset has depth")
-    parser.add_argument("--features", choices=("silk", "orb", "sift"), help="front end (default: the config's)")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--stride", type=int, default=1, help="use every n-th frame")
-    parser.add_argument("--start", type=int, default=0, help="first frame")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="odometry YAML (default config/odometry.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one odometry setting (YAML value), e.g. --set max_keypoints=800")
-    parser.add_argument("--out", required=True, help="output folder for the report")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> OdometryConfig:
@@ -87,7 +58,7 @@ def run_dataset(
     if mode == "auto":
         mode = "rgbd" if sequence.has_depth else "mono"
     if mode == "rgbd" and not sequence.has_depth:
-        raise SystemExit(f"--mode rgbd: {sequence.name} has no depth images")
+        raise ConfigError(f"mode rgbd: {sequence.name} has no depth images")
     vo = VisualOdometry(config.replace(mode=mode))
     trajectory, stats = run_sequence(vo, sequence, progress=progress)
     stats.update(mode=mode, metric=mode == "rgbd", stride=stride)
@@ -111,14 +82,3 @@ def summary_line(metrics: dict[str, Any]) -> str:
         f"{run['lost_frames']} lost, {run['keyframes']} keyframes, path {metrics['estimate_path_length']:.3f}, "
         f"{fps:.1f} frames/s ({run['backend']})"
     )
-
-
-def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, features=args.features, **parse_overrides(args.set))
-    metrics = run_dataset(
-        args.format, args.path, args.out, args.mode, config, args.max_frames, args.stride, args.start,
-        progress=not args.no_progress,
-    )
-    print(summary_line(metrics))
-    print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
