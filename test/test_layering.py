@@ -20,12 +20,12 @@ LAYERS = {
     "matching": 2,
     "odometry": 3,
     "datasets": 4,
-    "settings": 4,  # the settings table: the odometry's typed configs and the node's wiring
-    "bagio": 5,  # rosbag2 files and ROS message codecs, without ROS
-    "evaluation": 6,
-    "bench": 7,
-    "ros": 8,  # the only part that imports rclpy and ROS message packages
-    "cli": 9,  # argument parsing, the edge
+    "settings": 5,  # the settings table: the odometry's typed configs and the node's wiring
+    "bagio": 6,  # rosbag2 files and ROS message codecs, without ROS
+    "evaluation": 7,
+    "bench": 8,
+    "ros": 9,  # the only part that imports rclpy and ROS message packages
+    "cli": 10,  # argument parsing, the edge
 }
 CORE = ("geometry", "features", "matching", "odometry", "datasets", "evaluation")
 ROS_PACKAGES = ("rclpy", "rcl_interfaces", "builtin_interfaces", "rosidl_runtime_py", "tf2_ros", "cv_bridge",

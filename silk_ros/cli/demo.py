@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if fallback:
         print(fallback)
     where = path if path is not None else "synthetic room (rendered by silk_ros.datasets.synthetic)"
-    print(f"demo: {fmt} {where}, {mode}, {config.features}, up to {args.max_frames} frames")
+    print(f"demo: {fmt} {where}, {mode}, {config.extractor.features}, up to {args.max_frames} frames")
     metrics = run_dataset(fmt, path, args.out, mode, config, max_frames=args.max_frames)
     print(summary_line(metrics))
     print(f"report: {Path(args.out) / 'report.md'} (plot: trajectory.png)")

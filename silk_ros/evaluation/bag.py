@@ -30,6 +30,9 @@ from silk_ros.bagio.errors import BagError
 from silk_ros.bagio.reader import EvalTopics
 from silk_ros.bagio.writer import ConvertOptions
 from silk_ros.geometry.trajectory import Trajectory, associate, read_tum
+from silk_ros.odometry.config import uses_depth
+from silk_ros.schema import ConfigError
+from silk_ros.settings import DEFAULT_NODE_PARAMS, Settings, load
 
 __all__ = ["BagEvaluation", "RealtimeReplay", "convert_dataset", "evaluate", "replay_deterministic", "check_overlap"]
 
@@ -88,7 +91,6 @@ def convert_dataset(
 def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> dict:
     """Validate everything, replay the bag (deterministic, or ``realtime``), write the report atomically."""
     from silk_ros.bagio.camera_yaml import read_camera_yaml
-    from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, load_odometry_config
     from silk_ros.bagio.reader import BagSource
 
     out = Path(request.out)
@@ -98,7 +100,7 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
     if realtime is not None and not realtime.rate > 0:
         raise BagError(f"--rate must be positive, got {realtime.rate}")
     params = request.params or (DEFAULT_NODE_PARAMS if DEFAULT_NODE_PARAMS.is_file() else None)
-    config = load_odometry_config(params, request.overrides)
+    config = _load_settings(params, request.overrides).odometry
     camera = read_camera_yaml(request.camera_yaml) if request.camera_yaml else None
     gt_file = _read_gt_file(request.gt_file) if request.gt_file else None
     gt_name = topics.ground_truth or (str(request.gt_file) if request.gt_file else None)
@@ -119,8 +121,7 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
             )
         else:
             estimate, stats = replay_deterministic(config, sequence, request.progress)
-    uses_depth = config.mode != "mono" and sequence.has_depth
-    stats = {**stats, "metric": uses_depth, "sequence": bag_summary["bag"]}
+    stats = {**stats, "metric": uses_depth(config.mode, sequence.has_depth), "sequence": bag_summary["bag"]}
     if ground_truth is not None and len(estimate):
         _check_associated(estimate, ground_truth, gt_name, max_dt)
     rate = realtime.rate if realtime is not None else None
@@ -140,6 +141,15 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
     return _write_report_atomically(out, estimate, ground_truth, stats, title, max_dt, extra)
 
 
+def _load_settings(params: Path | None, overrides: dict[str, Any]) -> Settings:
+    if params is not None and not Path(params).is_file():
+        raise BagError(f"odometry settings file not found: {params}")
+    try:
+        return load(params, overrides)
+    except ConfigError as err:
+        raise BagError(f"odometry settings{f' in {params}' if params else ''}: {err}") from None
+
+
 def replay_deterministic(config, sequence, progress: bool = True):
     """Every frame through VisualOdometry.process in bag order (OpenCV's RNG seeded: identical reruns)."""
     import cv2
@@ -151,7 +161,8 @@ def replay_deterministic(config, sequence, progress: bool = True):
     try:
         vo = VisualOdometry(config)
     except (WeightsError, ValueError, OSError) as err:
-        raise BagError(f"cannot build the odometry ({config.features}, weights {config.weights}): {err}") from None
+        front = config.extractor
+        raise BagError(f"cannot build the odometry ({front.features}, weights {front.weights}): {err}") from None
     cv2.setRNGSeed(0)
     return run_sequence(vo, sequence, progress=progress)
 

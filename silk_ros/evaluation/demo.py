@@ -30,13 +30,13 @@ def demo_config(features: str | None) -> tuple[OdometryConfig, str | None]:
     """The default settings (``features`` if given), and why they fell back to ORB when SiLK's weights are
     missing from this checkout (None when they did not): the demo then shows the ORB pipeline."""
     config = load_config(DEFAULT_CONFIG, features=features)
-    if config.features != "silk":
+    if config.extractor.features != "silk":
         return config, None
     from silk_ros.weights import WeightsError, shipped_weights
 
     try:
-        if not Path(config.weights).is_file():
-            shipped_weights(config.weights)
+        if not Path(config.extractor.weights).is_file():
+            shipped_weights(config.extractor.weights)
     except WeightsError as exc:
         return config.replace(features="orb"), f"SiLK weights unavailable ({exc}); running the ORB baseline instead"
     return config, None

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from silk_ros.datasets import open_sequence
-from silk_ros.datasets.paths import REPO_ROOT
 from silk_ros.odometry import ConfigError, OdometryConfig, VisualOdometry, run_sequence
+from silk_ros.odometry.config import uses_depth
+from silk_ros.settings import DEFAULT_ODOMETRY_YAML
 
 __all__ = ["run_dataset", "load_config", "summary_line", "DEFAULT_CONFIG"]
 
-DEFAULT_CONFIG = REPO_ROOT / "config" / "odometry.yaml"
+DEFAULT_CONFIG = DEFAULT_ODOMETRY_YAML
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> OdometryConfig:
@@ -55,14 +56,13 @@ def run_dataset(
     options = _sequence_options(fmt, mode, max_frames, stride, start)
     options.update(sequence_options or {})
     sequence = open_sequence(fmt, path, **options)
-    if mode == "auto":
-        mode = "rgbd" if sequence.has_depth else "mono"
     if mode == "rgbd" and not sequence.has_depth:
         raise ConfigError(f"mode rgbd: {sequence.name} has no depth images")
+    mode = "rgbd" if uses_depth(mode, sequence.has_depth) else "mono"
     vo = VisualOdometry(config.replace(mode=mode))
     trajectory, stats = run_sequence(vo, sequence, progress=progress)
     stats.update(mode=mode, metric=mode == "rgbd", stride=stride)
-    title = title or f"{sequence.name} ({mode}, {config.features})"
+    title = title or f"{sequence.name} ({mode}, {config.extractor.features})"
     if out is not None:
         metrics = write_report(out, trajectory, sequence.ground_truth, stats, title)
     else:

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..features import build_extractor
 from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
@@ -62,10 +63,9 @@ from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
 from . import bundle
 from . import estimation as est
-from .config import OdometryConfig
+from .config import OdometryConfig, uses_depth
 from .depth import keypoint_depth
 from .frontend import (
-    build_extractor,
     build_keyframe_matcher,
     build_vo_matcher,
     build_window_matcher,
@@ -125,7 +125,7 @@ class VisualOdometry:
             config = OdometryConfig.from_dict(config)
         self.config = config
         limit_blas_threads(config.blas_threads)
-        self.extractor = extractor if extractor is not None else build_extractor(config)
+        self.extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
         self.window_matcher = build_window_matcher(config, self.matcher)
         self.keyframe_matcher = build_keyframe_matcher(config, getattr(self.extractor, "descriptor_dim", None))
@@ -614,7 +614,7 @@ class VisualOdometry:
             )
         if self.config.mode == "rgbd" and depth is None:
             raise OdometryInputError("mode 'rgbd' needs a depth image with every frame")
-        if depth is None or self.config.mode == "mono":
+        if not uses_depth(self.config.mode, depth is not None):
             return False
         if not isinstance(depth, np.ndarray) or depth.ndim != 2:
             raise OdometryInputError(f"depth must be an HxW array in metres, got {getattr(depth, 'shape', depth)}")

@@ -61,7 +61,7 @@ def _weights(choice: str) -> tuple[list[str], str]:
         shipped_weights("silk-mu")
         return ["-p", "weights:=silk-mu"], "silk-mu"
     except WeightsError:
-        return ["-p", "weights:=untrained", "-p", "allow_untrained_weights:=true"], "untrained (no trained weights)"
+        return ["-p", "weights:=untrained", "-p", "allow_untrained:=true"], "untrained (no trained weights)"
 
 
 def _load_frames(count: int) -> tuple[list[np.ndarray], object]:
