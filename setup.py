@@ -9,8 +9,10 @@ PACKAGE = "silk_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
-    package_data={f"{PACKAGE}.weights": ["*.pt"], "training": ["configs/*.yaml"]},
+    # training/ is run from the repository root (python -m training.silk ...); it is not installed, so it never
+    # lands in site-packages as a top-level package named "training".
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.weights": ["*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
