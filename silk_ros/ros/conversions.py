@@ -35,6 +35,7 @@ from silk_ros.bagio.image_codec import (  # noqa: F401
 # The pure-numpy image codec lives in silk_ros/bagio/image_codec.py so that `silk-vo bag eval` (no ROS)
 # decodes bag frames with exactly the code the node runs; re-exported here for the node and its tests.
 from silk_ros.geometry.pose import quaternion_to_rotation, rotation_to_quaternion
+from silk_ros.settings import NodeConfig
 
 __all__ = [
     "COLOUR_ENCODINGS",
@@ -69,9 +70,9 @@ __all__ = [
 ]
 
 #: Rotation from the camera optical frame (x right, y down, z forward) to a REP-103 body frame
-#: (x forward, y left, z up): the default base <- camera extrinsics when neither TF nor a parameter
-#: gives them.
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+#: (x forward, y left, z up): that of the default base <- camera extrinsics (``base_from_camera``), used when
+#: neither TF nor the parameter gives them.
+R_BODY_OPTICAL = NodeConfig().base_from_camera_matrix()[:3, :3]
 
 #: PointCloud2 layouts published by the node (all FLOAT32, pixel units in the input image).
 KEYPOINT_FIELDS = ("u", "v", "score")
