@@ -54,7 +54,7 @@ def build_methods(names: list[str], max_keypoints: int, silk_weights: str = "sil
             methods[f"SiLK-µ ({silk_weights})"] = SilkExtractor(weights=silk_weights, top_k=max_keypoints,
                                                                threads=threads)
         elif name in ("sift", "orb"):
-            methods[f"OpenCV {name.upper()}"] = ClassicExtractor(name, max_keypoints=max_keypoints)
+            methods[f"OpenCV {name.upper()}"] = ClassicExtractor(name, top_k=max_keypoints)
         else:
             raise ValueError(f"unknown method '{name}' (expected silk, sift or orb)")
     return methods

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="odometry YAML (default config/odometry.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one odometry setting (YAML value), e.g. --set max_keypoints=800")
+                        help="override one odometry setting (YAML value), e.g. --set top_k=800")
     parser.add_argument("--out", required=True, help="output folder for the report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
