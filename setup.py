@@ -9,7 +9,8 @@ PACKAGE = "silk_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    # training/ runs from a checkout (python -m training.silk); it is not installed as a top-level package.
+    # training/ is run from the repository root (python -m training.silk ...); it is not installed, so it never
+    # lands in site-packages as a top-level package named "training".
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={f"{PACKAGE}.weights": ["*.pt"]},
     data_files=[

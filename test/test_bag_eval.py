@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from silk_ros.bagio.params import load_odometry_config
 from silk_ros.bagio.reader import BagSource, EvalTopics
 from silk_ros.cli import main
 from silk_ros.datasets import open_sequence
 from silk_ros.evaluation.bag import replay_deterministic
-from silk_ros.evaluation.trajectory import read_tum
+from silk_ros.geometry.trajectory import read_tum
+from silk_ros.settings import load
 
 SETTINGS = ["--set", "features=orb", "--no-progress"]
 SYNTHETIC = {"n_frames": 8, "width": 160, "height": 120}
@@ -25,7 +25,7 @@ SYNTHETIC_OPTIONS = [f"--option={key}={value}" for key, value in SYNTHETIC.items
 
 
 def _settings_config(mode="mono"):
-    return load_odometry_config(None, {"features": "orb", "mode": mode})
+    return load(None, {"features": "orb", "mode": mode}).odometry
 
 
 def _convert(dataset_format, path, out, *extra):
@@ -166,18 +166,6 @@ def test_16bit_depth_and_camera_yaml(synthetic_sequence, tmp_path):
     np.testing.assert_allclose(frame.depth, expected, atol=5e-4, equal_nan=True)  # millimetre quantisation
 
 
-def test_node_params_file_maps_like_the_node():
-    """The ROS-free reading of config/silk_vo.yaml equals the node's own mapping (when ROS is importable)."""
-    import yaml
-
-    from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, node_parameters
-
-    parameters = pytest.importorskip("silk_ros.ros.parameters")
-    values = {spec.name: spec.default for spec in parameters.NODE_PARAMETERS}
-    values.update(node_parameters(yaml.safe_load(DEFAULT_NODE_PARAMS.read_text())))
-    assert load_odometry_config(DEFAULT_NODE_PARAMS) == parameters.odometry_config(values)
-
-
 def test_ros1_bag_replays_like_its_rosbag2_original(tmp_path):
     """ROS 1 bags are read too (rosbags' AnyReader): the same frames, hence the same trajectory."""
     from rosbags.convert import convert
@@ -200,9 +188,10 @@ def test_deterministic_bag_tools_stay_ros_free(tmp_path):
     script = tmp_path / "probe.py"
     script.write_text(
         "import sys\n"
-        "import silk_ros.bagio.camera_yaml, silk_ros.bagio.params, silk_ros.bagio.reader, silk_ros.bagio.writer\n"
-        "import silk_ros.evaluation.bag\n"
-        "from silk_ros.evaluation.bag import parse_overrides, replay_deterministic  # noqa: F401\n"
+        "import silk_ros.bagio.camera_yaml, silk_ros.bagio.reader, silk_ros.bagio.writer, silk_ros.settings\n"
+        "import silk_ros.cli.bag, silk_ros.evaluation.bag\n"
+        "from silk_ros.evaluation.bag import replay_deterministic  # noqa: F401\n"
+        "from silk_ros.settings import parse_overrides\n"
         "parse_overrides(['features=orb'])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs')))\n"
     )

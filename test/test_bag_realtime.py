@@ -18,7 +18,7 @@ pytest.importorskip("rclpy")
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from silk_ros.cli import main  # noqa: E402
-from silk_ros.evaluation.trajectory import read_tum  # noqa: E402
+from silk_ros.geometry.trajectory import read_tum  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ATE_TOLERANCE_M = 0.02

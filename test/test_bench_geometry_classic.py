@@ -14,7 +14,7 @@ def churchill(data_root):
 
 @pytest.mark.parametrize("kind", ["orb", "sift"])
 def test_classic_features_contract(churchill, kind):
-    features = ClassicExtractor(kind, max_keypoints=500).extract(churchill)
+    features = ClassicExtractor(kind, top_k=500).extract(churchill)
     assert 100 < len(features) <= 500
     assert features.image_size == churchill.shape[:2]
     h, w = churchill.shape[:2]

@@ -15,9 +15,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from silk_ros.datasets import FORMATS, DatasetError, detect_format, open_sequence
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera
 from silk_ros.geometry.pose import make_pose
+from silk_ros.geometry.trajectory import Trajectory
 
 
 def _write_images(folder: Path, names: list[str], width: int = 64, height: int = 48) -> None:

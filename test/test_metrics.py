@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from silk_ros.datasets import open_sequence
 from silk_ros.evaluation.metrics import MetricsError, ate, rpe, umeyama
-from silk_ros.evaluation.trajectory import Trajectory, TrajectoryError, associate, read_tum
+from silk_ros.geometry.trajectory import Trajectory, TrajectoryError, associate, read_tum
 
 evo_metrics = pytest.importorskip("evo.core.metrics")
 evo_sync = pytest.importorskip("evo.core.sync")

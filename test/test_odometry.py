@@ -12,8 +12,8 @@ import pytest
 from silk_ros.datasets import open_sequence
 from silk_ros.datasets.synthetic import render
 from silk_ros.evaluation.metrics import ate
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.pose import make_pose, so3_exp
+from silk_ros.geometry.trajectory import Trajectory
 from silk_ros.odometry import (
     ConfigError,
     OdometryConfig,
@@ -79,7 +79,7 @@ def check_covariance(covariance: np.ndarray) -> None:
 
 
 def test_rgbd_synthetic_matches_ground_truth_metric(room):
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd"))
     trajectory, stats = run_sequence(vo, room, progress=False)
     error = ate(trajectory, room.ground_truth, align="se3")
     # 30 frames, ~1.4 m of camera path: centimetre accuracy with metric scale, without alignment scale.
@@ -89,7 +89,7 @@ def test_rgbd_synthetic_matches_ground_truth_metric(room):
 
 
 def test_rgbd_synthetic_with_silk(room):
-    vo = VisualOdometry(OdometryConfig(mode="rgbd", **silk_options()))
+    vo = VisualOdometry(OdometryConfig.from_settings(mode="rgbd", **silk_options()))
     trajectory, stats = run_sequence(vo, room, progress=False, keep_results=True)
     assert ate(trajectory, room.ground_truth, align="se3")["rmse"] < 0.03
     for result in stats["results"]:
@@ -104,7 +104,7 @@ def test_window_refinement_reduces_keyframe_chaining_drift(room):
     truth = np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[11]
     errors = {}
     for window in (1, 5):
-        vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd", window_keyframes=window))
+        vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", window_keyframes=window))
         for i in range(12):
             frame = room[i]
             depth = frame.depth * (1.1 if i % 2 else 1.0)
@@ -117,7 +117,7 @@ def test_window_refinement_reduces_keyframe_chaining_drift(room):
 
 def test_mono_synthetic_matches_ground_truth_up_to_scale(room):
     sequence = room
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
     trajectory, stats = run_sequence(vo, sequence, progress=False, keep_results=True)
     results = stats["results"]
     assert any(r.state == TrackingState.TRACKING for r in results)
@@ -134,7 +134,7 @@ def test_monocular_local_bundle_adjustment_reduces_drift(room):
     corrects the newest one.  Measured on these 20 frames (Sim(3) ATE): ORB 0.114 -> 0.089 m, SiLK 0.032 -> 0.018 m."""
     errors = {}
     for iterations in (0, 5):
-        vo = VisualOdometry(OdometryConfig(features="orb", mode="mono", bundle_iterations=iterations))
+        vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono", bundle_iterations=iterations))
         trajectory, stats = run_sequence(vo, room, progress=False)
         assert stats["lost_frames"] == 0 and stats["keyframes"] >= 4  # the window has keyframes to adjust
         errors[iterations] = ate(trajectory, room.ground_truth, align="sim3")["rmse"]
@@ -160,7 +160,7 @@ def rotation_frames(room):
 @pytest.mark.parametrize("mode", ["mono", "rgbd"])
 def test_pure_rotation_injects_no_translation(room, rotation_frames, mode):
     frames = rotation_frames
-    vo = VisualOdometry(OdometryConfig(features="orb", mode=mode))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode=mode))
     results = [vo.process(image, t, room.camera, depth) for t, image, depth, _ in frames]
     positions = np.stack([r.pose_world_cam[:3, 3] for r in results])
     assert all(r.state != TrackingState.LOST for r in results)
@@ -179,7 +179,7 @@ def test_monocular_rotation_is_followed_when_the_map_no_longer_explains_the_view
     leave the view while plenty of 2D-2D matches remain), the rotation from those matches keeps orientation and
     position right instead of losing track and restarting from a stale orientation (7-Scenes SiLK: 7 lost frames
     -> 0).  The map is made useless here by shuffling its points between the keyframe's features."""
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
     for frame in room.head(10):
         tracked = vo.process(frame.image, frame.timestamp, frame.camera)
     assert tracked.state == TrackingState.TRACKING
@@ -202,7 +202,8 @@ def test_monocular_rotation_is_followed_when_the_map_no_longer_explains_the_view
 def test_monocular_map_rebuilt_from_few_carried_points_keeps_their_scale(room):
     """A keyframe left with fewer map points than PnP needs (after a turn in place) re-triangulates from the 2D-2D
     matches; the points it still carries set that map's scale, not a guess from the last keyframe baseline."""
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono", bundle_iterations=0))  # BA would hide it
+    # no bundle adjustment: it would hide the scale
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono", bundle_iterations=0))
     frames = list(room)
     for frame in frames[:8]:
         vo.process(frame.image, frame.timestamp, frame.camera)
@@ -229,7 +230,7 @@ def test_monocular_restart_after_a_loss_keeps_about_the_same_scale(room):
     """After a loss the monocular map starts again; its scale comes from the last map's scene depth, so the
     trajectory after the restart keeps roughly the scale before it (with the last keyframe baseline as the guess,
     the scale halved here: 2.81 -> 1.33 units per metre; with the scene depth 2.81 -> 2.39)."""
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono", max_lost_frames=2))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono", max_lost_frames=2))
     # Forward to frame 8, a jump to frame 19 (no overlap: lost, then a restart there), then back towards frame 10.
     order = list(range(9)) + [19] * 4 + list(range(18, 9, -1))
     results = [vo.process(room[i].image, 0.1 * n, room.camera) for n, i in enumerate(order)]
@@ -254,12 +255,13 @@ def test_attention_matcher_front_end_in_the_odometry(room):
     from silk_ros.matching import MutualNearestNeighbour
     from silk_ros.matching.attention import OnnxAttentionMatcher
 
-    config = OdometryConfig(**silk_options(), mode="mono", matcher={"name": "attention", "backend": "onnxruntime"})
+    attention = {"name": "attention", "backend": "onnxruntime"}
+    config = OdometryConfig.from_settings(**silk_options(), mode="mono", matcher=attention)
     vo = VisualOdometry(config)
     assert isinstance(vo.matcher, OnnxAttentionMatcher) and not vo.matcher.spin_wait
     assert isinstance(vo.window_matcher, MutualNearestNeighbour)
     assert vo.keyframe_matcher is None  # keyframes already get the learned matcher's matches
-    classic = VisualOdometry(OdometryConfig(features="orb"))
+    classic = VisualOdometry(OdometryConfig.from_settings(features="orb"))
     assert classic.window_matcher is classic.matcher  # descriptor matchers serve both
     trajectory, stats = run_sequence(vo, room, progress=False)
     assert stats["lost_frames"] == 0 and stats["keyframes"] >= 4
@@ -284,10 +286,10 @@ def test_keyframe_matcher_rematches_only_keyframe_candidates(room):
     from silk_ros.matching import MutualNearestNeighbour
     from silk_ros.matching.attention import OnnxAttentionMatcher
 
-    vo = VisualOdometry(OdometryConfig(**silk_options(), mode="mono", keyframe_matcher="attention"))
+    vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", keyframe_matcher="attention"))
     assert isinstance(vo.matcher, MutualNearestNeighbour)
     assert isinstance(vo.keyframe_matcher, OnnxAttentionMatcher) and not vo.keyframe_matcher.spin_wait
-    budget_bucket = vo.keyframe_matcher.bucket_for(vo.config.max_keypoints)
+    budget_bucket = vo.keyframe_matcher.bucket_for(vo.config.extractor.top_k)
     assert budget_bucket in vo.keyframe_matcher._sessions  # exported at start-up, not at the first keyframe
     vo.keyframe_matcher = CountingMatcher(vo.keyframe_matcher)
     trajectory, stats = run_sequence(vo, room, progress=False)
@@ -304,7 +306,8 @@ def test_keyframe_matcher_choice(monkeypatch):
     from silk_ros.matching import RatioTest, attention
     from silk_ros.odometry.frontend import build_keyframe_matcher
 
-    silk = OdometryConfig(features="silk")
+    config = OdometryConfig.from_settings
+    silk = config(features="silk")
     # The shipped matcher loses to MNN on pose (its pose check, and the pose-pairs bench): not used.
     assert attention.loses_to_mnn()
     assert build_keyframe_matcher(silk, descriptor_dim=32) is None
@@ -313,19 +316,19 @@ def test_keyframe_matcher_choice(monkeypatch):
     assert build_keyframe_matcher(silk, descriptor_dim=128) is None  # SiLK-4 descriptors: no trained matcher
     monkeypatch.setattr(attention, "pose_check", lambda weights="matcher-mu": {"matcher": 0.62, "mnn": 0.66})
     assert build_keyframe_matcher(silk, descriptor_dim=32) is None
-    assert build_keyframe_matcher(OdometryConfig(features="orb"), descriptor_dim=None) is None
-    assert build_keyframe_matcher(OdometryConfig(features="sift"), descriptor_dim=128) is None
-    assert build_keyframe_matcher(OdometryConfig(matcher={"name": "attention"}), descriptor_dim=32) is None
-    assert build_keyframe_matcher(OdometryConfig(keyframe_matcher="none"), descriptor_dim=32) is None
-    assert build_keyframe_matcher(OdometryConfig(keyframe_matcher="mnn"), descriptor_dim=32) is None  # = tracking
-    ratio = build_keyframe_matcher(OdometryConfig(features="orb", keyframe_matcher={"name": "ratio"}), None)
+    assert build_keyframe_matcher(config(features="orb"), descriptor_dim=None) is None
+    assert build_keyframe_matcher(config(features="sift"), descriptor_dim=128) is None
+    assert build_keyframe_matcher(config(matcher={"name": "attention"}), descriptor_dim=32) is None
+    assert build_keyframe_matcher(config(keyframe_matcher="none"), descriptor_dim=32) is None
+    assert build_keyframe_matcher(config(keyframe_matcher="mnn"), descriptor_dim=32) is None  # = tracking
+    ratio = build_keyframe_matcher(config(features="orb", keyframe_matcher={"name": "ratio"}), None)
     assert isinstance(ratio, RatioTest)
 
 
 def test_static_camera_has_zero_path_length(room):
     frame = room[0]
     rng = np.random.default_rng(0)
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
     for k in range(10):
         noisy = np.clip(frame.image.astype(np.int16) + rng.integers(-3, 4, frame.image.shape), 0, 255).astype(np.uint8)
         result = vo.process(noisy, k * 0.1, frame.camera)
@@ -335,7 +338,7 @@ def test_static_camera_has_zero_path_length(room):
 
 
 def test_blank_frames_are_lost_with_large_covariance_then_recover(room):
-    config = OdometryConfig(features="orb", mode="rgbd")
+    config = OdometryConfig.from_settings(features="orb", mode="rgbd")
     vo = VisualOdometry(config)
     frames = [room[i] for i in range(12)]
     for frame in frames[:6]:
@@ -359,7 +362,7 @@ def test_blank_frames_are_lost_with_large_covariance_then_recover(room):
 
 
 def test_relocalises_from_a_new_keyframe_after_a_long_loss(room):
-    config = OdometryConfig(features="orb", mode="rgbd", max_lost_frames=2)
+    config = OdometryConfig.from_settings(features="orb", mode="rgbd", max_lost_frames=2)
     vo = VisualOdometry(config)
     vo.process(room[0].image, 0.0, room.camera, room[0].depth)
     far = room[len(room) - 1]  # no overlap with the first keyframe's view
@@ -369,7 +372,7 @@ def test_relocalises_from_a_new_keyframe_after_a_long_loss(room):
 
 
 def test_relative_pose_chains_to_the_absolute_pose(room):
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd"))
     pose = np.eye(4)
     for frame in [room[i] for i in range(8)]:
         result = vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
@@ -384,14 +387,14 @@ def test_relative_pose_chains_to_the_absolute_pose(room):
 
 def test_sift_baseline_runs(room):
     sequence = room.head(10)
-    vo = VisualOdometry(OdometryConfig(features="sift", mode="rgbd"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="sift", mode="rgbd"))
     trajectory, stats = run_sequence(vo, sequence, progress=False)
     assert stats["lost_frames"] == 0
     assert ate(trajectory, sequence.ground_truth, align="se3")["rmse"] < 0.03
 
 
 def test_resize_option_rescales_images_and_camera(room):
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd", input_width=160, input_height=120))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", input_width=160, input_height=120))
     frame = room[0]
     result = vo.process(frame.image, 0.0, frame.camera, frame.depth)
     assert result.features.image_size == (120, 160)
@@ -403,7 +406,7 @@ def test_config_yaml_mirrors_the_defaults_and_rejects_typos(tmp_path):
     with pytest.raises(ConfigError, match="max_keypoint"):
         OdometryConfig.from_dict({"max_keypoint": 10})
     with pytest.raises(ConfigError, match="features"):
-        OdometryConfig(features="surf")
+        OdometryConfig.from_settings(features="surf")
     bad = tmp_path / "bad.yaml"
     bad.write_text("odometry:\n  lost_variance: lots\n")
     with pytest.raises(ConfigError, match="lost_variance"):
@@ -412,7 +415,7 @@ def test_config_yaml_mirrors_the_defaults_and_rejects_typos(tmp_path):
 
 
 def test_bad_inputs_name_the_problem(room):
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd"))
     frame = room[0]
     with pytest.raises(OdometryInputError, match="camera"):
         vo.process(frame.image[:100], 0.0, frame.camera, frame.depth)
@@ -424,7 +427,7 @@ def test_bad_inputs_name_the_problem(room):
 
 
 def test_trajectory_is_a_trajectory(room):
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="rgbd"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd"))
     trajectory, _ = run_sequence(vo, room.head(5), progress=False)
     assert isinstance(trajectory, Trajectory)
     assert len(trajectory) == 5
@@ -436,7 +439,7 @@ def test_trajectory_memory_is_bounded_when_asked():
     from silk_ros.odometry import OdometryConfig, VisualOdometry
 
     sequence = open_sequence("synthetic", n_frames=6)
-    vo = VisualOdometry(OdometryConfig(features="orb", max_trajectory_poses=4))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", max_trajectory_poses=4))
     for frame in sequence:
         vo.process(frame.image, frame.timestamp, frame.camera)
     trajectory = vo.trajectory

@@ -68,10 +68,10 @@ def test_keypoints_at_the_image_border_use_the_clipped_neighbourhood():
 
 def test_depth_settings_are_validated():
     with pytest.raises(ConfigError, match="depth_window_radius"):
-        OdometryConfig(depth_window_radius=-1)
+        OdometryConfig.from_settings(depth_window_radius=-1)
     with pytest.raises(ConfigError, match="depth_min_valid_fraction"):
-        OdometryConfig(depth_min_valid_fraction=1.5)
+        OdometryConfig.from_settings(depth_min_valid_fraction=1.5)
     with pytest.raises(ConfigError, match="depth_max_relative_spread"):
-        OdometryConfig(depth_max_relative_spread=0.0)
+        OdometryConfig.from_settings(depth_max_relative_spread=0.0)
     with pytest.raises(ConfigError, match="window_keyframes"):
-        OdometryConfig(window_keyframes=0)
+        OdometryConfig.from_settings(window_keyframes=0)

@@ -46,7 +46,7 @@ def test_7scenes_rgbd_30_frames_through_run_dataset(data_root, tmp_path, feature
 
 def test_euroc_at_rest_accumulates_no_path(data_root):
     sequence = open_sequence("euroc", data_root / "sequences" / "euroc" / "V1_01_easy_head", max_frames=40)
-    vo = VisualOdometry(OdometryConfig(features="orb", mode="mono"))
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
     trajectory, stats = run_sequence(vo, sequence, progress=False)
     # Ground truth moves 1.7 cm over 95 frames (vibration); monocular odometry must not turn noise into motion.
     assert trajectory.path_length() < 0.03

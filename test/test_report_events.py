@@ -17,8 +17,8 @@ from silk_ros.evaluation.report import (
     draw_report_figure,
     write_report,
 )
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.pose import make_pose, so3_exp
+from silk_ros.geometry.trajectory import Trajectory
 
 N = 40
 GLITCH = 17  # the estimate's rotation is off by 5 deg at this frame only

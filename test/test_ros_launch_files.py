@@ -99,7 +99,7 @@ def test_params_file_matches_declared_parameters():
         f"only in yaml: {set(params) - set(specs)}, undocumented: {set(specs) - set(params)}"
     )
     for name, value in params.items():
-        default = specs[name].default
+        default = specs[name].ros_default
         # ROS parameter types are strict: an int written for a double parameter would be refused at start-up.
         assert type(value) is type(default), f"{name}: yaml {value!r} vs declared {default!r}"
         if specs[name].choices:

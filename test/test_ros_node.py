@@ -39,7 +39,7 @@ def silk_parameters() -> list[Parameter]:
         shipped_weights("silk-mu")
         return [Parameter("weights", value="silk-mu")]
     except WeightsError:
-        return [Parameter("weights", value="untrained"), Parameter("allow_untrained_weights", value=True)]
+        return [Parameter("weights", value="untrained"), Parameter("allow_untrained", value=True)]
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def weights_arguments() -> list[str]:
         shipped_weights("silk-mu")
         return ["-p", "weights:=silk-mu"]
     except WeightsError:
-        return ["-p", "weights:=untrained", "-p", "allow_untrained_weights:=true"]
+        return ["-p", "weights:=untrained", "-p", "allow_untrained:=true"]
 
 
 def start_node(*arguments: str) -> subprocess.Popen:

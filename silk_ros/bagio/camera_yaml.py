@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from silk_ros.bagio.errors import BagError
-from silk_ros.datasets.image_codec import InputError, camera_info_to_dict
+from silk_ros.bagio.image_codec import InputError, camera_info_to_dict
 from silk_ros.geometry.camera import Camera, CameraError
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from silk_ros.datasets.image_codec import ImageFields
+from silk_ros.bagio.image_codec import ImageFields
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -2,7 +2,7 @@
 
 Everything that can be wrong with a bag is found in :meth:`BagSource.open`, before any frame is processed:
 missing or mistyped topics, no calibration, a truncated file (fewer messages than the bag's index promises),
-non-increasing image stamps. Frames are decoded with silk_ros.datasets.image_codec, the node's own decoder, and
+non-increasing image stamps. Frames are decoded with silk_ros.bagio.image_codec, the node's own decoder, and
 come in the order the node would receive them (bag log time).
 """
 
@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
+from silk_ros.bagio.image_codec import InputError, camera_info_to_dict, depth_from_msg, vo_image_from_msg
 from silk_ros.datasets.base import Frame, Sequence
-from silk_ros.datasets.image_codec import InputError, camera_info_to_dict, depth_from_msg, vo_image_from_msg
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera, CameraError
+from silk_ros.geometry.trajectory import Trajectory
 
 #: what a damaged bag raises inside rosbags / its storage backends.
 READ_ERRORS = (

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
-from silk_ros.datasets.image_codec import metres_to_depth, numpy_to_compressed_fields, numpy_to_image_fields
+from silk_ros.bagio.image_codec import metres_to_depth, numpy_to_compressed_fields, numpy_to_image_fields
 
 STORAGE_BY_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
 _PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

@@ -77,9 +77,9 @@ def build_methods(
                 methods[f"SiLK-µ ({silk_weights}) + attention ({matcher_weights})"] = (silk, matcher)
         elif name == "sift":
             methods["OpenCV SIFT, RootSIFT descriptors + MNN"] = (
-                ClassicExtractor("sift", max_keypoints=max_keypoints, root_sift=True), build_matcher("mnn"))
+                ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), build_matcher("mnn"))
         else:
-            methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", max_keypoints=max_keypoints),
+            methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", top_k=max_keypoints),
                                                     build_matcher("mnn"))
     return methods
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from silk_ros.evaluation.trajectory import Trajectory, associate_indices
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory, associate_indices
 
 
 class DatasetError(ValueError):

@@ -19,8 +19,8 @@ import numpy as np
 import yaml
 
 from silk_ros.datasets.base import DatasetError, Sequence, read_image, require_dir, require_file
-from silk_ros.evaluation.trajectory import Trajectory, tum_rows_to_poses
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory, tum_rows_to_poses
 
 
 def read_sensor_yaml(path: Path) -> dict:

@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 
 from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_file
-from silk_ros.evaluation.trajectory import Trajectory, TrajectoryError
 from silk_ros.geometry.camera import Camera, CameraError
+from silk_ros.geometry.trajectory import Trajectory, TrajectoryError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CALIBRATION_FILES = ("camera.yaml", "camera.yml", "camera.json")

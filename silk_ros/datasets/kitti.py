@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_dir, require_file
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory
 
 
 def read_kitti_calib(path: Path) -> dict[str, np.ndarray]:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from silk_ros.datasets.base import DatasetError, Sequence, read_depth_png, read_image, require_dir, require_file
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory
 
 FRAME_RATE_HZ = 30.0
 DEPTH_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from silk_ros.datasets.base import DatasetError, Sequence, read_image
-from silk_ros.evaluation.trajectory import Trajectory
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory
 
 TEXELS_PER_METRE = 128
 SUPERSAMPLING = 2

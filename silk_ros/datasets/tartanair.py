@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_dir, require_file
-from silk_ros.evaluation.trajectory import Trajectory, TrajectoryError, tum_rows_to_poses
 from silk_ros.geometry.camera import Camera
 from silk_ros.geometry.pose import make_pose
+from silk_ros.geometry.trajectory import Trajectory, TrajectoryError, tum_rows_to_poses
 
 #: TartanAir's published pinhole calibration (fx, fy, cx, cy, width, height).
 TARTANAIR_INTRINSICS = (320.0, 320.0, 320.0, 240.0, 640, 480)

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from silk_ros.datasets.base import DatasetError, Sequence, read_depth_png, read_image, require_file
-from silk_ros.evaluation.trajectory import Trajectory, associate_indices
 from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.trajectory import Trajectory, associate_indices
 
 #: published colour-camera calibrations (https://cvg.cit.tum.de/data/datasets/rgbd-dataset/file_formats).
 TUM_INTRINSICS: dict[str, tuple[tuple[float, float, float, float], tuple[float, ...]]] = {

@@ -1,29 +1,21 @@
-"""``silk-vo demo --data DIR``: one command that shows the odometry working.
+"""What ``silk-vo demo`` runs: the odometry on a real sequence when the shared data is there, else on one the
+package renders itself.
 
-Runs ``run-dataset`` on the 7-Scenes RGB-D excerpt from the shared data folder when it is there (real Kinect
-data, metric ground truth, well under two minutes on a laptop CPU), else on the synthetic room sequence the
-package renders itself, and prints the result (ATE, frames, frames/s) and where the report went.
+The 7-Scenes RGB-D excerpt from the shared data folder is real Kinect data with metric ground truth and runs well
+under two minutes on a laptop CPU; without it, the synthetic room sequence stands in.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from silk_ros.datasets.paths import shared_data_root
-from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, run_dataset, summary_line
+from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config
+from silk_ros.odometry import OdometryConfig
 
-__all__ = ["add_arguments", "run", "choose_sequence"]
+__all__ = ["choose_sequence", "demo_config", "DEMO_FRAMES"]
 
 SEVEN_SCENES = Path("sequences") / "7scenes_redkitchen"
 DEMO_FRAMES = 120
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None, help="shared data folder (default: ../shared/data beside the repo)")
-    parser.add_argument("--features", choices=("silk", "orb", "sift"), default=None, help="front end")
-    parser.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
-    parser.add_argument("--max-frames", type=int, default=DEMO_FRAMES, help=f"frames to run (default {DEMO_FRAMES})")
 
 
 def choose_sequence(data: Path) -> tuple[str, Path | None, str]:
@@ -34,22 +26,17 @@ def choose_sequence(data: Path) -> tuple[str, Path | None, str]:
     return "synthetic", None, "rgbd"
 
 
-def run(args: argparse.Namespace) -> int:
-    data = Path(args.data) if args.data else shared_data_root()
-    fmt, path, mode = choose_sequence(data)
-    config = load_config(DEFAULT_CONFIG, features=args.features)
-    if config.features == "silk":
-        from silk_ros.weights import WeightsError, shipped_weights
+def demo_config(features: str | None) -> tuple[OdometryConfig, str | None]:
+    """The default settings (``features`` if given), and why they fell back to ORB when SiLK's weights are
+    missing from this checkout (None when they did not): the demo then shows the ORB pipeline."""
+    config = load_config(DEFAULT_CONFIG, features=features)
+    if config.extractor.features != "silk":
+        return config, None
+    from silk_ros.weights import WeightsError, shipped_weights
 
-        try:
-            if not Path(config.weights).is_file():
-                shipped_weights(config.weights)
-        except WeightsError as exc:  # weights not shipped in this checkout: say so and show the ORB pipeline
-            print(f"SiLK weights unavailable ({exc}); running the ORB baseline instead")
-            config = config.replace(features="orb")
-    where = path if path is not None else "synthetic room (rendered by silk_ros.datasets.synthetic)"
-    print(f"demo: {fmt} {where}, {mode}, {config.features}, up to {args.max_frames} frames")
-    metrics = run_dataset(fmt, path, args.out, mode, config, max_frames=args.max_frames)
-    print(summary_line(metrics))
-    print(f"report: {Path(args.out) / 'report.md'} (plot: trajectory.png)")
-    return 0
+    try:
+        if not Path(config.extractor.weights).is_file():
+            shipped_weights(config.extractor.weights)
+    except WeightsError as exc:
+        return config.replace(features="orb"), f"SiLK weights unavailable ({exc}); running the ORB baseline instead"
+    return config, None

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from silk_ros.evaluation.trajectory import Trajectory, associate
 from silk_ros.geometry.pose import rotation_angle_deg
+from silk_ros.geometry.trajectory import Trajectory, associate
 
 
 class MetricsError(ValueError):

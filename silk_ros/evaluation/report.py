@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from silk_ros.evaluation.metrics import MetricsError, align_trajectory, ate, rpe
-from silk_ros.evaluation.trajectory import Trajectory, associate, associate_indices
+from silk_ros.geometry.trajectory import Trajectory, associate, associate_indices
 
 #: RPE distance segments are chosen from these (metres): the largest that fits 4 times into the path.
 SEGMENT_CHOICES_M = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)

@@ -16,57 +16,50 @@ keypoint scores 1.  OpenCV keypoints already use the pixel-centre convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import cv2
 import numpy as np
 
+from .config import ExtractorConfig
 from .extractor import ImageError, to_grey_float
 from .types import Features
 
-__all__ = ["ClassicConfig", "ClassicExtractor", "CLASSIC_KINDS"]
+__all__ = ["ClassicExtractor", "CLASSIC_KINDS"]
 
 CLASSIC_KINDS = ("orb", "sift")
 
 
-@dataclass
-class ClassicConfig:
-    kind: str = "orb"
-    max_keypoints: int = 1500
-    #: SIFT only: RootSIFT (True) or plain L2-normalised SIFT (False).
-    root_sift: bool = True
-    #: ORB only: FAST threshold and pyramid levels (OpenCV defaults are 20 and 8).
-    orb_fast_threshold: int = 20
-    orb_levels: int = 8
-
-
 class ClassicExtractor:
-    """``ClassicExtractor(kind="orb" | "sift", max_keypoints=1500).extract(image) -> Features``."""
+    """``ClassicExtractor("orb" | "sift", top_k=...).extract(image) -> Features``, or from an ExtractorConfig."""
 
-    def __init__(self, kind: str = "orb", max_keypoints: int = 1500, **options):
-        self.config = ClassicConfig(kind=kind, max_keypoints=max_keypoints, **options)
+    def __init__(self, config: ExtractorConfig | str = "orb", **overrides):
+        if isinstance(config, str):  # the kind, e.g. ClassicExtractor("sift", top_k=500)
+            config, overrides = ExtractorConfig(), {"features": config, **overrides}
+        self.config = replace(config, **overrides)
+        kind, top_k = self.config.features, self.config.top_k
         if kind not in CLASSIC_KINDS:
             raise ValueError(f"unknown classic extractor kind '{kind}'; expected one of {CLASSIC_KINDS}")
-        if max_keypoints <= 0:
-            raise ValueError(f"max_keypoints must be positive, got {max_keypoints}")
+        if top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
         if kind == "orb":
             self._detector = cv2.ORB_create(
-                nfeatures=max_keypoints,
+                nfeatures=top_k,
                 fastThreshold=self.config.orb_fast_threshold,
                 nlevels=self.config.orb_levels,
             )
             self.descriptor_dim = 32
         else:
-            self._detector = cv2.SIFT_create(nfeatures=max_keypoints)
+            self._detector = cv2.SIFT_create(nfeatures=top_k)
             self.descriptor_dim = 128
 
     @property
     def kind(self) -> str:
-        return self.config.kind
+        return self.config.features
 
     @property
     def binary(self) -> bool:
-        return self.config.kind == "orb"
+        return self.config.features == "orb"
 
     def _to_uint8(self, image: np.ndarray, color_order: str) -> np.ndarray:
         if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 2:
@@ -83,7 +76,7 @@ class ClassicExtractor:
         if not keypoints or descriptors is None:
             return Features.empty(size, self.descriptor_dim, binary=self.binary)
         # SIFT may return a few more than nfeatures (ties, duplicated orientations): keep the strongest.
-        order = np.argsort([-k.response for k in keypoints], kind="stable")[: self.config.max_keypoints]
+        order = np.argsort([-k.response for k in keypoints], kind="stable")[: self.config.top_k]
         xy = np.array([keypoints[i].pt for i in order], np.float32).reshape(-1, 2)
         response = np.array([keypoints[i].response for i in order], np.float32)
         scores = response / max(float(response.max()), 1e-12)

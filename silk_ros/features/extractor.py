@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..weights import WeightsError, load_state_into, load_weights, shipped_weights
+from .config import ExtractorConfig
 from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from .model import SilkConfig, SilkNet
 from .onnx_export import export_keypoints_and_features, export_onnx
@@ -34,34 +35,6 @@ __all__ = ["ExtractorConfig", "SilkExtractor", "to_grey_float", "load_silk_model
 
 class ImageError(ValueError):
     """An input image the extractor cannot use (empty, wrong type, too small...)."""
-
-
-@dataclass(frozen=True)
-class ExtractorConfig:
-    #: Shipped weights name (``silk-mu``; ``silk-4`` is reserved for VGGnp-4 weights, which are not shipped) or a
-    #: path to a weights file.
-    weights: str = "silk-mu"
-    #: ``onnxruntime`` | ``torch`` | ``auto`` (ONNX Runtime when importable, else torch).
-    backend: str = "auto"
-    #: ``cpu`` | ``cuda`` | ``cuda:N``.  ONNX Runtime uses CUDA/TensorRT providers on ``cuda``.
-    device: str = "cpu"
-    #: Half precision on CUDA (torch backend).
-    fp16: bool = False
-    #: Keypoints kept per image (highest probability first); 0 keeps every cell above ``threshold``.
-    top_k: int = 1500
-    #: Minimum keypoint probability (0 disables).
-    threshold: float = 0.0
-    #: Non-maximum suppression radius in pixels (0 = none, SiLK's default).
-    nms_radius: int = 0
-    #: Extra margin (pixels) beyond the network's own border in which no keypoint is kept.
-    border_margin: int = 0
-    #: Refine keypoint positions to sub-pixel precision by a 1-D quadratic fit of the logits in x and y
-    #: (offsets clipped to +-0.5 px; descriptors stay those of the cell).  Off in SiLK; helps metric VO.
-    subpixel: bool = False
-    #: Only for tests and training: build the network with random weights.
-    allow_untrained: bool = False
-    #: CPU threads for the backend (0 = library default).
-    threads: int = 0
 
 
 def to_grey_float(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:

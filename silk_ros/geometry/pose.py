@@ -7,6 +7,8 @@ perturbation ``delta = (x, y, z, rot_x, rot_y, rot_z)`` (ROS covariance order) a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -21,6 +23,9 @@ __all__ = [
     "reprojection_jacobian",
     "gauss_newton_covariance",
     "transform_points",
+    "rotation_to_quaternion",
+    "quaternion_to_rotation",
+    "pose_from_xyz_quaternion",
 ]
 
 
@@ -136,3 +141,45 @@ def gauss_newton_covariance(
     scale = max(float(np.trace(information)) / jacobian.shape[1], 1e-12)
     covariance = sigma2 * np.linalg.inv(information + damping * scale * np.eye(jacobian.shape[1]))
     return (covariance + covariance.T) / 2.0
+
+
+def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method, numerically safe)."""
+    r = np.asarray(rotation, dtype=np.float64)
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
+    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 1e-300))
+        q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
+    elif r[1, 1] > r[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + r[1, 1] - r[0, 0] - r[2, 2], 1e-300))
+        q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(max(1.0 + r[2, 2] - r[0, 0] - r[1, 1], 1e-300))
+        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def quaternion_to_rotation(q) -> np.ndarray:
+    """Quaternion (x, y, z, w), normalised first -> 3x3 rotation."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def pose_from_xyz_quaternion(values) -> np.ndarray:
+    """``[x, y, z, qx, qy, qz, qw]`` (the ROS way of writing a transform) -> 4x4."""
+    x, y, z, qx, qy, qz, qw = values
+    out = np.eye(4)
+    out[:3, :3] = quaternion_to_rotation([qx, qy, qz, qw])
+    out[:3, 3] = [x, y, z]
+    return out

@@ -1,140 +1,146 @@
-"""Odometry settings: one dataclass, defaults mirrored in ``config/odometry.yaml`` (also read by the ROS node)."""
+"""The odometry's settings: one typed config holding the extractor's and the matchers' as sections.
+
+Each setting is declared once, with its default, description and range (``silk_ros.schema.setting``); the settings
+table (``silk_ros.settings``), the node's parameters and ``config/odometry.yaml`` all follow from these fields.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["OdometryConfig", "ConfigError", "FEATURE_KINDS", "MODES"]
+from ..features.config import FEATURE_KINDS, ExtractorConfig
+from ..matching.config import MatchingConfig
+from ..schema import ConfigError, coerce_numbers, section_fields, setting, setting_fields
 
-FEATURE_KINDS = ("silk", "orb", "sift")
+__all__ = ["OdometryConfig", "ConfigError", "FEATURE_KINDS", "MODES", "uses_depth"]
+
 MODES = ("auto", "mono", "rgbd")
 
 
-class ConfigError(ValueError):
-    """An odometry setting that is unknown or out of range."""
+def uses_depth(mode: str, has_depth: bool) -> bool:
+    """Whether the odometry runs RGB-D: depth comes with the frames and the mode does not ignore it."""
+    return has_depth and mode != "mono"
+
+
+def _odometry_extractor() -> ExtractorConfig:
+    """SiLK's extractor with the two choices of the odometry: NMS spreads the keypoints, and sub-pixel positions
+    help metric motion."""
+    return ExtractorConfig(nms_radius=1, subpixel=True)
 
 
 @dataclass
 class OdometryConfig:
+    """Every setting of the odometry: the front end's (``extractor``, ``matching``) and its own.
+
+    Files and command lines name each setting by its field name alone (``top_k``, ``matcher``, ``ransac_threshold_px``):
+    :meth:`from_dict` and :meth:`replace` find the section a name belongs to."""
+
     # --- front end -------------------------------------------------------------------------------
-    #: ``silk`` (learned), ``orb`` or ``sift`` (OpenCV baselines through the same pipeline).
-    features: str = "silk"
-    #: SiLK weights: shipped name (``silk-mu``), a path, or ``untrained`` (plumbing tests only).
-    weights: str = "silk-mu"
-    allow_untrained: bool = False
-    #: SiLK backend: ``auto`` (ONNX Runtime when present), ``onnxruntime`` or ``torch``; ``device`` cpu/cuda.
-    backend: str = "auto"
-    device: str = "cpu"
-    threads: int = 0
-    #: numpy BLAS threads for this process (matching is tiny; idle BLAS workers slow the network): 0 = leave.
-    blas_threads: int = 1
-    #: Keypoints per frame (SiLK top-k, ORB/SIFT nfeatures).
-    max_keypoints: int = 1000
-    #: SiLK non-maximum suppression radius in pixels (spreads keypoints; 0 = none).
-    nms_radius: int = 1
-    #: SiLK sub-pixel keypoint refinement (quadratic fit of the keypoint logits).
-    subpixel: bool = True
-    #: Matcher of every frame against its keyframe (tracking), a ``silk_ros.matching.build_matcher`` spec:
-    #: ``mnn`` or e.g. ``{name: attention}``.
-    matcher: Any = "mnn"
-    #: Matcher that re-matches a frame about to become a keyframe (or to initialise the map) against its keyframe:
-    #: the new map is triangulated from its matches.  ``auto``: the attention matcher for SiLK features whose
-    #: descriptors it takes, else ``none`` (the tracking matches); or a matcher spec.
-    keyframe_matcher: Any = "auto"
+    extractor: ExtractorConfig = field(default_factory=_odometry_extractor)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    blas_threads: int = setting(
+        1, "numpy BLAS threads (0: leave; 1 keeps idle BLAS workers off the cores: matching is tiny)", range=(0, 64)
+    )
     #: Working resolution: explicit ``input_width`` x ``input_height`` when both > 0, else images larger than
     #: ``max_pixels`` are shrunk (aspect kept).  The camera is rescaled with the image.
-    input_width: int = 0
-    input_height: int = 0
-    max_pixels: int = 76800
+    input_width: int = setting(0, "working width (px); 0 with input_height 0: shrink to max_pixels", range=(0, 8192))
+    input_height: int = setting(0, "working height (px); 0 with input_width 0: shrink to max_pixels", range=(0, 8192))
+    max_pixels: int = setting(76800, "images larger than this are shrunk (aspect kept)", range=(1000, 50_000_000))
     # --- geometry --------------------------------------------------------------------------------
-    #: ``auto`` uses depth when given, ``mono`` ignores it, ``rgbd`` requires it.
-    mode: str = "auto"
-    #: Robust estimator inlier threshold in working-resolution pixels.
-    ransac_threshold_px: float = 1.0
-    ransac_confidence: float = 0.999
-    ransac_iterations: int = 1000
-    #: Median rotation-compensated parallax (px) below which translation is not observable: rotation
-    #: only, the translation stays with the keyframe (deferred, never lost or invented).
-    static_parallax_px: float = 1.0
-    #: Monocular initialisation needs this much parallax (px) and ``init_min_points`` triangulated points.
-    init_parallax_px: float = 4.0
-    init_min_points: int = 40
-    #: Translation counts as observable (monocular, no map) when the pure-rotation model keeps fewer than this
-    #: fraction of the essential matrix's inliers.
-    rotation_inlier_ratio: float = 0.8
-    #: New keyframe when the parallax to the current keyframe exceeds this (px) ...
-    keyframe_parallax_px: float = 14.0
-    #: ... or the inliers fall below this count.
-    keyframe_min_inliers: int = 80
-    #: Monocular tracking: refine the PnP pose jointly on the map points and the Sampson distance of every match.
-    epipolar_refinement: bool = True
-    #: Local map: the last ``window_keyframes`` keyframes (the new one included).  RGB-D: a new keyframe's pose is
-    #: refined against all their depth points, not only its predecessor's (1 = chaining only).  Monocular: they
-    #: are bundle-adjusted together, the oldest two held fixed.
-    window_keyframes: int = 5
-    #: Monocular local bundle adjustment when a keyframe is added: Levenberg-Marquardt iterations per pass (two
-    #: passes: all observations, then without the outliers; 0 = off).
-    bundle_iterations: int = 5
-    #: Triangulated points need this angle between the two rays (degrees).
-    min_triangulation_deg: float = 0.6
-    #: Valid depth range (metres) for RGB-D keyframe points.
-    depth_min: float = 0.1
-    depth_max: float = 20.0
-    #: A keypoint's depth is the median of a (2r+1)^2 neighbourhood at depth resolution (r = this radius):
-    #: learned keypoints sit on edges, where the single nearest depth sample often belongs to the background.
-    depth_window_radius: int = 2
-    #: ... rejected when fewer than this fraction of the neighbourhood has valid depth (holes, edges of the
-    #: sensor's shadow) ...
-    depth_min_valid_fraction: float = 0.5
-    #: ... or when the neighbourhood spans a depth discontinuity: (max - min) > this fraction of the median.
-    depth_max_relative_spread: float = 0.1
+    #: The node pairs images with the depth topic only in ``rgbd``.
+    mode: str = setting("auto", "auto: use depth when given; mono: ignore depth; rgbd: require depth", choices=MODES)
+    ransac_threshold_px: float = setting(
+        1.0, "robust estimator inlier threshold (working-resolution px)", range=(0.1, 20.0)
+    )
+    ransac_confidence: float = setting(0.999, "robust estimator confidence", range=(0.5, 0.999999))
+    ransac_iterations: int = setting(1000, "robust estimator iterations", range=(10, 100000))
+    #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
+    #: translation stays with the keyframe (deferred, never lost or invented).
+    static_parallax_px: float = setting(
+        1.0, "median rotation-compensated parallax (px) below which only rotation is estimated", range=(0.0, 100.0)
+    )
+    init_parallax_px: float = setting(
+        4.0, "monocular: parallax (px) needed to initialise the map", range=(0.0, 200.0)
+    )
+    init_min_points: int = setting(40, "monocular: triangulated points needed to initialise the map", range=(5, 10000))
+    #: A GRIC-like test: the pure-rotation model keeping fewer than this fraction of the essential matrix's inliers.
+    rotation_inlier_ratio: float = setting(
+        0.8, "monocular, no map: translation counts as observable when the pure rotation keeps fewer than this "
+        "fraction of the essential matrix's inliers", range=(0.0, 1.0)
+    )
+    keyframe_parallax_px: float = setting(14.0, "new keyframe above this parallax (px)", range=(0.5, 200.0))
+    #: ... or (monocular: with enough parallax to triangulate) below this inlier count.
+    keyframe_min_inliers: int = setting(80, "new keyframe below this inlier count", range=(5, 10000))
+    epipolar_refinement: bool = setting(
+        True, "monocular tracking: PnP pose refined jointly on the map points and the epipolar distance of every match"
+    )
+    #: RGB-D: a new keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes
+    #: (the new one included; 1 = chaining only).  Monocular: they are bundle-adjusted together, the oldest two fixed.
+    window_keyframes: int = setting(
+        5, "local map: RGB-D pose refinement on, monocular bundle adjustment of, the last N keyframes", range=(1, 50)
+    )
+    #: Two passes: all observations, then without the outliers.
+    bundle_iterations: int = setting(
+        5, "monocular local bundle adjustment: Levenberg-Marquardt iterations per pass (0: off)", range=(0, 100)
+    )
+    min_triangulation_deg: float = setting(
+        0.6, "triangulated points need this angle between the two rays (degrees)", range=(0.0, 90.0)
+    )
+    depth_min: float = setting(0.1, "RGB-D: nearest valid depth (m)", range=(0.0, 100.0))
+    depth_max: float = setting(20.0, "RGB-D: farthest valid depth (m)", range=(0.1, 1000.0))
+    #: Learned keypoints sit on edges, where the single nearest depth sample often belongs to the background.
+    depth_window_radius: int = setting(
+        2, "RGB-D: keypoint depth = median of a (2r+1)^2 patch at depth resolution (r: this radius)", range=(0, 10)
+    )
+    depth_min_valid_fraction: float = setting(
+        0.5, "RGB-D: no depth with fewer valid patch pixels (holes, the sensor's shadow)", range=(0.0, 1.0)
+    )
+    depth_max_relative_spread: float = setting(
+        0.1, "RGB-D: no depth across a depth edge ((max - min) > this x median)", range=(0.0, 10.0)
+    )
     # --- tracking state --------------------------------------------------------------------------
-    #: Fewer inliers than this: LOST.  Fewer than ``good_inliers``: DEGRADED (covariance inflated).
-    min_inliers: int = 20
-    good_inliers: int = 60
-    #: Consecutive lost frames before the current frame becomes a new keyframe (re-initialisation).
-    max_lost_frames: int = 3
+    min_inliers: int = setting(20, "fewer inliers: tracking LOST", range=(5, 10000))
+    good_inliers: int = setting(60, "fewer inliers: tracking DEGRADED (covariance inflated)", range=(5, 10000))
+    max_lost_frames: int = setting(
+        3, "consecutive lost frames before the current frame becomes a new keyframe (re-initialisation)",
+        range=(0, 10000),
+    )
     # --- covariance ------------------------------------------------------------------------------
-    #: Floor of the reprojection residual standard deviation (px) used to scale ``(J^T J)^-1``.
-    min_pixel_sigma: float = 0.3
-    #: Variance multiplier while DEGRADED.
-    degraded_inflation: float = 25.0
-    #: Variance of every axis while LOST (large, finite: consumers can still fuse it).
-    lost_variance: float = 1.0e6
-    #: Translation sigma (map units) reported for rotation-only updates when no map gives a depth scale.
-    static_translation_sigma: float = 0.05
+    min_pixel_sigma: float = setting(
+        0.3, "floor of the reprojection residual sigma (px) scaling the pose covariance", range=(0.0, 100.0)
+    )
+    degraded_inflation: float = setting(25.0, "covariance multiplier while DEGRADED", range=(1.0, 1.0e6))
+    #: Large, finite: consumers can still fuse it.
+    lost_variance: float = setting(1.0e6, "variance of every axis while LOST", range=(0.0, 1.0e12))
+    static_translation_sigma: float = setting(
+        0.05, "translation sigma (map units) of rotation-only updates when no map gives a depth scale",
+        range=(0.0, 1000.0),
+    )
     # --- memory ----------------------------------------------------------------------------------
-    #: Poses kept in ``VisualOdometry.trajectory`` (0 = all, for evaluation; a robot node bounds it).
-    max_trajectory_poses: int = 0
+    max_trajectory_poses: int = setting(
+        0, "poses the odometry keeps in memory (0: all, for evaluation; bound it on a robot)", range=(0, 10**9)
+    )
 
     def __post_init__(self) -> None:
-        self._coerce_numbers()
+        coerce_numbers(self)
         self.validate()
 
-    def _coerce_numbers(self) -> None:
-        """YAML 1.1 reads ``1.0e6`` as a string and ROS params may give ints for floats: convert, or say which."""
-        for f in fields(self):
-            value, default = getattr(self, f.name), f.default
-            if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
-                continue
-            try:
-                setattr(self, f.name, type(default)(float(value)) if isinstance(default, float) else int(value))
-            except (TypeError, ValueError):
-                raise ConfigError(f"{f.name} must be a number, got {value!r}") from None
-
     def validate(self) -> None:
-        if self.features not in FEATURE_KINDS:
-            raise ConfigError(f"features must be one of {FEATURE_KINDS}, got '{self.features}'")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got '{self.mode}'")
-        positive = ("max_keypoints", "max_pixels", "ransac_threshold_px", "min_inliers", "init_min_points")
+        positive = ("max_pixels", "ransac_threshold_px", "min_inliers", "init_min_points")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.extractor.top_k > 0:
+            raise ConfigError(f"top_k must be positive, got {self.extractor.top_k}")
         if (self.input_width > 0) != (self.input_height > 0):
             raise ConfigError("input_width and input_height must be given together (or both 0)")
         if self.good_inliers < self.min_inliers:
@@ -153,14 +159,14 @@ class OdometryConfig:
             raise ConfigError(f"ransac_confidence must be in (0, 1), got {self.ransac_confidence}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> OdometryConfig:
-        """Build from a mapping; unknown keys are an error (a typo must not silently keep a default)."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown odometry settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any] | None) -> OdometryConfig:
+        """Build from settings by name; unknown names are an error (a typo must not silently keep a default)."""
+        return cls().replace(**dict(values or {}))
+
+    @classmethod
+    def from_settings(cls, **values: Any) -> OdometryConfig:
+        """``OdometryConfig.from_settings(features="orb", mode="rgbd")``: :meth:`from_dict` by keyword."""
+        return cls.from_dict(values)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OdometryConfig:
@@ -179,9 +185,32 @@ class OdometryConfig:
             raise ConfigError(f"{path}: {exc}") from exc
 
     def replace(self, **changes: Any) -> OdometryConfig:
-        values = asdict(self)
-        values.update(changes)
-        return OdometryConfig.from_dict(values)
+        """A copy with the named settings changed, in whichever section each lives."""
+        sections = {f.name: {} for f in section_fields(OdometryConfig)}
+        own = {}
+        for name, value in changes.items():
+            section = _SECTION_OF.get(name)
+            if section is None:
+                raise ConfigError(f"unknown odometry settings {sorted(set(changes) - set(_SECTION_OF))}; "
+                                  f"known: {sorted(_SECTION_OF)}")
+            (own if section == "odometry" else sections[section])[name] = value
+        nested = {name: dataclasses.replace(getattr(self, name), **values) for name, values in sections.items()}
+        return dataclasses.replace(self, **nested, **own)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting by name (flat, as files and command lines write them)."""
+        values = {f.name: getattr(getattr(self, section), f.name) for section, f in _section_settings()}
+        values.update({f.name: getattr(self, f.name) for f in setting_fields(OdometryConfig)})
+        return copy.deepcopy(values)
+
+
+def _section_settings() -> list[tuple[str, dataclasses.Field]]:
+    """(section name, setting field) of the nested configs."""
+    return [(s.name, f) for s in section_fields(OdometryConfig) for f in setting_fields(type(s.default_factory()))]
+
+
+#: setting name -> the section holding it ("odometry": OdometryConfig itself)
+_SECTION_OF: dict[str, str] = {
+    **{f.name: section for section, f in _section_settings()},
+    **{f.name: "odometry" for f in setting_fields(OdometryConfig)},
+}

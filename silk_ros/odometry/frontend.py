@@ -1,4 +1,5 @@
-"""Front end of the odometry: working resolution, feature extractor and matcher chosen by the config."""
+"""Front end of the odometry: working resolution and the matchers chosen by the config (the extractor:
+``silk_ros.features.build_extractor(config.extractor)``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from ..matching import Matcher, build_matcher, matcher_spec
 from .config import OdometryConfig
 
 __all__ = [
-    "build_extractor",
     "build_keyframe_matcher",
     "build_vo_matcher",
     "build_window_matcher",
@@ -22,27 +22,7 @@ __all__ = [
 ]
 
 
-def build_extractor(config: OdometryConfig):
-    """SiLK (ONNX Runtime / torch) or an OpenCV baseline, with the same keypoint budget."""
-    if config.features == "silk":
-        from ..features.extractor import SilkExtractor
-
-        return SilkExtractor(
-            weights=config.weights,
-            allow_untrained=config.allow_untrained,
-            backend=config.backend,
-            device=config.device,
-            top_k=config.max_keypoints,
-            nms_radius=config.nms_radius,
-            subpixel=config.subpixel,
-            threads=config.threads,
-        )
-    from ..features.classic import ClassicExtractor
-
-    return ClassicExtractor(config.features, max_keypoints=config.max_keypoints)
-
-
-def _matcher(config: OdometryConfig, spec: str | dict) -> Matcher:
+def _matcher(spec: str | dict, device: str) -> Matcher:
     """Build ``spec``.  The attention matcher runs on ONNX Runtime on CPU unless the spec names a backend, and its
     workers do not spin-wait in the odometry: it alternates with SiLK on the same cores (silk+attention on
     7-Scenes: 5.2 -> 7.5 frames/s)."""
@@ -50,7 +30,7 @@ def _matcher(config: OdometryConfig, spec: str | dict) -> Matcher:
     if spec["name"] == "attention":
         spec.setdefault("spin_wait", False)
         spec.setdefault("backend", "auto")
-        spec.setdefault("device", config.device)
+        spec.setdefault("device", device)
     return build_matcher(spec)
 
 
@@ -58,13 +38,13 @@ def _ready(matcher: Matcher, config: OdometryConfig) -> Matcher:
     """ONNX Runtime matcher: export its session for the keypoint budget now, not at the first keyframe (a 1.3 s
     stall)."""
     if hasattr(matcher, "bucket_for"):
-        matcher.session(matcher.bucket_for(config.max_keypoints))
+        matcher.session(matcher.bucket_for(config.extractor.top_k))
     return matcher
 
 
 def build_vo_matcher(config: OdometryConfig) -> Matcher:
     """The config's tracking matcher, ready to run."""
-    return _ready(_matcher(config, config.matcher), config)
+    return _ready(_matcher(config.matching.tracking_spec, config.extractor.device), config)
 
 
 def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -> Matcher | None:
@@ -77,18 +57,18 @@ def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -
     matcher for SiLK features of the matcher's descriptor size (``descriptor_dim``) when its weights show it no
     less accurate than MNN on validation pose pairs (``attention.loses_to_mnn``), else None; a spec equal to the
     tracking matcher's is None too (nothing to re-match)."""
-    spec = config.keyframe_matcher
-    if spec == "none" or not spec or matcher_spec(spec) == matcher_spec(config.matcher):
+    spec, tracking = config.matching.keyframe_matcher, config.matching.tracking_spec
+    if spec == "none" or not spec or matcher_spec(spec) == tracking:
         return None
     if spec != "auto":
-        return _ready(_matcher(config, spec), config)
-    if config.features != "silk" or matcher_spec(config.matcher)["name"] == "attention":
+        return _ready(_matcher(spec, config.extractor.device), config)
+    if config.extractor.features != "silk" or tracking["name"] == "attention":
         return None
     from ..matching.attention import loses_to_mnn
 
     if loses_to_mnn():
         return None
-    matcher = _matcher(config, {"name": "attention"})
+    matcher = _matcher({"name": "attention"}, config.extractor.device)
     return _ready(matcher, config) if matcher.config.descriptor_dim == descriptor_dim else None
 
 
@@ -97,7 +77,7 @@ def build_window_matcher(config: OdometryConfig, matcher: Matcher) -> Matcher:
     descriptors, mutual nearest neighbours instead of the learned matcher.  Those matches are gated by the
     geometry anyway (landmark reprojection, the window pose's inliers), and the learned matcher costs 30-40 ms
     a pair on 2 cores, for 3-4 pairs per keyframe: about 8 ms per frame on 7-Scenes (pose step 27 -> 20 ms)."""
-    return build_matcher("mnn") if matcher_spec(config.matcher)["name"] == "attention" else matcher
+    return build_matcher("mnn") if config.matching.matcher == "attention" else matcher
 
 
 def working_size(config: OdometryConfig, width: int, height: int) -> tuple[int, int]:

@@ -67,8 +67,8 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
         "timings": summarise_timings(timings),
         "wall_s": wall,
         "fps_wall": len(sequence) / max(wall, 1e-9),
-        "features": vo.config.features,
-        "backend": getattr(vo.extractor, "backend", vo.config.features),
+        "features": vo.config.extractor.features,
+        "backend": getattr(vo.extractor, "backend", vo.config.extractor.features),
         "working_size": list(vo.working_size) if vo.working_size else None,
     }
     if keep_results:

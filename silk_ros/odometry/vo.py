@@ -35,36 +35,31 @@ scale that makes the triangulated depths of the points shared with the old keyfr
 RGB-D points take the median depth of a small neighbourhood of the keypoint, and none where it spans a depth edge
 or a hole (``keypoint_depth``): learned keypoints sit on edges, where the nearest sample is often the background.
 A new RGB-D keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes, not
-only its predecessor's (``_window_refine``); tracking between keyframes stays frame-to-keyframe.
-
-Monocular keyframes keep map points as landmarks shared between the keyframes that observe them (matched keyframe
-to keyframe, plus direct matches of the new keyframe to older window keyframes).  Each new monocular keyframe is
-bundle-adjusted with the last ``window_keyframes`` keyframes and their shared landmarks (``bundle.adjust_bundle``,
-the oldest two keyframes fixed): a keyframe's two-view pose and short-baseline map are corrected by the older
-keyframes that see the same points, which is where scale and direction drift come from otherwise.  Holding only
-the oldest keyframe and the distance to the next one (the minimal 7-DoF gauge) was tried: on 7-Scenes mono over
-three start frames it lost more frames (SiLK median ATE 0.31 m against 0.11 m).
+only its predecessor's (``rgbd_window.refine_in_window``); tracking between keyframes stays frame-to-keyframe.
+Each new monocular keyframe is bundle-adjusted with the last ``window_keyframes`` keyframes and the landmarks they
+share (``monocular_map.LandmarkMap``).  This module keeps the tracking policy: which pose, which state, which
+frame becomes a keyframe.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..features import build_extractor
 from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
 from ..geometry.pose import invert_pose, make_pose, transform_points
+from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
-from . import bundle
 from . import estimation as est
-from .config import OdometryConfig
+from .config import OdometryConfig, uses_depth
 from .depth import keypoint_depth
 from .frontend import (
-    build_extractor,
     build_keyframe_matcher,
     build_vo_matcher,
     build_window_matcher,
@@ -72,35 +67,15 @@ from .frontend import (
     working_camera,
     working_size,
 )
+from .keyframe import Keyframe, Observation, carry_points
+from .monocular_map import LandmarkMap
+from .rgbd_window import refine_in_window
 from .types import FrameResult, TrackingState
 
 __all__ = ["VisualOdometry", "OdometryInputError"]
 
-#: Keyframes held fixed in the local bundle adjustment: two fix the monocular gauge (pose and scale).
-_FIXED_KEYFRAMES = 2
-
-
 class OdometryInputError(ValueError):
     """An image, depth map or camera the odometry cannot use (the message says which and why)."""
-
-
-@dataclass
-class _Keyframe:
-    features: Features
-    pixels: np.ndarray  # undistorted working-resolution pixels (N, 2)
-    pose_world: np.ndarray  # T_world_kf
-    points: np.ndarray  # (N, 3) in the keyframe frame, NaN where unknown
-    timestamp: float
-    #: monocular: id of the map point each feature observes (shared by the keyframes that see it), -1 for none
-    landmarks: np.ndarray = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.landmarks is None:
-            self.landmarks = np.full(len(self.pixels), -1, np.int64)
-
-    @property
-    def map_size(self) -> int:
-        return int(np.isfinite(self.points[:, 0]).sum())
 
 
 @dataclass
@@ -119,13 +94,24 @@ class _Tracked:
     """A frame tracked on its keyframe's map with the parallax to triangulate: the keyframe to fall back on if
     the next frame fails against the current keyframe (``_promote_last_tracked``)."""
 
-    keyframe: _Keyframe
+    keyframe: Keyframe
     matches: Matches
     estimate: _Estimate
-    features: Features
-    pixels: np.ndarray
-    points: np.ndarray | None
-    timestamp: float
+    frame: Observation
+
+
+@dataclass
+class _Outcome:
+    """What a frame's processing decided, for its FrameResult."""
+
+    pose: np.ndarray  # T_world_cam
+    covariance: np.ndarray
+    method: str
+    keyframe_features: Features
+    times: tuple[float, float, float, float]  # start, features extracted, matched, pose done
+    matches: Matches = field(default_factory=Matches.empty)
+    estimate: _Estimate | None = None
+    is_keyframe: bool = False
 
 
 class VisualOdometry:
@@ -138,26 +124,27 @@ class VisualOdometry:
             config = OdometryConfig.from_dict(config)
         self.config = config
         limit_blas_threads(config.blas_threads)
-        self.extractor = extractor if extractor is not None else build_extractor(config)
+        self.extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
         self.window_matcher = build_window_matcher(config, self.matcher)
+        self.landmarks = LandmarkMap(config, self.window_matcher)
         self.keyframe_matcher = build_keyframe_matcher(config, getattr(self.extractor, "descriptor_dim", None))
         self.reset()
 
     # ----------------------------------------------------------------------------------------- state
     def reset(self) -> None:
         """Forget the map and the trajectory (the next frame starts a new one at the identity)."""
-        self._keyframe: _Keyframe | None = None
+        self._keyframe: Keyframe | None = None
         self._last_tracked: _Tracked | None = None
         #: The last ``window_keyframes`` keyframes (the current one last): the local map new keyframes refine against.
-        self._window: deque[_Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
+        self._window: deque[Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
         self._pose = np.eye(4)
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
         self._scale_reference = 1.0
         #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
         self._scene_depth: float | None = None
-        self._next_landmark = 0
+        self.landmarks.reset()
         # Bounded for long-running nodes (max_trajectory_poses > 0); unbounded for evaluation.
         history = self.config.max_trajectory_poses or None
         self._timestamps: deque[float] = deque(maxlen=history)
@@ -175,9 +162,7 @@ class VisualOdometry:
         return self._pose.copy()
 
     @property
-    def trajectory(self):
-        from ..evaluation.trajectory import Trajectory
-
+    def trajectory(self) -> Trajectory:
         if not self._poses:
             return Trajectory(np.zeros(0), np.zeros((0, 4, 4)))
         return Trajectory(np.asarray(self._timestamps), np.stack(self._poses))
@@ -186,41 +171,85 @@ class VisualOdometry:
     def process(
         self, image: np.ndarray, timestamp: float, camera: Camera, depth: np.ndarray | None = None
     ) -> FrameResult:
-        cfg = self.config
         t0 = time.perf_counter()
+        frame = self._observe(image, float(timestamp), camera, depth)
+        t1 = time.perf_counter()
+        keyframe = self._keyframe
+        if keyframe is None:
+            return self._first(frame, (t0, t1))
+        matches, estimate, match_s = self._match(keyframe, frame)
+        if (estimate is None or estimate.inliers.sum() < self.config.min_inliers) and self._promote_last_tracked():
+            # The motion outgrew the keyframe between two frames: the last tracked frame is the keyframe now.
+            keyframe = self._keyframe
+            matches, estimate, more_s = self._match(keyframe, frame)
+            match_s += more_s
+        times = (t0, t1, t1 + match_s)  # matching, then everything else counts as pose
+        if estimate is None or int(estimate.inliers.sum()) < self.config.min_inliers:
+            return self._lost(frame, keyframe, matches, estimate, times)
+        return self._track(frame, keyframe, matches, estimate, times)
+
+    def _match(self, keyframe: Keyframe, frame: Observation) -> tuple[Matches, _Estimate | None, float]:
+        """Matches to the keyframe and the pose estimate; a frame that builds a map is re-matched by the keyframe
+        matcher (slower, better: the new map is triangulated from its matches).  Also returns the seconds spent
+        matching."""
+        start = time.perf_counter()
+        matches = self.matcher(keyframe.features, frame.features)
+        spent = time.perf_counter() - start
+        estimate = self._estimate(keyframe, matches, frame)
+        if self.keyframe_matcher is None or estimate is None or not self._builds_map(keyframe, estimate, frame):
+            return matches, estimate, spent
+        start = time.perf_counter()
+        strong = self.keyframe_matcher(keyframe.features, frame.features)
+        spent += time.perf_counter() - start
+        better = self._estimate(keyframe, strong, frame)
+        if better is not None and better.inliers.sum() >= self.config.min_inliers:
+            return strong, better, spent
+        return matches, estimate, spent
+
+    def _promote_last_tracked(self) -> bool:
+        """Make the last tracked frame the keyframe, as it would have become had its parallax or inlier count
+        crossed the keyframe thresholds; False when there is none (or its map would be too small).  Without this,
+        a frame that falls just short of ``min_inliers`` against an old keyframe (float noise decides) is lost for
+        ``max_lost_frames`` frames and the map restarts."""
+        last, self._last_tracked = self._last_tracked, None
+        if last is None or last.keyframe is not self._keyframe:
+            return False
+        candidate, T_last_kf = self._successor(last.keyframe, last.matches, last.estimate, last.frame)
+        if candidate.map_size < self.config.init_min_points:
+            return False
+        self._adopt(candidate)
+        if last.frame.depth_points is None:
+            self.landmarks.adjust(list(self._window), last.frame.K)
+        self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
+        return True
+
+    def _observe(self, image: np.ndarray, timestamp: float, camera: Camera, depth: np.ndarray | None) -> Observation:
+        """Checked inputs -> features, undistorted pixels and (RGB-D) depth points at working resolution."""
         use_depth = self._check_inputs(image, camera, depth)
-        width, height = working_size(cfg, camera.width, camera.height)
+        width, height = working_size(self.config, camera.width, camera.height)
         cam = working_camera(camera, width, height)
         self.working_size = (width, height)
         features = self.extractor.extract(resize_image(image, width, height))
         pixels = cam.undistort_points(features.keypoints_xy) if len(features) else np.zeros((0, 2))
         points = self._depth_points(depth, features, cam) if use_depth else None
-        t1 = time.perf_counter()
+        return Observation(timestamp, features, pixels, points, cam.K)
 
-        keyframe = self._keyframe
-        if keyframe is None:
-            self._adopt(self._new_keyframe(features, pixels, self._pose, points, float(timestamp)), restart=True)
-            self._state = TrackingState.TRACKING if self._keyframe.map_size >= cfg.min_inliers else (
-                TrackingState.INITIALIZING
-            )
-            t2 = time.perf_counter()
-            return self._finish(
-                timestamp, self._pose, np.eye(6) * 1e-9, features, features, Matches.empty(), None, 0, True,
-                0.0, "first", (t0, t1, t2, t2),
-            )
+    def _first(self, frame: Observation, times: tuple[float, float]) -> FrameResult:
+        """The first frame (or the first after a reset) is the first keyframe, at the current pose."""
+        self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
+        self._state = TrackingState.TRACKING if self._keyframe.map_size >= self.config.min_inliers else (
+            TrackingState.INITIALIZING
+        )
+        t2 = time.perf_counter()
+        outcome = _Outcome(self._pose, np.eye(6) * 1e-9, "first", frame.features, (*times, t2, t2), is_keyframe=True)
+        return self._finish(frame, outcome)
 
-        matches, estimate, match_s = self._track(keyframe, features, pixels, points, cam.K, use_depth)
-        inliers = 0 if estimate is None else int(estimate.inliers.sum())
-        if inliers < cfg.min_inliers and self._promote_last_tracked(cam.K):
-            # The motion outgrew the keyframe between two frames: the last tracked frame is the keyframe now.
-            keyframe = self._keyframe
-            matches, estimate, more_s = self._track(keyframe, features, pixels, points, cam.K, use_depth)
-            match_s += more_s
-            inliers = 0 if estimate is None else int(estimate.inliers.sum())
-        t2 = t1 + match_s  # timings: matching, then everything else counts as pose
-        if estimate is None or inliers < cfg.min_inliers:
-            return self._lost(timestamp, features, pixels, points, keyframe, matches, estimate, (t0, t1, t2))
-
+    def _track(
+        self, frame: Observation, keyframe: Keyframe, matches: Matches, estimate: _Estimate, times: tuple
+    ) -> FrameResult:
+        """A frame with a pose: its state and covariance, and whether it becomes the next keyframe."""
+        cfg = self.config
+        inliers = int(estimate.inliers.sum())
         self._lost_count = 0
         if estimate.new_points is not None:
             index, xyz = estimate.new_points
@@ -236,16 +265,14 @@ class VisualOdometry:
         covariance = estimate.covariance * (cfg.degraded_inflation if state == TrackingState.DEGRADED else 1.0)
 
         is_keyframe = False
-        if has_map and self._builds_map(keyframe, estimate, points):
-            candidate, T_cur_kf = self._successor(
-                keyframe, matches, estimate, features, pixels, points, cam.K, timestamp
-            )
+        if has_map and self._builds_map(keyframe, estimate, frame):
+            candidate, T_cur_kf = self._successor(keyframe, matches, estimate, frame)
             if candidate.map_size >= cfg.init_min_points:
                 estimate.T_cur_kf = T_cur_kf
                 pose = keyframe.pose_world @ invert_pose(T_cur_kf)
                 candidate.pose_world = pose.copy()
                 self._adopt(candidate)
-                if points is None and self._adjust_window(cam.K):
+                if frame.depth_points is None and self.landmarks.adjust(list(self._window), frame.K):
                     pose = candidate.pose_world.copy()
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
@@ -254,20 +281,18 @@ class VisualOdometry:
             # Rotating away (before translation became observable, or with the map turning out of view): follow
             # with a keyframe at the same position so the rotation keeps being tracked instead of running out of
             # matches; it carries the map points it sees, which keeps the monocular scale through the turn.
-            self._adopt(self._rotated_successor(keyframe, matches, estimate, features, pixels, pose, timestamp))
+            self._adopt(self._rotated_successor(keyframe, matches, estimate, frame, pose))
             is_keyframe = True
         self._state = state
         self._last_tracked = None
-        if not is_keyframe and self._can_build_map(keyframe, estimate, points):
-            self._last_tracked = _Tracked(keyframe, matches, estimate, features, pixels, points, float(timestamp))
-        t3 = time.perf_counter()
-        return self._finish(
-            timestamp, pose, covariance, features, keyframe.features, matches, estimate.inliers, inliers,
-            is_keyframe, estimate.parallax_px, estimate.method, (t0, t1, t2, t3),
-        )
+        if not is_keyframe and self._can_build_map(keyframe, estimate, frame):
+            self._last_tracked = _Tracked(keyframe, matches, estimate, frame)
+        outcome = _Outcome(pose, covariance, estimate.method, keyframe.features, (*times, time.perf_counter()),
+                           matches, estimate, is_keyframe)
+        return self._finish(frame, outcome)
 
     # ----------------------------------------------------------------------------------------- estimation
-    def _builds_map(self, keyframe: _Keyframe, estimate: _Estimate, points: np.ndarray | None) -> bool:
+    def _builds_map(self, keyframe: Keyframe, estimate: _Estimate, frame: Observation) -> bool:
         """This frame initialises the map or becomes the next keyframe: the parallax grew or the inliers fell
         (monocular: only with the parallax to triangulate a successor's map)."""
         cfg = self.config
@@ -276,61 +301,23 @@ class VisualOdometry:
         if estimate.new_points is not None:
             return True
         wants = estimate.parallax_px > cfg.keyframe_parallax_px or estimate.inliers.sum() < cfg.keyframe_min_inliers
-        return wants and self._can_build_map(keyframe, estimate, points)
+        return wants and self._can_build_map(keyframe, estimate, frame)
 
-    def _can_build_map(self, keyframe: _Keyframe, estimate: _Estimate, points: np.ndarray | None) -> bool:
+    def _can_build_map(self, keyframe: Keyframe, estimate: _Estimate, frame: Observation) -> bool:
         """A frame tracked on the keyframe's map that could become the next keyframe (monocular: with the parallax
         to triangulate its map)."""
         cfg = self.config
         if estimate.method not in ("pnp", "essential") or keyframe.map_size < cfg.min_inliers:
             return False
-        return points is not None or estimate.parallax_px >= cfg.init_parallax_px
+        return frame.depth_points is not None or estimate.parallax_px >= cfg.init_parallax_px
 
-    def _track(self, keyframe, features, pixels, points, K, use_depth) -> tuple[Matches, _Estimate | None, float]:
-        """Matches to the keyframe and the pose estimate; a frame that builds a map is re-matched by the keyframe
-        matcher (slower, better: the new map is triangulated from its matches).  Also returns the seconds spent
-        matching."""
-        start = time.perf_counter()
-        matches = self.matcher(keyframe.features, features)
-        spent = time.perf_counter() - start
-        estimate = self._estimate(keyframe, matches, pixels, K, use_depth)
-        if self.keyframe_matcher is None or estimate is None or not self._builds_map(keyframe, estimate, points):
-            return matches, estimate, spent
-        start = time.perf_counter()
-        strong = self.keyframe_matcher(keyframe.features, features)
-        spent += time.perf_counter() - start
-        better = self._estimate(keyframe, strong, pixels, K, use_depth)
-        if better is not None and better.inliers.sum() >= self.config.min_inliers:
-            return strong, better, spent
-        return matches, estimate, spent
-
-    def _promote_last_tracked(self, K: np.ndarray) -> bool:
-        """Make the last tracked frame the keyframe, as it would have become had its parallax or inlier count
-        crossed the keyframe thresholds; ``False`` when there is none (or its map would be too small).  Without
-        this, a frame that falls just short of ``min_inliers`` against an old keyframe (float noise decides)
-        loses tracking for ``max_lost_frames`` frames and restarts the map."""
-        last, self._last_tracked = self._last_tracked, None
-        if last is None or last.keyframe is not self._keyframe:
-            return False
-        candidate, T_last_kf = self._successor(
-            last.keyframe, last.matches, last.estimate, last.features, last.pixels, last.points, K, last.timestamp
-        )
-        if candidate.map_size < self.config.init_min_points:
-            return False
-        self._adopt(candidate)
-        if last.points is None:
-            self._adjust_window(K)
-        self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
-        return True
-
-    def _estimate(
-        self, keyframe: _Keyframe, matches: Matches, pixels: np.ndarray, K: np.ndarray, use_depth: bool
-    ) -> _Estimate | None:
+    def _estimate(self, keyframe: Keyframe, matches: Matches, frame: Observation) -> _Estimate | None:
         cfg = self.config
         if len(matches) < cfg.min_inliers:
             return None
+        K, use_depth = frame.K, frame.depth_points is not None
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        u0, u1 = keyframe.pixels[i0], pixels[i1]
+        u0, u1 = keyframe.pixels[i0], frame.pixels[i1]
         solver = dict(threshold=cfg.ransac_threshold_px, confidence=cfg.ransac_confidence,
                       iterations=cfg.ransac_iterations)
         map_points = keyframe.points[i0]
@@ -413,13 +400,13 @@ class VisualOdometry:
         return _Estimate(make_pose(R), rotation.inliers, parallax, "rotation", covariance)
 
     # ----------------------------------------------------------------------------------------- keyframes
-    def _new_keyframe(self, features, pixels, pose_world, points, timestamp) -> _Keyframe:
+    def _new_keyframe(self, frame: Observation, pose_world: np.ndarray, points: np.ndarray | None) -> Keyframe:
         if points is None:
-            points = np.full((len(features), 3), np.nan)
+            points = np.full((len(frame.features), 3), np.nan)
         self.keyframe_count += 1
-        return _Keyframe(features, pixels, pose_world.copy(), points, timestamp)
+        return Keyframe(frame.features, frame.pixels, pose_world.copy(), points, frame.timestamp)
 
-    def _adopt(self, keyframe: _Keyframe, restart: bool = False) -> None:
+    def _adopt(self, keyframe: Keyframe, restart: bool = False) -> None:
         """Make ``keyframe`` the one frames are tracked against and add it to the local-map window."""
         if restart:
             self._window.clear()
@@ -428,17 +415,21 @@ class VisualOdometry:
         if keyframe.map_size >= self.config.min_inliers:
             self._scene_depth = float(np.median(keyframe.points[np.isfinite(keyframe.points[:, 0]), 2]))
 
-    def _rotated_successor(self, keyframe, matches, estimate, features, pixels, pose, timestamp) -> _Keyframe:
+    def _rotated_successor(
+        self, keyframe: Keyframe, matches: Matches, estimate: _Estimate, frame: Observation, pose: np.ndarray
+    ) -> Keyframe:
         """The current frame as the next keyframe after a pure rotation: the old keyframe's points it matches are
         moved into its frame by that rotation (no triangulation: there is no baseline)."""
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        points = np.full((len(features), 3), np.nan)
-        self._carry_points(keyframe, i0, i1, estimate.inliers, estimate.T_cur_kf, points)
-        candidate = self._new_keyframe(features, pixels, pose, points, float(timestamp))
-        self._link_landmarks(keyframe, candidate, i0, i1)
+        points = np.full((len(frame.features), 3), np.nan)
+        carry_points(keyframe, i0, i1, estimate.inliers, estimate.T_cur_kf, points)
+        candidate = self._new_keyframe(frame, pose, points)
+        self.landmarks.link(keyframe, candidate, i0, i1)
         return candidate
 
-    def _successor(self, keyframe, matches, estimate, features, pixels, depth_points, K, timestamp):
+    def _successor(
+        self, keyframe: Keyframe, matches: Matches, estimate: _Estimate, frame: Observation
+    ) -> tuple[Keyframe, np.ndarray]:
         """The current frame as the next keyframe, with its points in its own frame, and its pose to the old keyframe.
 
         RGB-D: points from depth, the old keyframe's inlier points where depth is missing.  Monocular: the
@@ -449,135 +440,22 @@ class VisualOdometry:
         cfg = self.config
         T = estimate.T_cur_kf
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        if depth_points is not None:
-            points = depth_points.copy()
-            T = self._window_refine(keyframe, matches, features, pixels, K, T)
+        K, pixels = frame.K, frame.pixels
+        if frame.depth_points is not None:
+            points = frame.depth_points.copy()
+            T = refine_in_window(self._window, keyframe, matches, frame, T, self.window_matcher, cfg)
         else:
-            points = np.full((len(features), 3), np.nan)
+            points = np.full((len(frame.features), 3), np.nan)
             T = self._scaled_essential(keyframe, i0, keyframe.pixels[i0], pixels[i1], K, T)
             xyz, error, angle = est.triangulate(keyframe.pixels[i0], pixels[i1], K, T)
             good = (error < 2.0 * cfg.ransac_threshold_px) & (angle > cfg.min_triangulation_deg)
             points[i1[good]] = transform_points(T, xyz[good])
-        self._carry_points(keyframe, i0, i1, estimate.inliers, T, points)
+        carry_points(keyframe, i0, i1, estimate.inliers, T, points)
         pose = keyframe.pose_world @ invert_pose(T)
-        candidate = self._new_keyframe(features, pixels, pose, points, float(timestamp))
-        if depth_points is None:
-            self._link_landmarks(keyframe, candidate, i0, i1)
+        candidate = self._new_keyframe(frame, pose, points)
+        if frame.depth_points is None:
+            self.landmarks.link(keyframe, candidate, i0, i1)
         return candidate, T
-
-    @staticmethod
-    def _carry_points(keyframe, i0, i1, inliers, T_new_old, points) -> None:
-        """Give the new keyframe's features that have no point yet (``points``, filled in place) the old keyframe's
-        point of their inlier match, moved into the new frame by ``T_new_old``."""
-        fill = inliers & np.isfinite(keyframe.points[i0, 0]) & ~np.isfinite(points[i1, 0])
-        points[i1[fill]] = transform_points(T_new_old, keyframe.points[i0[fill]])
-
-    def _link_landmarks(self, keyframe: _Keyframe, candidate: _Keyframe, i0: np.ndarray, i1: np.ndarray) -> None:
-        """Monocular: a matched feature with a point in the new keyframe observes the old keyframe's landmark (a
-        new one if it had none), so points keep one identity across keyframes for the bundle adjustment."""
-        known = np.isfinite(candidate.points[i1, 0])
-        ids = keyframe.landmarks[i0[known]].copy()
-        fresh = ids < 0
-        ids[fresh] = self._next_landmark + np.arange(int(fresh.sum()))
-        self._next_landmark += int(fresh.sum())
-        keyframe.landmarks[i0[known]] = ids
-        candidate.landmarks[i1[known]] = ids
-
-    def _associate_window(self, window: list[_Keyframe], K: np.ndarray) -> None:
-        """Monocular: the newest keyframe also observes the landmarks of older window keyframes it matches
-        directly (descriptor match, gated by the landmark's reprojection at the current pose), which gives the
-        bundle adjustment tracks longer than two keyframes."""
-        newest = window[-1]
-        T_new_world = invert_pose(newest.pose_world)
-        for older in window[:-2]:
-            matches = self.window_matcher(older.features, newest.features)
-            i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-            candidate = (older.landmarks[i0] >= 0) & np.isfinite(older.points[i0, 0]) & (newest.landmarks[i1] < 0)
-            i0, i1 = i0[candidate], i1[candidate]
-            taken = np.isin(older.landmarks[i0], newest.landmarks)
-            i0, i1 = i0[~taken], i1[~taken]
-            world = transform_points(older.pose_world, older.points[i0])
-            gate = 2.0 * self.config.ransac_threshold_px
-            near = est.reprojection_inliers(T_new_world, world, newest.pixels[i1], K, gate)
-            newest.landmarks[i1[near]] = older.landmarks[i0[near]]
-
-    def _adjust_window(self, K: np.ndarray) -> bool:
-        """Monocular local bundle adjustment over the window's keyframes and the landmarks two or more of them see
-        (``bundle.adjust_bundle``); the oldest two keyframes stay fixed, which fixes position, orientation and
-        scale.  Writes the adjusted poses and points back.  An observation that stays an outlier loses its link to
-        the landmark but not the keyframe's own point: tracking's RANSAC still votes on it (deleting those points
-        starved tracking in the hard stretches of 7-Scenes: SiLK lost 13 frames over three start offsets, not 6).
-        Returns whether it ran."""
-        cfg = self.config
-        window = list(self._window)
-        if cfg.bundle_iterations <= 0 or len(window) <= _FIXED_KEYFRAMES:
-            return False
-        self._associate_window(window, K)
-        frame = np.concatenate([np.full(int((k.landmarks >= 0).sum()), f) for f, k in enumerate(window)])
-        feature = np.concatenate([np.flatnonzero(k.landmarks >= 0) for k in window])
-        landmark = np.concatenate([k.landmarks[k.landmarks >= 0] for k in window])
-        _, inverse, counts = np.unique(landmark, return_inverse=True, return_counts=True)
-        shared = counts[inverse] >= 2
-        frame, feature, landmark = frame[shared], feature[shared], landmark[shared]
-        ids, point = np.unique(landmark, return_inverse=True)
-        points_world = np.full((len(ids), 3), np.nan)
-        for f, keyframe in enumerate(window):  # oldest first: the newest estimate of a point wins
-            own = np.flatnonzero(frame == f)
-            xyz = keyframe.points[feature[own]]
-            known = np.isfinite(xyz[:, 0])
-            points_world[point[own[known]]] = transform_points(keyframe.pose_world, xyz[known])
-        observed = np.isfinite(points_world[point, 0])
-        if observed.sum() < cfg.init_min_points:
-            return False
-        frame, feature, point = frame[observed], feature[observed], point[observed]
-        offsets = np.cumsum([0] + [len(k.pixels) for k in window])
-        problem = bundle.BundleProblem(
-            poses_world=np.stack([k.pose_world for k in window]),
-            fixed=np.arange(len(window)) < _FIXED_KEYFRAMES,
-            points_world=np.nan_to_num(points_world),
-            frame_index=frame,
-            point_index=point,
-            pixels=np.concatenate([k.pixels for k in window])[offsets[frame] + feature],
-        )
-        result = bundle.adjust_bundle(problem, K, cfg.ransac_threshold_px, cfg.bundle_iterations)
-        for f, keyframe in enumerate(window):
-            keyframe.pose_world = result.poses_world[f]
-            own = frame == f
-            good, bad = own & result.inliers, own & ~result.inliers
-            keyframe.points[feature[good]] = transform_points(invert_pose(keyframe.pose_world),
-                                                              result.points_world[point[good]])
-            keyframe.landmarks[feature[bad]] = -1
-        return True
-
-    def _window_refine(self, keyframe, matches, features, pixels, K, T_cur_kf) -> np.ndarray:
-        """RGB-D: pose of a new keyframe against the local map, refined (LM from the tracked pose, inliers gated
-        by reprojection) on the union of the 2D-3D matches to every window keyframe's depth points, in the world.
-
-        Chaining keyframe to keyframe keeps each relative error in the trajectory; measured points of older
-        keyframes still in view tie the new keyframe to where the map already is.  Starting from the tracked pose
-        (not RANSAC) the extra correspondences refine it but cannot swap it for another consensus set.
-        Monocular maps are not used: their depths are triangulated from short baselines, and PnP on them trades
-        rotation for translation (with it, KITTI 07 SiLK went from ATE 0.47 to 2.1 m), which is also why
-        monocular keyframe poses come from the essential matrix.  Keeps ``T_cur_kf`` when the window supports too
-        few inliers.
-        """
-        cfg = self.config
-        others = [k for k in self._window if k is not keyframe and k.map_size > 0]
-        if cfg.window_keyframes < 2 or not others:
-            return T_cur_kf
-        world, image = [], []
-        pairs = [(keyframe, matches)] + [(k, self.window_matcher(k.features, features)) for k in others]
-        for reference, reference_matches in pairs:
-            i0, i1 = reference_matches.indices[:, 0], reference_matches.indices[:, 1]
-            known = np.isfinite(reference.points[i0, 0])
-            world.append(transform_points(reference.pose_world, reference.points[i0[known]]))
-            image.append(pixels[i1[known]])
-        world, image = np.concatenate(world), np.concatenate(image)
-        T_cur_world = T_cur_kf @ invert_pose(keyframe.pose_world)
-        solution = est.refine_pose(world, image, K, T_cur_world, cfg.ransac_threshold_px)
-        if solution is None or solution.inliers.sum() < cfg.init_min_points:
-            return T_cur_kf
-        return solution.T_1_0 @ keyframe.pose_world  # T_cur_world @ T_world_kf
 
     def _scaled_essential(self, keyframe, i0, u0, u1, K, T_pnp) -> np.ndarray:
         """Essential-matrix pose (rotation and direction from every 2D-2D match) with the map's scale: the median
@@ -616,36 +494,33 @@ class VisualOdometry:
         return scale if np.isfinite(scale) and scale > 0 else None
 
     # ----------------------------------------------------------------------------------------- loss
-    def _lost(self, timestamp, features, pixels, points, keyframe, matches, estimate, times) -> FrameResult:
+    def _lost(
+        self, frame: Observation, keyframe: Keyframe, matches: Matches, estimate: _Estimate | None, times: tuple
+    ) -> FrameResult:
         """Hold the pose; after ``max_lost_frames`` failures re-start from the current frame (if it has texture)."""
         cfg = self.config
         self._lost_count += 1
         self._state = TrackingState.LOST
         is_keyframe = False
-        if self._lost_count > cfg.max_lost_frames and len(features) >= cfg.init_min_points:
+        if self._lost_count > cfg.max_lost_frames and len(frame.features) >= cfg.init_min_points:
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
-            self._adopt(self._new_keyframe(features, pixels, self._pose, points, float(timestamp)), restart=True)
+            self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
             self._lost_count = 0
             is_keyframe = True
         covariance = np.eye(6) * cfg.lost_variance
-        mask = None if estimate is None else estimate.inliers
-        inliers = 0 if estimate is None else int(estimate.inliers.sum())
-        t3 = time.perf_counter()
-        return self._finish(
-            timestamp, self._pose, covariance, features, keyframe.features, matches, mask, inliers, is_keyframe,
-            0.0 if estimate is None else estimate.parallax_px, "lost", (*times, t3),
-        )
+        outcome = _Outcome(self._pose, covariance, "lost", keyframe.features, (*times, time.perf_counter()), matches,
+                           estimate, is_keyframe)
+        return self._finish(frame, outcome)
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _finish(
-        self, timestamp, pose, covariance, features, keyframe_features, matches, mask, inliers, is_keyframe,
-        parallax, method, times,
-    ) -> FrameResult:
-        t0, t1, t2, t3 = times
+    def _finish(self, frame: Observation, outcome: _Outcome) -> FrameResult:
+        """Record the frame's pose in the trajectory and report it."""
+        t0, t1, t2, t3 = outcome.times
+        pose, estimate = outcome.pose, outcome.estimate
         previous = self._poses[-1] if self._poses else pose
         relative = invert_pose(previous) @ pose
         self._pose = pose.copy()
-        self._timestamps.append(float(timestamp))
+        self._timestamps.append(frame.timestamp)
         self._poses.append(pose.copy())
         timings = {
             "extract": (t1 - t0) * 1e3,
@@ -654,10 +529,12 @@ class VisualOdometry:
             "total": (time.perf_counter() - t0) * 1e3,
         }
         return FrameResult(
-            timestamp=float(timestamp), state=self._state, pose_world_cam=pose.copy(), relative_pose=relative,
-            covariance=covariance, features=features, keyframe_features=keyframe_features, matches=matches,
-            inliers=int(inliers), is_keyframe=bool(is_keyframe), timings_ms=timings, inlier_mask=mask,
-            parallax_px=float(parallax), method=method,
+            timestamp=frame.timestamp, state=self._state, pose_world_cam=pose.copy(), relative_pose=relative,
+            covariance=outcome.covariance, features=frame.features, keyframe_features=outcome.keyframe_features,
+            matches=outcome.matches, inliers=0 if estimate is None else int(estimate.inliers.sum()),
+            is_keyframe=bool(outcome.is_keyframe), timings_ms=timings,
+            inlier_mask=None if estimate is None else estimate.inliers,
+            parallax_px=0.0 if estimate is None else float(estimate.parallax_px), method=outcome.method,
         )
 
     def _check_inputs(self, image, camera, depth) -> bool:
@@ -672,7 +549,7 @@ class VisualOdometry:
             )
         if self.config.mode == "rgbd" and depth is None:
             raise OdometryInputError("mode 'rgbd' needs a depth image with every frame")
-        if depth is None or self.config.mode == "mono":
+        if not uses_depth(self.config.mode, depth is not None):
             return False
         if not isinstance(depth, np.ndarray) or depth.ndim != 2:
             raise OdometryInputError(f"depth must be an HxW array in metres, got {getattr(depth, 'shape', depth)}")

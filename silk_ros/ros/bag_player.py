@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,12 @@ from tqdm import tqdm
 
 from silk_ros.bagio import messages as m
 from silk_ros.bagio.errors import BagError
-from silk_ros.bagio.params import DEFAULT_NODE_PARAMS, NODE_TO_CONFIG, load_odometry_config, node_parameters
-from silk_ros.evaluation.trajectory import Trajectory
+from silk_ros.geometry.trajectory import Trajectory
+from silk_ros.odometry.config import uses_depth
 from silk_ros.ros import conversions as conv
 from silk_ros.ros.harness import camera_info_message
 from silk_ros.ros.topics import NODE_NAME
+from silk_ros.settings import DEFAULT_NODE_PARAMS, Settings, load, to_ros_values
 
 __all__ = ["replay_realtime"]
 
@@ -58,35 +60,23 @@ CLOCK_PERIOD_S = 0.01
 DRAIN_IDLE_S = 10.0
 
 
-def node_params_file(params: Path | None, overrides: dict, has_depth: bool, compressed: bool, out: Path) -> Path:
-    """The node's params file for this run: the user's (or config/silk_vo.yaml) + --set overrides + sim time.
-
-    The node's mode is rgbd only when the bag has a depth topic and the settings ask for depth (rgbd, or the
-    odometry's auto), exactly when the deterministic replay would use depth."""
+def node_params_file(
+    params: Path | None, overrides: dict, has_depth: bool, compressed: bool, out: Path
+) -> tuple[Path, Settings]:
+    """The node's params file for this run and the settings it holds: the user's file (or config/silk_vo.yaml) with
+    the --set overrides, sim time, the bag's image transport, and the mode resolved as the deterministic replay
+    resolves it (rgbd exactly when the bag has depth and the settings do not ignore it)."""
     source = Path(params if params is not None else DEFAULT_NODE_PARAMS)
-    # No params file at all (installed without the source tree): the node's declared defaults apply.
-    data = (yaml.safe_load(source.read_text()) or {}) if source.is_file() else {}
-    values = node_parameters(data)
-    to_node = {v: k for k, v in NODE_TO_CONFIG.items()}
-    if values is None:  # an OdometryConfig YAML: translate its names to the node's
-        settings = data.get("odometry", data) if isinstance(data.get("odometry"), dict) else data
-        values = {to_node.get(k, k): v for k, v in settings.items()}
-    values.update({to_node.get(k, k): v for k, v in overrides.items()})
-    values["mode"] = "rgbd" if has_depth and values.get("mode", "auto") in ("auto", "rgbd") else "mono"
-    values.update(use_sim_time=True, image_transport="compressed" if compressed else "raw")
+    # No params file at all (installed without the source tree): the defaults apply.
+    settings = load(source if source.is_file() else None, overrides)
+    mode = "rgbd" if uses_depth(settings.odometry.mode, has_depth) else "mono"
+    settings = replace(settings, odometry=settings.odometry.replace(mode=mode))
+    values = {**to_ros_values(settings), "use_sim_time": True}
+    values["image_transport"] = "compressed" if compressed else "raw"
     path = out / "silk_vo_params.yaml"
     # "/**": the node runs in a namespace of its own (see replay_realtime), so match it by wildcard.
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}, sort_keys=False))
-    return path
-
-
-def _base_from_camera(params_path: Path) -> np.ndarray:
-    values = node_parameters(yaml.safe_load(params_path.read_text()))
-    x, y, z, qx, qy, qz, qw = values.get("base_from_camera", [0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5])
-    out = np.eye(4)
-    out[:3, :3] = conv.quaternion_to_rotation([qx, qy, qz, qw])
-    out[:3, 3] = [x, y, z]
-    return out
+    return path, settings
 
 
 class _Recorder:
@@ -188,10 +178,9 @@ def replay_realtime(
     work = Path(work_dir or tempfile.mkdtemp(prefix="silk_vo_realtime_"))
     work.mkdir(parents=True, exist_ok=True)
     compressed = m.short_type(source.image_connections[0].msgtype) == m.short_type(m.COMPRESSED_IMAGE)
-    params_file = node_params_file(params, overrides, bool(source.depth_index), compressed, work)
-    uses_depth = node_parameters(yaml.safe_load(params_file.read_text()))["mode"] == "rgbd"
-    base_cam = _base_from_camera(params_file)
-    lost_variance = load_odometry_config(params_file).lost_variance
+    params_file, settings = node_params_file(params, overrides, bool(source.depth_index), compressed, work)
+    base_cam = settings.node.base_from_camera_matrix()
+    lost_variance = settings.odometry.lost_variance
     # Isolation from anything else on this machine: a domain outside the ranges the node tests and benchmarks
     # draw from (1-200), and a namespace of our own for every topic but /clock.
     chooser = random.Random(os.getpid() ^ time.time_ns())
@@ -222,7 +211,7 @@ def replay_realtime(
             "image": node.create_publisher(CompressedImage if compressed else Image, inputs["image"], reliable),
             "camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], reliable),
         }
-        if uses_depth:
+        if settings.odometry.mode == "rgbd":
             publishers["depth"] = node.create_publisher(Image, inputs["depth"], reliable)
         clock = node.create_publisher(Clock, "/clock", reliable)
         node.create_subscription(Odometry, odometry_topic, recorder.on_odometry, QoSProfile(depth=100))

@@ -12,17 +12,13 @@ covariances 6x6 in ROS order (x, y, z, rot_x, rot_y, rot_z).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Transform, TransformStamped, Vector3
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-# The pure-numpy image codec lives in silk_ros/datasets/image_codec.py so that `silk-vo bag eval` (no ROS)
-# decodes bag frames with exactly the code the node runs; re-exported here for the node and its tests.
-from silk_ros.datasets.image_codec import (  # noqa: F401
+from silk_ros.bagio.image_codec import (  # noqa: F401
     _ALL_ENCODINGS,
     COLOUR_ENCODINGS,
     DEPTH_ENCODINGS,
@@ -35,6 +31,11 @@ from silk_ros.datasets.image_codec import (  # noqa: F401
     numpy_to_image_fields,
     to_vo_image,
 )
+
+# The pure-numpy image codec lives in silk_ros/bagio/image_codec.py so that `silk-vo bag eval` (no ROS)
+# decodes bag frames with exactly the code the node runs; re-exported here for the node and its tests.
+from silk_ros.geometry.pose import quaternion_to_rotation, rotation_to_quaternion
+from silk_ros.settings import NodeConfig
 
 __all__ = [
     "COLOUR_ENCODINGS",
@@ -69,9 +70,9 @@ __all__ = [
 ]
 
 #: Rotation from the camera optical frame (x right, y down, z forward) to a REP-103 body frame
-#: (x forward, y left, z up): the default base <- camera extrinsics when neither TF nor a parameter
-#: gives them.
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+#: (x forward, y left, z up): that of the default base <- camera extrinsics (``base_from_camera``), used when
+#: neither TF nor the parameter gives them.
+R_BODY_OPTICAL = NodeConfig().base_from_camera_matrix()[:3, :3]
 
 #: PointCloud2 layouts published by the node (all FLOAT32, pixel units in the input image).
 KEYPOINT_FIELDS = ("u", "v", "score")
@@ -124,39 +125,6 @@ def numpy_to_compressed(array: np.ndarray, image_format: str = "jpeg", header: H
 
 
 # ------------------------------------------------------------------------------- poses and TF
-
-
-def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method, numerically safe)."""
-    r = np.asarray(rotation, dtype=np.float64)
-    trace = r[0, 0] + r[1, 1] + r[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 1e-300))
-        q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(max(1.0 + r[1, 1] - r[0, 0] - r[2, 2], 1e-300))
-        q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(max(1.0 + r[2, 2] - r[0, 0] - r[1, 1], 1e-300))
-        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def quaternion_to_rotation(q) -> np.ndarray:
-    """Quaternion (x, y, z, w), normalised first -> 3x3 rotation."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 def matrix_to_pose(transform: np.ndarray) -> Pose:

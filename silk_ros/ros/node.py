@@ -24,7 +24,8 @@ the image's header stamp.  Service ``~/reset`` (std_srvs/Trigger) restarts the o
 Odometry frames: the VO estimates T_world_cam of the camera *optical* frame, world = the first camera.
 With the extrinsics ``T_base_cam`` (from TF when available, else the ``base_from_camera`` parameter,
 default the pure optical->body rotation), ``T_odom_base = T_base_cam @ T_world_cam @ inv(T_base_cam)``:
-odom is where base_frame was at the first frame.
+odom is where base_frame was at the first frame.  That geometry (covariance propagation, twist, keypoints in
+input pixels) is ROS-free, in ``silk_ros.odometry.output_geometry``; this module is the ROS wiring.
 
 Threading: callbacks only hand messages to a buffer (newest-frame slot, or a bounded blocking queue
 with ``process_every_frame``); one worker thread decodes, runs the odometry and publishes.
@@ -57,15 +58,16 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from silk_ros.geometry.camera import Camera
-from silk_ros.geometry.pose import invert_pose, skew, so3_log
-from silk_ros.odometry.types import TrackingState
+from silk_ros.odometry.output_geometry import BaseFrameOdometry, BaseTwist, base_twist, to_input_pixels, viewing_rays
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.ros import conversions as conv
 from silk_ros.ros.debug_image import draw_debug_image
 from silk_ros.ros.diagnostics import NodeStats
 from silk_ros.ros.frame_buffer import DepthPairer, FrameQueue, LatestFrameSlot
-from silk_ros.ros.parameters import NODE_PARAMETERS, check_choice, descriptor, odometry_config
+from silk_ros.ros.parameters import NODE_PARAMETERS, descriptor
 from silk_ros.ros.topics import NODE_NAME, OUTPUTS
+from silk_ros.schema import ConfigError
+from silk_ros.settings import Settings, check_choice, from_ros_values
 
 try:  # real ROS install: TF broadcasting and extrinsics lookup
     import tf2_ros
@@ -90,44 +92,35 @@ class _PendingFrame:
     received: float  # time.monotonic() at the callback: latency measurement
 
 
-def _adjoint(transform: np.ndarray) -> np.ndarray:
-    """6x6 adjoint of a pose for (x, y, z, rot_x, rot_y, rot_z) perturbations: moves a covariance between frames."""
-    rotation, translation = transform[:3, :3], transform[:3, 3]
-    out = np.zeros((6, 6))
-    out[:3, :3] = rotation
-    out[3:, 3:] = rotation
-    out[:3, 3:] = skew(translation) @ rotation
-    return out
-
-
 class SilkVoNode(Node):
     """Subscribes camera topics, runs the VO in a worker thread, publishes odometry and its by-products."""
 
     def __init__(self, **node_options: Any) -> None:
         super().__init__(NODE_NAME, **node_options)
-        self.params = self._declare_parameters()
+        self.settings: Settings = self._declare_parameters()
         self.stats = NodeStats()
-        self.config = odometry_config(self.params)
+        self.config = self.settings.odometry
         self.vo = VisualOdometry(self.config)
         self._vo_lock = threading.Lock()
-        self._rgbd = self.params["mode"] == "rgbd"
+        self._rgbd = self.config.mode == "rgbd"  # auto and mono: no depth topic
+        wiring = self.settings.node
 
         # Odometry state owned by the worker (guarded by _vo_lock).
         self._camera: Camera | None = None
         self._camera_info_key: tuple | None = None
         self._last_stamp: float | None = None
         self._last_size: tuple[int, int] | None = None
-        self._keyframe_covariance = np.zeros((6, 6))  # world-frame covariance of the current keyframe's pose
-        self._path: collections.deque = collections.deque(maxlen=self.params["path_length"])
+        self._output = BaseFrameOdometry()  # carries the current keyframe's covariance
+        self._path: collections.deque = collections.deque(maxlen=wiring.path_length)
         self._extrinsics_from_tf: np.ndarray | None = None
         self._last_stamp_msg = None
         self._last_state = "WAITING"
 
-        if self.params["process_every_frame"]:
-            self._buffer: LatestFrameSlot | FrameQueue = FrameQueue(self.params["queue_size"])
+        if wiring.process_every_frame:
+            self._buffer: LatestFrameSlot | FrameQueue = FrameQueue(wiring.queue_size)
         else:
             self._buffer = LatestFrameSlot()
-        self._pairer = DepthPairer(self.params["depth_sync_tolerance"]) if self._rgbd else None
+        self._pairer = DepthPairer(wiring.depth_sync_tolerance) if self._rgbd else None
         self._bridge = CvBridge() if CvBridge is not None else None
 
         self._create_interfaces()
@@ -137,41 +130,40 @@ class SilkVoNode(Node):
         self._worker = threading.Thread(target=self._work, name="silk_vo_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"silk_vo_node ready: mode {self.params['mode']}, transport {self.params['image_transport']}, "
-            f"features {self.config.features} ({self._backend()}), matcher {self.params['matcher']} "
-            f"(keyframes: {self.params['keyframe_matcher']}), "
-            f"{'every frame (queue)' if self.params['process_every_frame'] else 'newest frame only'}, "
+            f"silk_vo_node ready: mode {self.config.mode}, transport {wiring.image_transport}, "
+            f"features {self.config.extractor.features} ({self._backend()}), matcher {self.config.matching.matcher} "
+            f"(keyframes: {self.config.matching.keyframe_matcher}), "
+            f"{'every frame (queue)' if wiring.process_every_frame else 'newest frame only'}, "
             f"tf: {self._tf_status}"
         )
 
     # ------------------------------------------------------------------------------------------- set-up
-    def _declare_parameters(self) -> dict[str, Any]:
+    def _declare_parameters(self) -> Settings:
+        """Every setting of the table as a parameter with its descriptor; their values as typed settings."""
         values = {}
-        for spec in NODE_PARAMETERS:
-            value = self.declare_parameter(spec.name, spec.default, descriptor(spec)).value
-            problem = check_choice(spec, value)
+        for row in NODE_PARAMETERS:
+            value = self.declare_parameter(row.name, row.ros_default, descriptor(row)).value
+            problem = check_choice(row, value)
             if problem:
                 raise ValueError(problem)
-            values[spec.name] = value
-        if len(values["base_from_camera"]) != 7:
-            raise ValueError(f"base_from_camera needs 7 numbers [x y z qx qy qz qw], got {values['base_from_camera']}")
-        return values
+            values[row.name] = value
+        return from_ros_values(values)
 
     def _create_interfaces(self) -> None:
-        p = self.params
-        reliable = p["qos_reliability"] == "reliable"
+        p = self.settings.node
+        reliable = p.qos_reliability == "reliable"
         reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         input_qos = QoSProfile(
             reliability=reliability,
             history=HistoryPolicy.KEEP_LAST,
-            depth=p["qos_depth"],
+            depth=p.qos_depth,
             durability=DurabilityPolicy.VOLATILE,
         )
         # The image callback may block (process_every_frame): it gets its own group, everything else
         # (camera_info, depth, reset, diagnostics) stays served by the executor's other threads.
         image_group = MutuallyExclusiveCallbackGroup()
         other_group = ReentrantCallbackGroup()
-        if p["image_transport"] == "compressed":
+        if p.image_transport == "compressed":
             self.create_subscription(
                 CompressedImage, "image/compressed", self._on_image, input_qos, callback_group=image_group
             )
@@ -193,7 +185,7 @@ class SilkVoNode(Node):
         self._tf_buffer = None
         if tf2_ros is not None:
             self._tf_broadcaster = tf2_ros.TransformBroadcaster(self)
-            if p["use_tf_extrinsics"]:
+            if p.use_tf_extrinsics:
                 self._tf_buffer = tf2_ros.Buffer()
                 self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
             self._tf_status = "tf2_ros"
@@ -204,7 +196,7 @@ class SilkVoNode(Node):
             self._tf_status = "unavailable: neither tf2_ros nor tf2_msgs importable, /tf not published"
         # Diagnostics run on the steady clock: they must keep coming with use_sim_time and no /clock.
         self.create_timer(
-            p["diagnostics_period"],
+            p.diagnostics_period,
             self._publish_diagnostics,
             callback_group=other_group,
             clock=Clock(clock_type=ClockType.STEADY_TIME),
@@ -212,29 +204,33 @@ class SilkVoNode(Node):
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Runtime changes of the mutable parameters (read-only ones are refused by rclpy itself)."""
-        specs = {s.name: s for s in NODE_PARAMETERS}
+        rows = {row.name: row for row in NODE_PARAMETERS}
+        changes = {}
         for parameter in parameters:
-            spec = specs.get(parameter.name)
-            if spec is None:
+            row = rows.get(parameter.name)
+            if row is None:
                 continue
-            problem = check_choice(spec, parameter.value)
-            if parameter.name == "base_from_camera" and len(parameter.value) != 7:
-                problem = "base_from_camera needs 7 numbers [x y z qx qy qz qw]"
+            problem = check_choice(row, parameter.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
-        for parameter in parameters:
-            if parameter.name in self.params:
-                self.params[parameter.name] = parameter.value
-                if parameter.name == "path_length":
-                    with self._vo_lock:
-                        self._path = collections.deque(self._path, maxlen=parameter.value)
-                if parameter.name in ("base_frame", "camera_frame"):
-                    self._extrinsics_from_tf = None
+            if row.section == "node":  # the odometry's settings are read-only
+                changes[parameter.name] = parameter.value
+        try:
+            wiring = dataclasses.replace(self.settings.node, **changes)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.settings = dataclasses.replace(self.settings, node=wiring)
+        if "path_length" in changes:
+            with self._vo_lock:
+                self._path = collections.deque(self._path, maxlen=wiring.path_length)
+        if {"base_frame", "camera_frame"} & set(changes):
+            self._extrinsics_from_tf = None
         return SetParametersResult(successful=True)
 
     def _backend(self) -> str:
         extractor = getattr(self.vo, "extractor", None)
-        return str(getattr(extractor, "backend", None) or getattr(self.vo, "backend", None) or self.config.features)
+        backend = getattr(extractor, "backend", None) or getattr(self.vo, "backend", None)
+        return str(backend or self.config.extractor.features)
 
     # -------------------------------------------------------------------------------------- callbacks
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -386,7 +382,7 @@ class SilkVoNode(Node):
         self.vo.reset()
         self._last_stamp = None
         self._last_size = None
-        self._keyframe_covariance = np.zeros((6, 6))
+        self._output.reset()
         self._path.clear()
         self._last_state = "WAITING"
         if self._pairer is not None:
@@ -397,43 +393,29 @@ class SilkVoNode(Node):
         if self._tf_buffer is not None:
             if self._extrinsics_from_tf is None:
                 try:
-                    t = self._tf_buffer.lookup_transform(self.params["base_frame"], camera_frame, rclpy.time.Time())
+                    t = self._tf_buffer.lookup_transform(self.settings.node.base_frame, camera_frame, rclpy.time.Time())
                     self._extrinsics_from_tf = conv.pose_to_matrix(t.transform)
                 except Exception:  # noqa: BLE001 - tf2 raises several lookup exceptions; fall back below
                     pass
             if self._extrinsics_from_tf is not None:
                 return self._extrinsics_from_tf, "tf"
-        x, y, z, qx, qy, qz, qw = self.params["base_from_camera"]
-        out = np.eye(4)
-        out[:3, :3] = conv.quaternion_to_rotation([qx, qy, qz, qw])
-        out[:3, 3] = [x, y, z]
-        return out, "parameter"
-
-    def _scale_to_image(self, xy: np.ndarray, features_size: tuple[int, int], image_shape: tuple) -> np.ndarray:
-        """Keypoints of the working resolution -> pixels of the input image (pixel-centre convention)."""
-        h, w = features_size
-        if (h, w) == tuple(image_shape[:2]):
-            return xy
-        sx, sy = image_shape[1] / w, image_shape[0] / h
-        return np.column_stack([(xy[:, 0] + 0.5) * sx - 0.5, (xy[:, 1] + 0.5) * sy - 0.5]).astype(np.float32)
+        return self.settings.node.base_from_camera_matrix(), "parameter"
 
     def _publish(self, result, image: np.ndarray, image_header: Header, previous_stamp: float | None) -> None:
-        p = self.params
-        camera_frame = p["camera_frame"] or image_header.frame_id or "camera_optical_frame"
+        p = self.settings.node
+        camera_frame = p.camera_frame or image_header.frame_id or "camera_optical_frame"
         camera_header = Header(stamp=image_header.stamp, frame_id=camera_frame)
-        odom_header = Header(stamp=image_header.stamp, frame_id=p["odom_frame"])
+        odom_header = Header(stamp=image_header.stamp, frame_id=p.odom_frame)
         self._last_stamp_msg = image_header.stamp
 
         features = result.features
-        keypoints = self._scale_to_image(features.keypoints_xy, features.image_size, image.shape)
-        rays = None
-        if len(keypoints):
-            rays = np.column_stack([self._camera.normalized(keypoints), np.ones(len(keypoints))])
+        keypoints = to_input_pixels(features.keypoints_xy, features.image_size, image.shape)
+        rays = viewing_rays(self._camera, keypoints)
         self._keypoints_pub.publish(conv.keypoints_to_cloud(camera_header, keypoints, features.scores, rays))
         if len(result.matches.indices):
             xy0, xy1 = result.matches.points(result.keyframe_features, features)
-            xy0 = self._scale_to_image(xy0, result.keyframe_features.image_size, image.shape)
-            xy1 = self._scale_to_image(xy1, features.image_size, image.shape)
+            xy0 = to_input_pixels(xy0, result.keyframe_features.image_size, image.shape)
+            xy1 = to_input_pixels(xy1, features.image_size, image.shape)
         else:
             xy0 = xy1 = np.zeros((0, 2), np.float32)
         self._matches_pub.publish(conv.matches_to_cloud(camera_header, xy0, xy1, result.matches.confidence))
@@ -443,26 +425,17 @@ class SilkVoNode(Node):
         self._relative_pub.publish(relative)
 
         base_cam, _ = self._base_from_camera(camera_frame)
-        cam_base = invert_pose(base_cam)
-        odom_base = base_cam @ result.pose_world_cam @ cam_base
-        # Pose covariance: the keyframe's accumulated world covariance plus this frame's (given in the current
-        # camera frame) moved to the world frame; then expressed in odom axes.
-        current = _adjoint(result.pose_world_cam) @ result.covariance @ _adjoint(result.pose_world_cam).T
-        world_covariance = self._keyframe_covariance + current
-        if result.is_keyframe:
-            self._keyframe_covariance = world_covariance
-        odom_covariance = _adjoint(base_cam) @ world_covariance @ _adjoint(base_cam).T
-
-        odometry = Odometry(header=odom_header, child_frame_id=p["base_frame"])
-        odometry.pose = conv.pose_with_covariance(odom_base, odom_covariance)
-        odometry.twist = self._twist(result, base_cam, cam_base, previous_stamp)
+        base = self._output.update(result, base_cam)
+        odometry = Odometry(header=odom_header, child_frame_id=p.base_frame)
+        odometry.pose = conv.pose_with_covariance(base.pose, base.covariance)
+        odometry.twist = _twist_message(base_twist(result, base_cam, previous_stamp))
         self._odometry_pub.publish(odometry)
 
         self._path.append(PoseStamped(header=odom_header, pose=odometry.pose.pose))
         self._path_pub.publish(Path(header=odom_header, poses=list(self._path)))
 
-        if p["publish_tf"] and (self._tf_broadcaster is not None or self._tf_publisher is not None):
-            transform = conv.transform_stamped(odom_base, odom_header, p["base_frame"])
+        if p.publish_tf and (self._tf_broadcaster is not None or self._tf_publisher is not None):
+            transform = conv.transform_stamped(base.pose, odom_header, p.base_frame)
             if self._tf_broadcaster is not None:
                 self._tf_broadcaster.sendTransform(transform)
             else:
@@ -470,23 +443,8 @@ class SilkVoNode(Node):
 
         if self._debug_pub.get_subscription_count() > 0:
             caption = f"{result.state.name} kp {len(features)} matches {len(xy0)} inliers {result.inliers}"
-            canvas = draw_debug_image(image, keypoints, xy0, xy1, caption, p["max_debug_tracks"])
+            canvas = draw_debug_image(image, keypoints, xy0, xy1, caption, p.max_debug_tracks)
             self._debug_pub.publish(conv.numpy_to_image(canvas, "bgr8", camera_header))
-
-    def _twist(self, result, base_cam, cam_base, previous_stamp) -> TwistWithCovariance:
-        """Velocity of base_frame (base axes) from the last relative motion; zero with huge variance if unknown."""
-        twist = TwistWithCovariance()
-        dt = None if previous_stamp is None else result.timestamp - previous_stamp
-        if dt is None or dt <= 0 or result.state == TrackingState.LOST:
-            twist.covariance = conv.covariance_to_list(np.eye(6) * 1e6)
-            return twist
-        motion = base_cam @ result.relative_pose @ cam_base
-        linear, angular = motion[:3, 3] / dt, so3_log(motion[:3, :3]) / dt
-        twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = (float(v) for v in linear)
-        twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = (float(v) for v in angular)
-        rotated = _adjoint(base_cam) @ result.covariance @ _adjoint(base_cam).T
-        twist.covariance = conv.covariance_to_list(rotated / (dt * dt))
-        return twist
 
     # ---------------------------------------------------------------------------------- bad input, diag
     def _bad_input(self, kind: str, message: str) -> None:
@@ -502,11 +460,11 @@ class SilkVoNode(Node):
             "frames_waiting": len(self._buffer),
             "frames_unpaired_depth": self._pairer.unpaired if self._pairer is not None else 0,
             "backend": self._backend(),
-            "device": self.config.device,
-            "features": self.config.features,
-            "mode": self.params["mode"],
-            "image_transport": self.params["image_transport"],
-            "tf": self._tf_status if self.params["publish_tf"] else "disabled (publish_tf false)",
+            "device": self.config.extractor.device,
+            "features": self.config.extractor.features,
+            "mode": self.config.mode,
+            "image_transport": self.settings.node.image_transport,
+            "tf": self._tf_status if self.settings.node.publish_tf else "disabled (publish_tf false)",
         }
         message = self.stats.to_message("silk_vo_node: visual odometry", self._backend(), self._last_stamp_msg, extra)
         self._diagnostics_pub.publish(message)
@@ -516,6 +474,14 @@ class SilkVoNode(Node):
         self._buffer.close()
         self._worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _twist_message(twist: BaseTwist) -> TwistWithCovariance:
+    message = TwistWithCovariance()
+    message.twist.linear.x, message.twist.linear.y, message.twist.linear.z = (float(v) for v in twist.linear)
+    message.twist.angular.x, message.twist.angular.y, message.twist.angular.z = (float(v) for v in twist.angular)
+    message.covariance = conv.covariance_to_list(twist.covariance)
+    return message
 
 
 def main(args: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ best-effort publisher like a camera driver, and records its outputs.  Per input 
   the node dropped as stale, frames lost in transport (sent but never received);
 * memory: the node's RSS after 1 minute of input vs after ``--duration`` seconds (soak at the first size).
 
-ROS is imported only when the benchmark runs (silk_ros.bench stays ROS-free to import).
+It lives under ``silk_ros/ros`` (the only part that imports rclpy); ``silk-vo bench`` finds it by module path.
+rclpy is imported when the benchmark runs, after ``ROS_DOMAIN_ID`` is chosen.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _weights(choice: str) -> tuple[list[str], str]:
         shipped_weights("silk-mu")
         return ["-p", "weights:=silk-mu"], "silk-mu"
     except WeightsError:
-        return ["-p", "weights:=untrained", "-p", "allow_untrained_weights:=true"], "untrained (no trained weights)"
+        return ["-p", "weights:=untrained", "-p", "allow_untrained:=true"], "untrained (no trained weights)"
 
 
 def _load_frames(count: int) -> tuple[list[np.ndarray], object]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .extractor import load_silk_model
-from .onnx_export import export_onnx
+from silk_ros.features.extractor import load_silk_model
+from silk_ros.features.onnx_export import export_onnx
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,9 @@
 """``silk-vo``: the one command-line entry point.
 
-Each subcommand lives beside the code it drives and is registered here by module path, so
-``silk-vo --help`` stays cheap (modules are imported only when their command runs).
+Argument parsing lives here, at the edge: each subcommand is a module of this package (benchmarks: of
+``silk_ros.bench``) with ``add_arguments(parser)`` and ``run(args) -> int``; it turns the arguments into typed
+values, calls the library, and turns the library's typed errors into one line and an exit code.  Commands are
+registered by module path, so ``silk-vo --help`` stays cheap (modules are imported only when their command runs).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import sys
 
 #: subcommand -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "export-onnx": ("silk_ros.features.commands", "export SiLK weights to ONNX (dynamic height/width)"),
+    "export-onnx": ("silk_ros.cli.export_onnx", "export SiLK weights to ONNX (dynamic height/width)"),
     "bench": ("silk_ros.bench", "benchmarks: features, homography, pose-pairs, matchers, vo, node"),
-    "run-dataset": ("silk_ros.evaluation.run_dataset", "run odometry on a dataset folder and write a report"),
-    "bag": ("silk_ros.evaluation.bag", "rosbag2 tools: convert a dataset to a bag, evaluate a bag"),
-    "demo": ("silk_ros.evaluation.demo", "run the odometry on a real (or synthetic) sequence and print the result"),
+    "run-dataset": ("silk_ros.cli.run_dataset", "run odometry on a dataset folder and write a report"),
+    "bag": ("silk_ros.cli.bag", "rosbag2 tools: convert a dataset to a bag, evaluate a bag"),
+    "demo": ("silk_ros.cli.demo", "run the odometry on a real (or synthetic) sequence and print the result"),
 }
 
 
@@ -40,7 +42,3 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

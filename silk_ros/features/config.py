@@ -1,0 +1,58 @@
+"""The feature extractor's settings: SiLK (learned) or an OpenCV baseline, with one keypoint budget for all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..schema import ConfigError, coerce_numbers, setting
+
+__all__ = ["ExtractorConfig", "FEATURE_KINDS", "BACKENDS"]
+
+FEATURE_KINDS = ("silk", "orb", "sift")
+BACKENDS = ("auto", "onnxruntime", "torch")
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Settings of ``silk_ros.features.build_extractor``.  The SiLK-only fields are ignored by ORB and SIFT, the
+    ORB/SIFT-only fields by SiLK.  Defaults are SiLK's own (no NMS, no sub-pixel refinement); the odometry
+    changes those two in ``OdometryConfig``."""
+
+    features: str = setting(
+        "silk", "feature extractor: silk (learned), orb or sift (OpenCV baselines through the same pipeline)",
+        choices=FEATURE_KINDS,
+    )
+    #: SiLK weights: shipped name, a path, or ``untrained`` (with ``allow_untrained``).
+    weights: str = setting("silk-mu", "SiLK weights: shipped name (silk-mu) or a .pt path")
+    allow_untrained: bool = setting(False, "accept weights='untrained' (random network): plumbing tests only")
+    backend: str = setting(
+        "auto", "SiLK inference backend (auto: ONNX Runtime when importable, else torch)", choices=BACKENDS
+    )
+    #: ``cuda``: ONNX Runtime uses its CUDA/TensorRT providers.
+    device: str = setting("cpu", "inference device (cpu, cuda, cuda:N)")
+    threads: int = setting(0, "inference threads (0: library default)", range=(0, 64))
+    #: The keypoint budget: SiLK's top-k (0 keeps every cell above ``threshold``), ORB's/SIFT's nfeatures.
+    top_k: int = setting(1000, "keypoints kept per frame (highest score first)", range=(10, 10000))
+    nms_radius: int = setting(0, "keypoint non-maximum suppression radius (px; 0: none)", range=(0, 16))
+    #: A 1-D quadratic fit of the logits in x and y (offsets clipped to +-0.5 px; descriptors stay those of the
+    #: cell).  Off in SiLK; helps metric VO.
+    subpixel: bool = setting(False, "SiLK sub-pixel keypoint refinement (quadratic fit of the logits)")
+    # --- library options (not settings of the odometry) ---------------------------------------------------
+    #: Half precision on CUDA (torch backend).
+    fp16: bool = False
+    #: SiLK: minimum keypoint probability (0 disables).
+    threshold: float = 0.0
+    #: SiLK: extra margin (pixels) beyond the network's own border in which no keypoint is kept.
+    border_margin: int = 0
+    #: SIFT: RootSIFT (True) or plain L2-normalised SIFT (False).
+    root_sift: bool = True
+    #: ORB: FAST threshold and pyramid levels (OpenCV defaults are 20 and 8).
+    orb_fast_threshold: int = 20
+    orb_levels: int = 8
+
+    def __post_init__(self) -> None:
+        coerce_numbers(self)
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"features must be one of {FEATURE_KINDS}, got '{self.features}'")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k must be >= 0 (0: every keypoint), got {self.top_k}")
