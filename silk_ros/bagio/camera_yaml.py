@@ -15,7 +15,7 @@ import yaml
 
 from silk_ros.bagio.errors import BagError
 from silk_ros.bagio.image_codec import InputError, camera_info_to_dict
-from silk_ros.geometry.camera import Camera, CameraError
+from silk_ros.geometry.camera import Camera, CameraError, calibration_yaml_to_info
 
 
 def read_camera_yaml(path: str | Path) -> Camera:
@@ -27,18 +27,10 @@ def read_camera_yaml(path: str | Path) -> Camera:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise BagError(f"camera YAML {path} is not valid YAML: {err}") from None
-    required = ("image_width", "image_height", "camera_matrix")
-    missing = [key for key in required if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise BagError(f"camera YAML {path} lacks {', '.join(missing)} (expected the ROS camera_calibration format)")
-    distortion = data.get("distortion_coefficients") or {}
-    info = SimpleNamespace(
-        width=data["image_width"],
-        height=data["image_height"],
-        k=(data["camera_matrix"] or {}).get("data", []),
-        d=distortion.get("data", []) if isinstance(distortion, dict) else distortion,
-        distortion_model=data.get("distortion_model", ""),
-    )
+    try:
+        info = SimpleNamespace(**calibration_yaml_to_info(data, f"camera YAML {path}"))
+    except CameraError as err:
+        raise BagError(str(err)) from None
     try:
         return Camera.from_camera_info(camera_info_to_dict(info))
     except (InputError, CameraError, TypeError) as err:

@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from silk_ros.datasets.base import DatasetError, Sequence, load_table, read_image, require_file
-from silk_ros.geometry.camera import Camera, CameraError
+from silk_ros.geometry.camera import Camera, CameraError, calibration_yaml_to_info
 from silk_ros.geometry.trajectory import Trajectory, TrajectoryError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -104,13 +104,10 @@ def read_calibration(path: Path, width: int, height: int) -> Camera:
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise DatasetError(f"cannot parse camera calibration {path}: {err}") from None
     if isinstance(data, dict) and "camera_matrix" in data:
-        from silk_ros.bagio.camera_yaml import read_camera_yaml
-        from silk_ros.bagio.errors import BagError
-
         try:
-            return read_camera_yaml(path)
-        except BagError as err:
-            raise DatasetError(str(err)) from None
+            return Camera.from_camera_info(calibration_yaml_to_info(data, f"camera YAML {path}"))
+        except (CameraError, TypeError, ValueError) as err:
+            raise DatasetError(f"{path}: {err}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"camera calibration {path} is not a mapping of fx, fy, cx, cy")
     return camera_from_mapping(data, width, height, str(path))

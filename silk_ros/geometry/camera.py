@@ -289,3 +289,20 @@ class Camera:
             & (points[:, 0] < self.width - 0.5 - margin)
             & (points[:, 1] < self.height - 0.5 - margin)
         )
+
+
+def calibration_yaml_to_info(data: Any, source: str = "camera YAML") -> dict[str, Any]:
+    """A ROS camera_calibration YAML (what camera_calibration and camera_info_manager write), parsed, -> the
+    CameraInfo-like dict ``Camera.from_camera_info`` takes; ``CameraError`` names what is missing."""
+    required = ("image_width", "image_height", "camera_matrix")
+    missing = [key for key in required if not isinstance(data, Mapping) or key not in data]
+    if missing:
+        raise CameraError(f"{source} lacks {', '.join(missing)} (expected the ROS camera_calibration format)")
+    distortion = data.get("distortion_coefficients") or {}
+    return {
+        "width": data["image_width"],
+        "height": data["image_height"],
+        "k": (data["camera_matrix"] or {}).get("data", []),
+        "d": distortion.get("data", []) if isinstance(distortion, Mapping) else distortion,
+        "distortion_model": data.get("distortion_model", ""),
+    }
