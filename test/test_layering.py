@@ -98,3 +98,40 @@ def test_only_the_ros_part_imports_ros():
         if _is_ros(target)
     ]
     assert not problems, "ROS imported outside silk_ros/ros:\n" + "\n".join(problems)
+
+
+#: Benchmark-only packages (requirements-bench.txt): only the peers import them, and only inside a function, so
+#: importing any silk_ros module (the bench's included) works without them.
+BENCH_ONLY_PACKAGES = ("open3d", "pyorbslam3")
+PEERS_PART = "silk_ros.bench.peers"
+
+
+def _top_level_imports(path: Path) -> set[int]:
+    """Line numbers of the imports that run when the module is imported (not inside a function)."""
+    lines: set[int] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                lines.add(child.lineno)
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return lines
+
+
+def test_benchmark_peers_are_imported_lazily_by_the_peers_only():
+    problems = []
+    for module, path in _modules().items():
+        eager = _top_level_imports(path)
+        for line, target in _imports(module, path):
+            if target.split(".")[0] not in BENCH_ONLY_PACKAGES:
+                continue
+            where = f"{path.relative_to(PACKAGE_ROOT.parent)}:{line} imports {target}"
+            if not module.startswith(PEERS_PART):
+                problems.append(f"{where} (only {PEERS_PART} may)")
+            elif line in eager:
+                problems.append(f"{where} when the module is imported (import it inside the function that needs it)")
+    assert not problems, "benchmark-only packages imported outside the peers or eagerly:\n" + "\n".join(problems)

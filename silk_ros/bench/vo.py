@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from silk_ros.bench.peers import PeerOptions, PeerUnavailable, is_peer, make_peer, skip_reason
 from silk_ros.datasets.paths import shared_data_root
 from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, open_dataset, run_dataset
 
@@ -45,7 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--features",
         default="silk,orb",
         help="comma-separated front ends: silk, orb, sift, or FEATURES+MATCHER (e.g. silk+attention: SiLK with the "
-        "attention matcher instead of the config's matcher)",
+        "attention matcher instead of the config's matcher), or an external peer: open3d-rgbd (Open3D RGB-D "
+        "odometry, RGB-D runs only), orbslam3 (ORB-SLAM3 through pyorbslam3); peers need requirements-bench.txt",
+    )
+    parser.add_argument(
+        "--orb-vocabulary",
+        default="runs/bench/orb_vocabulary.txt",
+        help="DBoW2 text vocabulary for orbslam3 (make bench trains it on ../shared/data/train photos with "
+        "python -m training.orb_vocabulary; never on benchmark sequences)",
     )
     parser.add_argument("--sequences", default=",".join(SEQUENCES), help="comma-separated subset of the runs")
     parser.add_argument("--kitti-stride", type=int, default=1, help="use every n-th KITTI frame")
@@ -89,6 +97,30 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _execute(feature: str, args: argparse.Namespace, fmt: str, path: Path | None, out: Path, mode: str, *,
+             stride: int, title: str, start: int = 0, threads: int | None = None, sequence=None) -> dict[str, Any]:
+    """``run_dataset`` for one front end: silk_ros' odometry with the config's settings, or an external peer (in
+    place of the odometry, same replay and report)."""
+    peer = None
+    if is_peer(feature):
+        config = load_config(args.config)
+        options = PeerOptions(work_dir=out, vocabulary=Path(args.orb_vocabulary) if args.orb_vocabulary else None)
+        try:
+            peer = make_peer(feature, mode, options)
+        except PeerUnavailable as err:
+            raise SystemExit(f"bench vo: {err}") from None
+    else:
+        config = load_config(args.config, **_front_end(feature), threads=threads)
+    try:
+        return run_dataset(
+            fmt, path, out, mode, config, max_frames=args.max_frames, stride=stride, start=start, progress=True,
+            title=title, sequence=sequence, odometry=peer,
+        )
+    finally:
+        if peer is not None:
+            peer.close()
+
+
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     data = Path(args.data) if args.data else shared_data_root()
     features = [f.strip() for f in args.features.split(",") if f.strip()]
@@ -104,10 +136,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             raise SystemExit(f"benchmark sequence {name}: {path} not found")
         stride = args.kitti_stride if fmt == "kitti" else 1
         for feature in features:
-            config = load_config(args.config, **_front_end(feature))
-            metrics = run_dataset(
-                fmt, path, Path(args.out) / name / feature, mode, config, max_frames=args.max_frames,
-                stride=stride, progress=True, title=f"{name} ({feature})",
+            skipped = skip_reason(feature, mode) if is_peer(feature) else None
+            if skipped:
+                results["runs"].setdefault(name, {})[feature] = {"mode": mode, "moving": moving, "skipped": skipped}
+                continue
+            metrics = _execute(
+                feature, args, fmt, path, Path(args.out) / name / feature, mode, stride=stride,
+                title=f"{name} ({feature})",
             )
             run_stats = metrics["run"]
             metrics.pop("trajectory")
@@ -123,6 +158,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                 "ate_se3_rmse": metrics.get("ate", {}).get("se3", {}).get("rmse"),
                 "rpe_per_frame": metrics.get("rpe", {}).get("per_frame"),
                 "lost_frames": run_stats["lost_frames"],
+                "posed_fraction": 1.0 - run_stats["lost_frames"] / max(run_stats["frames"], 1),
                 "states": run_stats["states"],
                 "keyframes": run_stats["keyframes"],
                 "path_length_m": metrics["estimate_path_length"],
@@ -152,15 +188,13 @@ def _start_offsets(runs, data: Path, features: list[str], starts: list[int], arg
             continue
         for feature in features:
             row = per_feature[feature]
-            if row["frames"] < MIN_FRAMES_FOR_STARTS:
+            if "skipped" in row or row["frames"] < MIN_FRAMES_FOR_STARTS:
                 continue
             ates, lost = [row["ate_rmse_m"]], [row["lost_frames"]]
-            config = load_config(args.config, **_front_end(feature))
             for start in starts:
-                metrics = run_dataset(
-                    fmt, data / "sequences" / folder, Path(args.out) / name / feature / f"start{start}", mode,
-                    config, max_frames=args.max_frames, stride=row["stride"], start=start, progress=True,
-                    title=f"{name} ({feature}, from frame {start})",
+                metrics = _execute(
+                    feature, args, fmt, data / "sequences" / folder, Path(args.out) / name / feature / f"start{start}",
+                    mode, stride=row["stride"], start=start, title=f"{name} ({feature}, from frame {start})",
                 )
                 ates.append(_headline(metrics, mode))
                 lost.append(metrics["run"]["lost_frames"])
@@ -202,15 +236,17 @@ def _perturbed(runs, data: Path, features: list[str], args) -> dict[str, Any]:
             continue
         for feature in features:
             row = per_feature[feature]
+            if "skipped" in row:
+                continue
             ates, lost, variants = [row["ate_rmse_m"]], [row["lost_frames"]], ["start 0, default threads"]
             for k in range(1, args.perturb + 1):
                 start, threads = k * PERTURB_START_STEP, 1 + k % 2
-                config = load_config(args.config, **_front_end(feature), threads=threads)
                 sequence = Dithered(open_dataset(fmt, data / "sequences" / folder, mode, args.max_frames,
                                                  row["stride"], start), seed=k)
-                metrics = run_dataset(
-                    fmt, None, Path(args.out) / name / feature / f"perturb{k}", mode, config, stride=row["stride"],
-                    progress=True, title=f"{name} ({feature}, perturbed run {k})", sequence=sequence,
+                metrics = _execute(
+                    feature, args, fmt, None, Path(args.out) / name / feature / f"perturb{k}", mode,
+                    stride=row["stride"], threads=threads, title=f"{name} ({feature}, perturbed run {k})",
+                    sequence=sequence,
                 )
                 ates.append(_headline(metrics, mode))
                 lost.append(metrics["run"]["lost_frames"])
@@ -250,10 +286,13 @@ def _targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
                 targets[f"{name}: {label} ATE <= {ATE_RATIO_TARGET} x ORB"] = {
                     "value": ratio, "met": ratio is not None and ratio <= ATE_RATIO_TARGET,
                 }
+    targets.update(_peer_targets(runs, features))
     for name, per_feature in runs.items():
         if SEQUENCES[name][3]:
             continue
         for feature, row in per_feature.items():
+            if "skipped" in row:
+                continue
             targets[f"{name}: {feature} path < {REST_PATH_TARGET_M * 100:.0f} cm"] = {
                 "value": row["path_length_m"], "met": row["path_length_m"] < REST_PATH_TARGET_M,
             }
@@ -263,6 +302,39 @@ def _targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
             "value": fps, "met": fps is not None and fps >= FPS_TARGET,
         }
     return targets
+
+
+def _peer_targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    """SiLK (the default front end) against every external peer that ran on the same moving sequence."""
+    targets: dict[str, Any] = {}
+    if "silk" not in features:
+        return targets
+    for name, per_feature in runs.items():
+        silk = per_feature["silk"]
+        for peer in (f for f in features if is_peer(f)):
+            row = per_feature[peer]
+            if not SEQUENCES[name][3] or "skipped" in row:
+                continue
+            ok = silk["ate_rmse_m"] is not None and row["ate_rmse_m"] is not None
+            ratio = silk["ate_rmse_m"] / row["ate_rmse_m"] if ok and row["ate_rmse_m"] > 0 else None
+            targets[f"{name}: SiLK ATE <= {peer} ATE"] = {"value": ratio, "met": ratio is not None and ratio <= 1.0}
+    return targets
+
+
+#: What each peer is, printed under the table when it ran.
+PEER_NOTES = {
+    "open3d-rgbd": "open3d-rgbd: Open3D's RGB-D odometry (`compute_rgbd_odometry`, hybrid photometric + geometric "
+    "term, Open3D's default options), frame to frame, identity initial guess, full 640x480, chained into a "
+    "trajectory; colour and depth as the silk_ros reader gives them (7-Scenes: K = 585/585/320/240 for both, not "
+    "registered, as in silk_ros' RGB-D run). Lost = failed odometry calls (pose held, next frame aligned to the "
+    "last good one); frames/s = RGB-D image build + odometry call.",
+    "orbslam3": "orbslam3: ORB-SLAM3 (pyorbslam3 wheel, GPL-3.0, benchmark only), full SLAM (local mapping, "
+    "covisibility BA, loop closing) at its example settings and full resolution, with an ORB vocabulary trained "
+    "on ../shared/data/train photos (`python -m training.orb_vocabulary`), never on benchmark sequences. Its "
+    "per-frame tracking poses (causal, like silk_ros' output) are evaluated; frames without a pose (before "
+    "initialisation, LOST) are left out of its trajectory and counted as lost; frames/s = the tracking call "
+    "(its mapping threads run beside it).",
+}
 
 
 def _markdown(results: dict[str, Any], features: list[str], args: argparse.Namespace) -> str:
@@ -279,6 +351,9 @@ def _markdown(results: dict[str, Any], features: list[str], args: argparse.Names
     for name, per_feature in results["runs"].items():
         for feature in features:
             row = per_feature[feature]
+            if "skipped" in row:
+                lines.append(f"| {name} | {feature} | skipped: {row['skipped']} |" + " |" * 11)
+                continue
             rpe = row["rpe_per_frame"] or {}
             ms = row["ms"]
             frames = f"{row['frames']}" + (f" (stride {row['stride']})" if row["stride"] > 1 else "")
@@ -289,6 +364,10 @@ def _markdown(results: dict[str, Any], features: list[str], args: argparse.Names
                 f"{ms.get('match', 0):.1f} | {ms.get('pose', 0):.1f} | {ms.get('total', 0):.1f} | "
                 f"{_fmt(row['fps'], '.1f')} |"
             )
+    notes = [PEER_NOTES[f] for f in features if f in PEER_NOTES]
+    if notes:
+        lines += ["", "External peers (same replay, frames, report and ATE alignment as silk_ros' front ends):", ""]
+        lines += [f"- {note}" for note in notes]
     if results["targets"]:
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for name, target in results["targets"].items():

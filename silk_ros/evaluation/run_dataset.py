@@ -61,9 +61,13 @@ def run_dataset(
     sequence_options: dict[str, Any] | None = None,
     title: str | None = None,
     sequence: Sequence | None = None,
+    odometry: Any = None,
 ) -> dict[str, Any]:
     """Open the sequence (unless ``sequence`` is given, already opened), run the odometry, write the report into
-    ``out`` (if given); return the metrics with the run statistics under ``"run"``."""
+    ``out`` (if given); return the metrics with the run statistics under ``"run"``.
+
+    ``odometry``: another odometry with ``VisualOdometry``'s replay interface (a benchmark peer), run instead of
+    the one ``config`` describes, so it is judged by the same replay, report and alignment code."""
     from silk_ros.evaluation.report import FrameEvents, compute_metrics, write_report
     from silk_ros.odometry import VisualOdometry, run_sequence
 
@@ -73,10 +77,10 @@ def run_dataset(
     if mode == "rgbd" and not sequence.has_depth:
         raise ConfigError(f"mode rgbd: {sequence.name} has no depth images")
     mode = "rgbd" if uses_depth(mode, sequence.has_depth) else "mono"
-    vo = FrameEvents(VisualOdometry(config.replace(mode=mode)))
+    vo = FrameEvents(odometry if odometry is not None else VisualOdometry(config.replace(mode=mode)))
     trajectory, stats = run_sequence(vo, sequence, progress=progress)
     stats.update(mode=mode, metric=mode == "rgbd", stride=stride, **vo.stats())
-    title = title or f"{sequence.name} ({mode}, {config.extractor.features})"
+    title = title or f"{sequence.name} ({mode}, {stats['features']})"
     if out is not None:
         metrics = write_report(out, trajectory, sequence.ground_truth, stats, title)
     else:
