@@ -12,6 +12,8 @@ and left out of the trajectory. ``pyorbslam3`` (GPL-3.0) is imported here only, 
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +101,35 @@ class OrbSlam3(PeerOdometry):
         self.close()
 
     def _start(self, camera: Camera) -> None:
-        settings = Path(self._options.work_dir) / f"orbslam3_{self._mode}.yaml"
-        settings.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(self._options.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        settings = work / f"orbslam3_{self._mode}.yaml"
         settings.write_text(settings_yaml(camera, self._mode))
+        self._quiet(work / "orbslam3.log")
         sensor = self._pos.Sensor.RGBD if self._mode == "rgbd" else self._pos.Sensor.MONOCULAR
-        self._slam = self._pos.Slam(str(self._options.vocabulary), str(settings), sensor, use_viewer=False)
+        sys.stderr.flush()
+        stderr = os.dup(2)
+        os.dup2(1, 2)  # its settings report while it starts goes to stderr: into the log as well
+        try:
+            self._slam = self._pos.Slam(str(self._options.vocabulary), str(settings), sensor, use_viewer=False)
+        finally:
+            os.dup2(stderr, 2)
+            os.close(stderr)
+
+    def _quiet(self, log: Path) -> None:
+        """ORB-SLAM3 prints every tracking failure on stdout, from its threads too: its stdout goes to ``log``
+        while the system lives (the bench's own output is on stderr until it ends)."""
+        sys.stdout.flush()
+        self._stdout = os.dup(1)
+        with open(log, "ab") as file:
+            os.dup2(file.fileno(), 1)
+
+    def _loud(self) -> None:
+        if getattr(self, "_stdout", None) is not None:
+            sys.stdout.flush()
+            os.dup2(self._stdout, 1)
+            os.close(self._stdout)
+            self._stdout = None
 
     def step(self, image: np.ndarray, timestamp: float, camera: Camera, depth: np.ndarray | None) -> PeerStep:
         if self._slam is None:
@@ -123,3 +149,4 @@ class OrbSlam3(PeerOdometry):
         if getattr(self, "_slam", None) is not None:
             self._slam.shutdown()
             self._slam = None
+        self._loud()
