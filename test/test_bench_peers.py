@@ -19,6 +19,8 @@ from silk_ros.evaluation.run_dataset import load_config, run_dataset
 from silk_ros.geometry.camera import Camera
 
 HAS_OPEN3D = importlib.util.find_spec("open3d") is not None
+HAS_PYORBSLAM3 = importlib.util.find_spec("pyorbslam3") is not None
+NO_PYORBSLAM3 = "pyorbslam3 is a benchmark extra (pip install -r requirements-bench.txt)"
 #: 15 frames of 7-Scenes redkitchen seq-01 (0.5 s of handheld motion). Measured: Open3D 0.006 m ATE SE(3).
 OPEN3D_ATE_BOUND_M = 0.03
 
@@ -37,6 +39,41 @@ def test_open3d_rgbd_peer_on_7scenes_frames(data_root, tmp_path):
     assert metrics["estimate_path_length"] > 0.01  # it moved, as the camera did
     assert run["timings"]["total"]["fps"] > 0
     assert json.loads((tmp_path / "run" / "report.json").read_text())["frames"] == 15
+
+
+@pytest.mark.skipif(not HAS_PYORBSLAM3, reason=NO_PYORBSLAM3)
+def test_orbslam3_peer_on_7scenes_rgbd_frames(data_root, tmp_path):
+    """ORB-SLAM3 RGB-D through run_dataset, with a tiny vocabulary trained here on four training photos."""
+    from training.orb_vocabulary import main as train
+
+    vocabulary = tmp_path / "voc.txt"
+    assert train(["--images", *_four_photos(data_root, tmp_path), "--out", str(vocabulary), "--k", "6",
+                  "--depth", "3", "--features", "500"]) == 0
+    peer = make_peer("orbslam3", "rgbd", PeerOptions(work_dir=tmp_path / "orb", vocabulary=vocabulary))
+    try:
+        metrics = run_dataset("7scenes", data_root / "sequences" / "7scenes_redkitchen", None, "rgbd",
+                              load_config(None), max_frames=15, progress=False, odometry=peer)
+    finally:
+        peer.close()
+    run = metrics["run"]
+    assert run["frames"] == 15 and run["lost_frames"] == 0 and run["features"] == "orbslam3"
+    assert metrics["headline"]["align"] == "se3" and metrics["headline"]["rmse_m"] < OPEN3D_ATE_BOUND_M
+    assert (tmp_path / "orb" / "orbslam3.log").stat().st_size > 0  # its console output, kept out of ours
+
+
+def test_orbslam3_needs_a_vocabulary(tmp_path):
+    if not HAS_PYORBSLAM3:
+        pytest.skip(NO_PYORBSLAM3)
+    with pytest.raises(PeerUnavailable, match="training.orb_vocabulary"):
+        make_peer("orbslam3", "mono", PeerOptions(work_dir=tmp_path, vocabulary=tmp_path / "missing.txt"))
+
+
+def _four_photos(data_root, tmp_path) -> list[str]:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut.png", "brick.png", "coffee.png", "camera.png"):
+        (photos / name).write_bytes((data_root / "train" / "skimage" / name).read_bytes())
+    return [str(photos)]
 
 
 def test_a_missing_peer_package_says_what_to_install(monkeypatch):
@@ -86,12 +123,9 @@ def test_orb_vocabulary_is_dbow2_text(data_root, tmp_path):
     leaves weighted by IDF, and no empty last line (DBoW2's reader would take it for a node)."""
     from training.orb_vocabulary import main as train
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("astronaut.png", "brick.png", "coffee.png", "camera.png"):
-        (photos / name).write_bytes((data_root / "train" / "skimage" / name).read_bytes())
     out = tmp_path / "voc.txt"
-    assert train(["--images", str(photos), "--out", str(out), "--k", "4", "--depth", "3", "--features", "300"]) == 0
+    photos = _four_photos(data_root, tmp_path)
+    assert train(["--images", *photos, "--out", str(out), "--k", "4", "--depth", "3", "--features", "300"]) == 0
     text = out.read_text()
     assert not text.endswith("\n")
     header, *rows = text.split("\n")
