@@ -359,7 +359,7 @@ def _markdown(results: dict[str, Any], features: list[str], args: argparse.Names
             frames = f"{row['frames']}" + (f" (stride {row['stride']})" if row["stride"] > 1 else "")
             lines.append(
                 f"| {name} | {feature} | {frames} | {_fmt(row['ate_rmse_m'], '.4f')} | "
-                f"{_fmt(rpe.get('trans_rmse'), '.4f')} | {row['lost_frames']} | {row['keyframes']} | "
+                f"{_fmt(rpe.get('trans_rmse'), '.4f')} | {row['lost_frames']} | {_fmt(row['keyframes'], 'd')} | "
                 f"{row['path_length_m']:.3f} | {_fmt(row['gt_path_length_m'])} | {ms.get('extract', 0):.1f} | "
                 f"{ms.get('match', 0):.1f} | {ms.get('pose', 0):.1f} | {ms.get('total', 0):.1f} | "
                 f"{_fmt(row['fps'], '.1f')} |"

@@ -79,6 +79,8 @@ class PeerOdometry:
     name = "peer"
     backend = "peer"
     hold_lost_poses = True
+    #: False: the peer has no keyframes to count (``keyframe_count`` is None, reports show "-").
+    reports_keyframes = False
 
     def __init__(self) -> None:
         self.config = _Config(_Extractor(self.name, self.backend))
@@ -89,7 +91,7 @@ class PeerOdometry:
         self._stamps: list[float] = []
         self._poses: list[np.ndarray] = []
         self._last = np.eye(4)
-        self.keyframe_count = 0
+        self.keyframe_count: int | None = 0 if self.reports_keyframes else None
         self.working_size: tuple[int, int] | None = None
         self.restart()
 
@@ -122,6 +124,7 @@ class PeerOdometry:
         if step.pose_world_cam is not None or self.hold_lost_poses:
             self._stamps.append(float(timestamp))
             self._poses.append(self._last.copy())
-        self.keyframe_count += int(step.is_keyframe)
+        if self.keyframe_count is not None:
+            self.keyframe_count += int(step.is_keyframe)
         return PeerResult(float(timestamp), state, self._last.copy(), step.is_keyframe, step.inliers,
                           {"total": elapsed_ms})

@@ -69,7 +69,7 @@ class Open3dRgbdOdometry(PeerOdometry):
         current = self._rgbd(image, depth)
         if self._reference is None:  # the first frame defines the world
             self._reference = current
-            return PeerStep(self._reference_pose.copy(), is_keyframe=True)
+            return PeerStep(self._reference_pose.copy())
         # source = current, target = reference: the result maps current-camera points into the reference camera.
         success, T_ref_cur, _ = self._o3d.pipelines.odometry.compute_rgbd_odometry(
             current, self._reference, self._intrinsic, np.eye(4), self._jacobian, self._option
