@@ -293,8 +293,10 @@ def _targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
         for feature, row in per_feature.items():
             if "skipped" in row:
                 continue
+            posed = row["lost_frames"] < row["frames"]  # a peer that never posed a frame has no path to judge
             targets[f"{name}: {feature} path < {REST_PATH_TARGET_M * 100:.0f} cm"] = {
-                "value": row["path_length_m"], "met": row["path_length_m"] < REST_PATH_TARGET_M,
+                "value": row["path_length_m"] if posed else None,
+                "met": posed and row["path_length_m"] < REST_PATH_TARGET_M,
             }
     if "silk" in features and FPS_RUN in runs:
         fps = runs[FPS_RUN]["silk"]["fps"]
