@@ -58,6 +58,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from silk_ros.geometry.camera import Camera
+from silk_ros.odometry.metric_scale import units_note
 from silk_ros.odometry.output_geometry import BaseFrameOdometry, BaseTwist, base_twist, to_input_pixels, viewing_rays
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.ros import conversions as conv
@@ -102,7 +103,8 @@ class SilkVoNode(Node):
         self.config = self.settings.odometry
         self.vo = VisualOdometry(self.config)
         self._vo_lock = threading.Lock()
-        self._rgbd = self.config.mode == "rgbd"  # auto and mono: no depth topic
+        # auto and mono: no depth topic, unless depth_scale scales the monocular odometry with it
+        self._rgbd = self.config.mode == "rgbd" or self.config.depth_scale
         wiring = self.settings.node
 
         # Odometry state owned by the worker (guarded by _vo_lock).
@@ -136,6 +138,8 @@ class SilkVoNode(Node):
             f"{'every frame (queue)' if wiring.process_every_frame else 'newest frame only'}, "
             f"tf: {self._tf_status}"
         )
+        metric, units = units_note(self.config.mode == "rgbd", self.config.camera_height, self.config.depth_scale)
+        (self.get_logger().info if metric else self.get_logger().warning)(units)
 
     # ------------------------------------------------------------------------------------------- set-up
     def _declare_parameters(self) -> Settings:
@@ -463,6 +467,7 @@ class SilkVoNode(Node):
             "device": self.config.extractor.device,
             "features": self.config.extractor.features,
             "mode": self.config.mode,
+            "scale": self.vo.scale_state.describe(),
             "image_transport": self.settings.node.image_transport,
             "tf": self._tf_status if self.settings.node.publish_tf else "disabled (publish_tf false)",
         }
