@@ -218,10 +218,10 @@ def summary_lines(summary: dict) -> list[str]:
         dropped = "none (every frame was processed: not a real-time run)"
     keyframes = summary["keyframes"]
     return [
-        f"- **Units:** {_units_line(summary)}",
         f"- **Lost:** {summary['lost_frames']} of {frames} frames (LOST state: pose held, covariance large)",
         f"- **Dropped in real time:** {dropped}",
         f"- **Large rotation errors:** {_rotation_line(summary['large_rotation_errors'])}",
+        f"- **Units:** {_units_line(summary)}",
         f"- Keyframes: {'-' if keyframes is None else keyframes}",
     ]
 
@@ -250,8 +250,11 @@ def _markdown(title: str, metrics: dict, run_stats: dict) -> str:
     lines = [f"# {title}", ""]
     if metrics.get("headline"):
         h = metrics["headline"]
-        lines += [f"**{h['name']}: {h['rmse_m']:.4f} m** "
-                  f"({'metric run' if metrics['metric_scale'] else 'monocular: scale is aligned'})", ""]
+        ratio = metrics["summary"].get("scale_ratio")
+        how = f"metric run: {metrics['scale']}" if metrics["metric_scale"] else (
+            "arbitrary units, so the scale is aligned" + (f": the estimate is {ratio:.3f} x the true size" if ratio
+                                                          else ""))
+        lines += [f"**{h['name']}: {h['rmse_m']:.4f} m** ({how})", ""]
     else:
         why = "see Not computed" if "ground_truth_poses" in metrics else "no ground truth"
         lines += [f"**No error metrics ({why}).**", ""]

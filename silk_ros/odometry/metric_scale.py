@@ -33,9 +33,10 @@ a change of scale.
 
 * Until the first measurement the output translation is held where the map started (the rotation is tracked):
   a robot that asked for metres never gets a translation in another unit (a monocular map's unit can be several
-  times a metre).  The first measurement of a map applies from the keyframe the map started at: the path since
-  then is put into metres at once.  This is the one jump of the output, when the scale becomes known
-  (``ScaleState.metric`` turns true).
+  times a metre).  The first ``SCALE_SETTLING`` measurements of a map apply from the keyframe the map started
+  at: the path since then is put into metres at once, and re-scaled while the median of the first few settles
+  (one bad first fit is outvoted).  These are the only jumps of the output, when the scale becomes known
+  (``ScaleState.metric`` turns true) and while it settles.
 * Every later change of the scale re-anchors the output at the measured keyframe: the published pose does not
   jump, motion from that keyframe on is scaled by the new value.
 * A map restarted after a loss may have another unit: the measurements of the old map are dropped; the scale in
@@ -58,6 +59,7 @@ __all__ = [
     "GROUND_MIN_INLIERS",
     "DEPTH_MIN_POINTS",
     "SCALE_WINDOW",
+    "SCALE_SETTLING",
     "GroundPlane",
     "ScaleState",
     "MetricScale",
@@ -73,8 +75,8 @@ GROUND_MAX_TILT_DEG = 30.0
 GROUND_TOLERANCE = 0.05
 #: At most this many map points (x the plane's inliers) may lie beneath the ground plane, beyond the tolerance.
 GROUND_MAX_BELOW = 0.25
-#: Fewest ground inliers for a measurement.
-GROUND_MIN_INLIERS = 15
+#: Fewest ground inliers for a measurement (20 points with 5 % noise fix the distance to ~1 %).
+GROUND_MIN_INLIERS = 20
 #: The inliers must spread over at least this fraction of the camera height (standard deviation along the plane's
 #: second axis): a line of points does not fix a plane.
 GROUND_MIN_SPREAD = 0.2
@@ -83,6 +85,8 @@ GROUND_RANSAC_ITERATIONS = 300
 DEPTH_MIN_POINTS = 10
 #: The scale in force is the median of this many last measurements (one per keyframe).
 SCALE_WINDOW = 7
+#: The first this many measurements of a map apply from the map's start (the median of three outvotes one bad fit).
+SCALE_SETTLING = 3
 
 
 @dataclass(frozen=True)
@@ -259,11 +263,10 @@ class MetricScale:
         value = self._measure(keyframe)
         if value is None or not np.isfinite(value) or value <= 0:
             return
-        first = not self._measurements
         self._measurements.append(float(np.log(value)))
         self.count += 1
         scale = float(np.exp(np.median(self._measurements)))
-        if first:  # the map's path so far goes into metres: from its first keyframe on
+        if len(self._measurements) <= SCALE_SETTLING:  # the map's path so far goes into metres, from its start
             self._anchor_internal, self._anchor_output = (pose.copy() for pose in self._map_start)
         else:  # re-anchor at the keyframe: its output pose stays, motion after it is scaled by the new value
             self._anchor_output = self.output_pose(keyframe.pose_world)
