@@ -119,6 +119,9 @@ class BagSource:
             ) from err
 
     def open(self) -> None:
+        written = self.path.with_suffix("") / self.path.name
+        if not self.path.exists() and self.path.suffix in (".mcap", ".db3") and written.is_file():
+            self.path = written  # `bag convert ... OUT.mcap` writes the rosbag2 directory OUT/ holding OUT.mcap
         if not self.path.exists():
             raise BagError(f"bag not found: {self.path}")
         paths = sorted(self.path.glob("*.bag")) if self.path.is_dir() and not _is_rosbag2_dir(self.path) else []
