@@ -21,7 +21,9 @@ sources turn it into metres:
     the ground is the lowest surface in view.  A plane through the lower parts of objects (box tops, a car's
     flank, a table) has the ground's points beneath it and is refused; when the ground itself is hardly seen
     there is no measurement, rather than a wrong one;
-  - the camera height is constant (a car, a wheeled robot; not a walking robot's bobbing head).
+  - the camera height is constant (a car, a wheeled robot; not a walking robot's bobbing head);
+  - the ground is seen over several keyframes: the points of the window's keyframes (the local map, in the
+    measured keyframe's frame) are fitted together, not one keyframe's few ground points.
 
 * ``depth_scale`` (a depth image with a monocular run, e.g. a stereo or RGB-D depth topic too sparse or noisy to
   track on): the median ratio of the measured depth at the keyframe's features to their map depth.
@@ -46,11 +48,12 @@ a change of scale.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry.pose import invert_pose
+from ..geometry.pose import invert_pose, transform_points
 from .keyframe import Keyframe
 
 __all__ = [
@@ -127,6 +130,10 @@ def ground_plane(
         return None
     p = points[candidate]
     min_cos = np.cos(np.radians(max_tilt_deg))
+
+    def allowed(normal: np.ndarray, distance: float) -> bool:
+        return normal[1] >= min_cos and distance > 0
+
     rng = np.random.default_rng(seed)
     best, best_count = None, 0
     for _ in range(iterations):
@@ -138,7 +145,7 @@ def ground_plane(
         normal = normal / norm
         normal = normal if normal[1] >= 0 else -normal
         distance = float(normal @ a)
-        if normal[1] < min_cos or distance <= 0:
+        if not allowed(normal, distance):
             continue
         offset = p @ normal - distance
         count = int((np.abs(offset) < tolerance * distance).sum())
@@ -152,7 +159,7 @@ def ground_plane(
         if inliers.sum() < min_inliers:
             return None
         normal, distance, singular = _fit(p[inliers])
-        if normal[1] < min_cos or distance <= 0:
+        if not allowed(normal, distance):
             return None
     offset = p @ normal - distance
     inliers = np.abs(offset) < tolerance * distance
@@ -164,6 +171,20 @@ def ground_plane(
     mask = np.zeros(len(points), bool)
     mask[candidate[inliers]] = True
     return GroundPlane(normal, distance, mask)
+
+
+def local_map(keyframe: Keyframe, window: Sequence[Keyframe]) -> np.ndarray:
+    """The map points of ``keyframe`` and of the other ``window`` keyframes (landmarks it has are not repeated), in
+    ``keyframe``'s frame."""
+    T_kf_world = invert_pose(keyframe.pose_world)
+    points = [keyframe.points]
+    own = keyframe.landmarks[keyframe.landmarks >= 0]
+    for older in window:
+        if older is keyframe:
+            continue
+        keep = np.isfinite(older.points[:, 0]) & ~np.isin(older.landmarks, own)
+        points.append(transform_points(T_kf_world @ older.pose_world, older.points[keep]))
+    return np.concatenate(points)
 
 
 def depth_ratio(map_depth: np.ndarray, measured_depth: np.ndarray, min_points: int = DEPTH_MIN_POINTS) -> float | None:
@@ -250,8 +271,9 @@ class MetricScale:
             return ScaleState(True, "depth")
         return ScaleState(self.known, self.source, self.scale, self.count)
 
-    def update(self, keyframe: Keyframe | None, min_points: int) -> None:
-        """Measure ``keyframe`` once, when it is new or its map has just been built (``min_points`` points)."""
+    def update(self, keyframe: Keyframe | None, min_points: int, window: Sequence[Keyframe] = ()) -> None:
+        """Measure ``keyframe`` once, when it is new or its map has just been built (``min_points`` points);
+        ``window``: the local map's keyframes (the ground plane is fitted to their points too)."""
         if self.source is None or keyframe is None:
             return
         size = keyframe.map_size
@@ -260,7 +282,7 @@ class MetricScale:
         self._measured, self._measured_size = keyframe, size
         if size < min_points:
             return
-        value = self._measure(keyframe)
+        value = self._measure(keyframe, window)
         if value is None or not np.isfinite(value) or value <= 0:
             return
         self._measurements.append(float(np.log(value)))
@@ -273,9 +295,9 @@ class MetricScale:
             self._anchor_internal = keyframe.pose_world.copy()
         self.scale, self.known = scale, True
 
-    def _measure(self, keyframe: Keyframe) -> float | None:
+    def _measure(self, keyframe: Keyframe, window: Sequence[Keyframe]) -> float | None:
         if self.camera_height > 0:
-            plane = ground_plane(keyframe.points)
+            plane = ground_plane(local_map(keyframe, window))
             return None if plane is None else self.camera_height / plane.distance
         if keyframe.depth_z is None:
             return None

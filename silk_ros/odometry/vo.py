@@ -541,7 +541,7 @@ class VisualOdometry:
         self._depth_tracking = frame.depth_points is not None
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
-            self.metric_scale.update(self._keyframe, self.config.min_inliers)
+            self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
             if self._state != TrackingState.LOST:  # a lost frame's variance stays lost_variance
                 covariance = self.metric_scale.output_covariance(covariance)
         pose = self.metric_scale.output_pose(self._pose)
