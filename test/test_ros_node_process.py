@@ -125,6 +125,7 @@ def test_console_script_tracks_rgbd_frames_fed_over_dds(ros, frames):
         returncode, output = stop(process)
     assert returncode == 0, output
     assert "silk_vo_node ready" in output
+    assert "odometry in metres (RGB-D: depth)" in output  # the units, said at start-up
 
 
 def test_console_script_refuses_a_bad_configuration_with_one_clear_line():
