@@ -127,6 +127,7 @@ def _summary(out: dict, run_stats: dict, large_rotations: dict) -> dict:
         "headline": None if headline is None else f"{headline['name']} {headline['rmse_m']:.4f} m",
         "units": out["scale"],
         "scale_ratio": 1.0 / sim3_scale if sim3_scale else None,
+        "metric_from_frame": run_stats.get("metric_from_frame"),
         "frames": out["frames"],
         "lost_frames": out["lost_frames"],
         "real_time": "dropped_frames" in run_stats,
@@ -229,6 +230,9 @@ def summary_lines(summary: dict) -> list[str]:
 def _units_line(summary: dict) -> str:
     units, ratio = summary.get("units") or "unknown", summary.get("scale_ratio")
     text = f"{'metres' if units.startswith('metric') else 'ARBITRARY, not metres'}: {units}"
+    start = summary.get("metric_from_frame")
+    if start:  # a monocular scale source: the translation was held until it was measured
+        text += f" from frame {start} on (the translation was held before)"
     if ratio is not None:
         text += f"; the estimate is {ratio:.3f} x the true size (1 / Sim(3) scale)"
     return text
