@@ -625,8 +625,9 @@ class _Signals:
             raise _Interrupted()
 
 
-#: what the worker may still take to finish the frame in hand at shutdown (s); a longer frame is abandoned
-SHUTDOWN_WORKER_WAIT = 0.4
+#: what the worker may still take at shutdown to finish publishing a frame (s).  A frame still in the network is
+#: abandoned: the worker is a daemon thread that publishes nothing once stopped, and the process exits without it.
+SHUTDOWN_WORKER_WAIT = 0.1
 
 
 def main(args: list[str] | None = None, fast_exit: bool = True) -> int:
