@@ -19,6 +19,15 @@ def data_root():
     return root
 
 
+@pytest.fixture(scope="session")
+def redkitchen_frames(data_root):
+    """16 frames of 7-Scenes redkitchen (real Kinect colour + depth) at 320x240, every second frame."""
+    from silk_ros.datasets import open_sequence
+
+    path = data_root / "sequences" / "7scenes_redkitchen"
+    return list(open_sequence("7scenes", path, resize=(320, 240), max_frames=16, stride=2))
+
+
 @pytest.fixture(scope="module")
 def ros():
     """rclpy initialised on a private DDS domain per test module (read by rclpy.init and inherited by

@@ -20,7 +20,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from silk_ros.datasets import open_sequence  # noqa: E402
 from silk_ros.geometry.camera import Camera  # noqa: E402
 from silk_ros.ros import conversions as conv  # noqa: E402
 from silk_ros.ros.diagnostics import NodeStats  # noqa: E402
@@ -29,11 +28,8 @@ STAMP0 = 1_700_000_000.0
 
 
 @pytest.fixture(scope="module")
-def frames(data_root):
-    sequence = open_sequence(
-        "7scenes", data_root / "sequences" / "7scenes_redkitchen", resize=(320, 240), max_frames=10, stride=2
-    )
-    return list(sequence)
+def frames(redkitchen_frames):
+    return redkitchen_frames[:10]
 
 
 def stamp(seconds: float):

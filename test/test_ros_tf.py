@@ -24,7 +24,6 @@ rclpy = pytest.importorskip("rclpy")
 
 from rclpy.parameter import Parameter  # noqa: E402
 
-from silk_ros.datasets import open_sequence  # noqa: E402
 from silk_ros.ros import conversions as conv  # noqa: E402
 
 STAMP0 = 1_700_000_000.0
@@ -56,11 +55,8 @@ def test_the_built_message_is_ros_tf2_msgs_on_the_wire():
 
 
 @pytest.fixture(scope="module")
-def frames(data_root):
-    sequence = open_sequence(
-        "7scenes", data_root / "sequences" / "7scenes_redkitchen", resize=(320, 240), max_frames=5, stride=2
-    )
-    return list(sequence)
+def frames(redkitchen_frames):
+    return redkitchen_frames[:5]
 
 
 def test_odometry_is_on_tf_with_the_image_stamps(running, frames):
