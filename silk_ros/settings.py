@@ -43,6 +43,7 @@ __all__ = [
     "from_values",
     "load",
     "node_parameters",
+    "params_file_sections",
     "parse_overrides",
     "ros_value",
     "to_ros_values",
@@ -249,6 +250,22 @@ def node_parameters(data: Any) -> dict[str, Any] | None:
         if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
             return dict(value["ros__parameters"])
     return None
+
+
+def params_file_sections(path: str | Path) -> dict[str, set[str]]:
+    """A ROS params file's sections (node names, ``/**``...) -> the parameter names each sets; {} when the file is
+    unreadable or not a params file (rcl itself reports those)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(section): set(value["ros__parameters"])
+        for section, value in data.items()
+        if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict)
+    }
 
 
 def load(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:

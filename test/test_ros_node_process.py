@@ -279,7 +279,12 @@ def test_unknown_parameters_are_warned_with_the_nearest_names(ros, tmp_path):
     """Issue 15 item 5: a misspelt key in a params file or with -p was silently ignored."""
     params = tmp_path / "typo.yaml"
     params.write_text("/**:\n  ros__parameters:\n    top_kk: 500\n")
-    node = NodeProcess(*weights_arguments(), "--params-file", str(params), "-p", "qos_relaibility:=reliable")
+    other_node = tmp_path / "other_node.yaml"  # a misspelt node name: rclpy applies none of it, silently
+    other_node.write_text("/silk_vo:\n  ros__parameters:\n    top_k: 500\n")
+    node = NodeProcess(
+        *weights_arguments(), "--params-file", str(params), "--params-file", str(other_node),
+        "-p", "qos_relaibility:=reliable",
+    )
     try:
         assert node.wait_for_line("silk_vo_node ready", 180.0), node.output()
         code, _ = node.signal_and_time(signal.SIGINT)
@@ -290,4 +295,6 @@ def test_unknown_parameters_are_warned_with_the_nearest_names(ros, tmp_path):
     assert len(warnings) == 2, output
     assert any("'top_kk'" in w and "did you mean 'top_k'" in w for w in warnings), warnings
     assert any("'qos_relaibility'" in w and "did you mean 'qos_reliability'" in w for w in warnings), warnings
+    assert f"params file {other_node}: none of its 1 parameters reached /silk_vo_node" in output, output
+    assert str(params) not in output  # its top_kk reached the node (and was warned about above)
     assert code == 0

@@ -72,7 +72,7 @@ from silk_ros.ros.frame_buffer import CameraInfoHistory, DepthPairer, FrameQueue
 from silk_ros.ros.parameters import NODE_PARAMETERS, descriptor
 from silk_ros.ros.topics import NODE_NAME, OUTPUTS
 from silk_ros.schema import ConfigError
-from silk_ros.settings import Settings, check_value, from_ros_values, unknown_setting
+from silk_ros.settings import Settings, check_value, from_ros_values, params_file_sections, unknown_setting
 
 try:  # real ROS install: TF broadcasting and extrinsics lookup
     import tf2_ros
@@ -196,6 +196,20 @@ class SilkVoNode(Node):
         """A given parameter that nothing declared is a typo or a stale setting: say so, with the nearest names."""
         for name in sorted(name for name in self._given_parameters() if not self.has_parameter(name)):
             self.get_logger().warning(f"parameter {unknown_setting(name)}")
+
+    def warn_unapplied_params_files(self, paths: list[str]) -> None:
+        """A params file none of whose parameters reached this node has sections for another node name (a typo,
+        or a namespace the section does not match): rclpy applies nothing from it and says nothing."""
+        given = set(self._given_parameters())
+        for path in paths:
+            sections = params_file_sections(path)
+            names = set().union(*sections.values()) if sections else set()
+            if names and not names & given:
+                self.get_logger().warning(
+                    f"params file {path}: none of its {len(names)} parameters reached "
+                    f"{self.get_fully_qualified_name()}: its sections {sorted(sections)} name another node "
+                    f"('/**/{NODE_NAME}' or '/**' match this one in any namespace)"
+                )
 
     def _create_interfaces(self) -> None:
         p = self.settings.node
@@ -409,7 +423,7 @@ class SilkVoNode(Node):
                 f"image is {size[0]}x{size[1]} but camera_info has come only for {sizes}: frame skipped",
                 frame=True,
             )
-        elif self._camera is not None and camera is not self._camera:
+        elif self._camera is not None and not _same_camera(camera, self._camera):
             self.get_logger().info(f"camera_info changed: {camera}")
         return camera
 
@@ -594,6 +608,14 @@ class SilkVoNode(Node):
         super().destroy_node()
 
 
+def _same_camera(a: Camera, b: Camera) -> bool:
+    return (
+        (a.width, a.height, a.model) == (b.width, b.height, b.model)
+        and np.array_equal(a.K, b.K)
+        and np.array_equal(a.distortion, b.distortion)
+    )
+
+
 def _twist_message(twist: BaseTwist) -> TwistWithCovariance:
     message = TwistWithCovariance()
     message.twist.linear.x, message.twist.linear.y, message.twist.linear.z = (float(v) for v in twist.linear)
@@ -661,6 +683,10 @@ def _run(args: list[str] | None, signals: _Signals, logger: Any) -> int:
     try:
         node = SilkVoNode()
         signals.starting = False
+        arguments = sys.argv if args is None else args
+        node.warn_unapplied_params_files(
+            [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == "--params-file"]
+        )
     except _Interrupted:
         logger.info(f"{signals.received} during start-up: exiting")
         rclpy.try_shutdown()
