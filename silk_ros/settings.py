@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = [
     "node_parameters",
     "params_file_sections",
     "parse_overrides",
+    "section_matches",
     "ros_value",
     "to_ros_values",
     "unknown_setting",
@@ -252,20 +254,40 @@ def node_parameters(data: Any) -> dict[str, Any] | None:
     return None
 
 
-def params_file_sections(path: str | Path) -> dict[str, set[str]]:
-    """A ROS params file's sections (node names, ``/**``...) -> the parameter names each sets; {} when the file is
-    unreadable or not a params file (rcl itself reports those)."""
+def params_file_sections(path: str | Path) -> list[str]:
+    """The node sections of a ROS params file as fully qualified patterns (``/**``, ``/**/silk_vo_node``,
+    ``/ns/silk_vo_node``; nested namespace mappings are joined); [] when the file is unreadable or not a params file
+    (rcl itself reports those)."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {
-        str(section): set(value["ros__parameters"])
-        for section, value in data.items()
-        if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict)
-    }
+        return []
+    sections: list[str] = []
+
+    def walk(mapping: Any, prefix: str) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for key, value in mapping.items():
+            name = f"{prefix}/{str(key).strip('/')}"
+            if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+                sections.append(name)
+            else:
+                walk(value, name)
+
+    walk(data, "")
+    return sections
+
+
+def section_matches(section: str, node_name: str) -> bool:
+    """Whether a params file section applies to the node of this fully qualified name, with rcl's wildcards:
+    ``**`` any number of namespace tokens, ``*`` one token (or part of one)."""
+    pattern = ""
+    for token in section.strip("/").split("/"):
+        if token == "**":
+            pattern += "(/[^/]+)*"
+        else:
+            pattern += "/" + "[^/]*".join(re.escape(part) for part in token.split("*"))
+    return re.fullmatch(pattern, node_name) is not None
 
 
 def load(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:

@@ -295,6 +295,6 @@ def test_unknown_parameters_are_warned_with_the_nearest_names(ros, tmp_path):
     assert len(warnings) == 2, output
     assert any("'top_kk'" in w and "did you mean 'top_k'" in w for w in warnings), warnings
     assert any("'qos_relaibility'" in w and "did you mean 'qos_reliability'" in w for w in warnings), warnings
-    assert f"params file {other_node}: none of its 1 parameters reached /silk_vo_node" in output, output
+    assert f"params file {other_node}: none of its sections ['/silk_vo'] applies to /silk_vo_node" in output, output
     assert str(params) not in output  # its top_kk reached the node (and was warned about above)
     assert code == 0

@@ -156,3 +156,24 @@ def test_an_unknown_name_is_reported_with_the_nearest_settings():
     assert "did you mean 'top_k'" in unknown_setting("top_kk")
     assert "did you mean 'qos_reliability'" in unknown_setting("qos_relaibility")
     assert "ignored" in unknown_setting("completely_unrelated") and "did you mean" not in unknown_setting("zzzz")
+
+
+def test_params_file_sections_match_node_names_as_rcl_does(tmp_path):
+    from silk_ros.settings import params_file_sections, section_matches
+
+    assert params_file_sections(DEFAULT_NODE_PARAMS) == ["/**/silk_vo_node"]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("robot:\n  camera:\n    silk_vo_node:\n      ros__parameters: {top_k: 500}\n")
+    assert params_file_sections(nested) == ["/robot/camera/silk_vo_node"]
+    assert params_file_sections(tmp_path / "missing.yaml") == []
+    for section, name, matches in [
+        ("/**", "/a/b/silk_vo_node", True),
+        ("/**/silk_vo_node", "/silk_vo_node", True),
+        ("/**/silk_vo_node", "/camera/silk_vo_node", True),
+        ("silk_vo_node", "/silk_vo_node", True),
+        ("/camera/silk_vo_node", "/silk_vo_node", False),
+        ("/*/silk_vo_node", "/camera/silk_vo_node", True),
+        ("/silk_vo", "/silk_vo_node", False),
+        ("/silk_*", "/silk_vo_node", True),
+    ]:
+        assert section_matches(section, name) is matches, (section, name)

@@ -72,7 +72,14 @@ from silk_ros.ros.frame_buffer import CameraInfoHistory, DepthPairer, FrameQueue
 from silk_ros.ros.parameters import NODE_PARAMETERS, descriptor
 from silk_ros.ros.topics import NODE_NAME, OUTPUTS
 from silk_ros.schema import ConfigError
-from silk_ros.settings import Settings, check_value, from_ros_values, params_file_sections, unknown_setting
+from silk_ros.settings import (
+    Settings,
+    check_value,
+    from_ros_values,
+    params_file_sections,
+    section_matches,
+    unknown_setting,
+)
 
 try:  # real ROS install: TF broadcasting and extrinsics lookup
     import tf2_ros
@@ -198,17 +205,15 @@ class SilkVoNode(Node):
             self.get_logger().warning(f"parameter {unknown_setting(name)}")
 
     def warn_unapplied_params_files(self, paths: list[str]) -> None:
-        """A params file none of whose parameters reached this node has sections for another node name (a typo,
-        or a namespace the section does not match): rclpy applies nothing from it and says nothing."""
-        given = set(self._given_parameters())
+        """A params file none of whose sections names this node (a misspelt node name, a namespace the section
+        does not match): rclpy applies nothing from it and says nothing."""
+        name = self.get_fully_qualified_name()
         for path in paths:
             sections = params_file_sections(path)
-            names = set().union(*sections.values()) if sections else set()
-            if names and not names & given:
+            if sections and not any(section_matches(section, name) for section in sections):
                 self.get_logger().warning(
-                    f"params file {path}: none of its {len(names)} parameters reached "
-                    f"{self.get_fully_qualified_name()}: its sections {sorted(sections)} name another node "
-                    f"('/**/{NODE_NAME}' or '/**' match this one in any namespace)"
+                    f"params file {path}: none of its sections {sections} applies to {name}, nothing of it is "
+                    f"used ('/**/{NODE_NAME}' or '/**' match this node in any namespace)"
                 )
 
     def _create_interfaces(self) -> None:
