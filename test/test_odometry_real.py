@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from silk_ros.cli import main
@@ -69,3 +70,31 @@ def test_bench_vo_reports_the_median_over_start_frames(data_root, tmp_path):
     assert row["ate_rmse_m"][0] == results["runs"]["kitti07-mono"]["orb"]["ate_rmse_m"]
     assert min(row["ate_rmse_m"]) <= row["median_ate_rmse_m"] <= max(row["ate_rmse_m"])
     assert "euroc-v101-rest-mono" not in results["start_offsets"]
+
+
+def test_bench_vo_perturbed_runs_report_median_worst_and_spread(data_root, tmp_path):
+    """``silk-vo bench vo --perturb N``: each moving sequence N more times (start frame, thread count, input dither
+    changed), with the median, the worst and their ratio as a target; the at-rest sequence is left out."""
+    from silk_ros.bench.vo import Dithered
+
+    json_path = tmp_path / "vo.json"
+    code = main([
+        "bench", "vo", "--data", str(data_root), "--features", "orb", "--sequences",
+        "tum-desk-mono,euroc-v101-rest-mono", "--perturb", "2", "--out", str(tmp_path / "runs"),
+        "--json", str(json_path), "--record", "",
+    ])
+    assert code == 0
+    results = json.loads(json_path.read_text())
+    row = results["perturbed"]["tum-desk-mono"]["orb"]
+    assert len(row["ate_rmse_m"]) == 3 and len(row["lost_frames"]) == 3 and len(row["variants"]) == 3
+    assert row["ate_rmse_m"][0] == results["runs"]["tum-desk-mono"]["orb"]["ate_rmse_m"]
+    assert row["worst_ate_rmse_m"] == max(row["ate_rmse_m"])
+    assert row["spread"] == row["worst_ate_rmse_m"] / row["median_ate_rmse_m"] >= 1.0
+    assert any("worst-of-3" in key for key in results["targets"])
+    assert "euroc-v101-rest-mono" not in results["perturbed"]
+    # The dither is seeded, at most one grey level, and leaves everything but the image alone.
+    sequence = open_sequence("tum", data_root / "sequences/tum_rgbd/rgbd_dataset_freiburg2_desk_mini", max_frames=2)
+    plain, noisy, again = list(sequence), list(Dithered(sequence, 3)), list(Dithered(sequence, 3))
+    for a, b, c in zip(plain, noisy, again, strict=True):
+        difference = b.image.astype(int) - a.image.astype(int)
+        assert np.abs(difference).max() == 1 and np.array_equal(b.image, c.image) and b.timestamp == a.timestamp

@@ -25,8 +25,7 @@ from std_msgs.msg import Header  # noqa: E402
 from silk_ros.datasets import open_sequence  # noqa: E402
 from silk_ros.geometry.pose import invert_pose, rotation_angle_deg  # noqa: E402
 from silk_ros.ros import conversions as conv  # noqa: E402
-from silk_ros.ros.harness import NodeHarness, spin_in_background  # noqa: E402
-from silk_ros.ros.node import SilkVoNode  # noqa: E402
+from silk_ros.ros.harness import NodeHarness  # noqa: E402
 from silk_ros.weights import WeightsError, shipped_weights  # noqa: E402
 
 N_FRAMES = 16
@@ -49,27 +48,6 @@ def frames(data_root):
     )
     return list(sequence)
 
-
-
-@pytest.fixture
-def running(ros):
-    """Factory: start SilkVoNode(parameters) + a harness, spinning; everything is torn down after the test."""
-    started = []
-
-    def start(parameters: list[Parameter], **harness_options):
-        node = SilkVoNode(parameter_overrides=parameters)
-        harness = NodeHarness(**harness_options)
-        executor, thread = spin_in_background(node, harness)
-        started.append((executor, thread, node, harness))
-        assert harness.wait_for_subscribers(15.0), "DDS discovery of the node's image subscription failed"
-        return node, harness
-
-    yield start
-    for executor, thread, node, harness in started:
-        executor.shutdown()
-        thread.join(5.0)
-        node.destroy_node()
-        harness.destroy_node()
 
 
 def stamp_of(i: int, frame) -> object:

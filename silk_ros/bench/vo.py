@@ -11,13 +11,14 @@ every moving sequence, EuRoC path < 3 cm, monocular SiLK >= 8 frames/s at 240x32
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from silk_ros.datasets.paths import shared_data_root
-from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, run_dataset
+from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config, open_dataset, run_dataset
 
 __all__ = ["add_arguments", "run", "SEQUENCES"]
 
@@ -34,6 +35,8 @@ REST_PATH_TARGET_M = 0.03
 FPS_TARGET = 8.0
 FPS_RUN = "7scenes01-mono"
 MIN_FRAMES_FOR_STARTS = 100
+PERTURB_START_STEP = 5
+SPREAD_TARGET = 1.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated start frames (e.g. 10,20): monocular moving sequences of at least "
         f"{MIN_FRAMES_FOR_STARTS} frames are also run from each, and the median ATE over all starts is reported "
         "(monocular runs are chaotic: one tracking loss changes the scale of everything after it)",
+    )
+    parser.add_argument(
+        "--perturb",
+        type=int,
+        default=0,
+        help="run every moving sequence N more times, run k starting at frame k * "
+        f"{PERTURB_START_STEP}, with {{1, 2}} SiLK threads alternating and +-1 grey-level input dither (seed k); "
+        f"report the median and worst ATE and lost frames (target: worst <= {SPREAD_TARGET} x median)",
     )
 
 
@@ -124,7 +135,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     starts = [int(s) for s in args.starts.split(",") if s.strip() and int(s) > 0]
     if starts:
         results["start_offsets"] = _start_offsets(results["runs"], data, features, starts, args)
+    if args.perturb > 0:
+        results["perturbed"] = _perturbed(results["runs"], data, features, args)
     results["targets"] = _targets(results["runs"], features)
+    for key, row in _spread_targets(results.get("perturbed", {})).items():
+        results["targets"][key] = row
     return results, _markdown(results, features, args)
 
 
@@ -155,6 +170,69 @@ def _start_offsets(runs, data: Path, features: list[str], starts: list[int], arg
                 "median_ate_rmse_m": float(np.median(finite)) if finite else None,
             }
     return table
+
+
+class Dithered:
+    """A sequence whose images get +-1 grey level of seeded noise: a perturbation as small as sensor noise, which
+    a VO whose result flips on float noise does not survive."""
+
+    def __init__(self, sequence, seed: int):
+        self._sequence, self._seed = sequence, seed
+
+    def __getattr__(self, name: str):
+        return getattr(self._sequence, name)
+
+    def __len__(self) -> int:
+        return len(self._sequence)
+
+    def __iter__(self):
+        rng = np.random.default_rng(self._seed)
+        for frame in self._sequence:
+            noise = rng.integers(-1, 2, size=frame.image.shape, dtype=np.int16)
+            image = np.clip(frame.image.astype(np.int16) + noise, 0, 255).astype(frame.image.dtype)
+            yield dataclasses.replace(frame, image=image)
+
+
+def _perturbed(runs, data: Path, features: list[str], args) -> dict[str, Any]:
+    """Each moving sequence ``--perturb`` more times: another start frame, thread count and input dither per run."""
+    table: dict[str, Any] = {}
+    for name, per_feature in runs.items():
+        fmt, folder, mode, moving = SEQUENCES[name]
+        if not moving:
+            continue
+        for feature in features:
+            row = per_feature[feature]
+            ates, lost, variants = [row["ate_rmse_m"]], [row["lost_frames"]], ["start 0, default threads"]
+            for k in range(1, args.perturb + 1):
+                start, threads = k * PERTURB_START_STEP, 1 + k % 2
+                config = load_config(args.config, **_front_end(feature), threads=threads)
+                sequence = Dithered(open_dataset(fmt, data / "sequences" / folder, mode, args.max_frames,
+                                                 row["stride"], start), seed=k)
+                metrics = run_dataset(
+                    fmt, None, Path(args.out) / name / feature / f"perturb{k}", mode, config, stride=row["stride"],
+                    progress=True, title=f"{name} ({feature}, perturbed run {k})", sequence=sequence,
+                )
+                ates.append(_headline(metrics, mode))
+                lost.append(metrics["run"]["lost_frames"])
+                variants.append(f"start {start}, {threads} thread(s), dither seed {k}")
+            finite = [a for a in ates if a is not None]
+            median = float(np.median(finite)) if finite else None
+            worst = max(finite) if len(finite) == len(ates) else None  # a run without an ATE is the worst
+            table.setdefault(name, {})[feature] = {
+                "variants": variants, "ate_rmse_m": ates, "lost_frames": lost, "median_ate_rmse_m": median,
+                "worst_ate_rmse_m": worst, "spread": None if worst is None or not median else worst / median,
+            }
+    return table
+
+
+def _spread_targets(perturbed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{name}: {feature} worst-of-{len(row['ate_rmse_m'])} ATE <= {SPREAD_TARGET} x median": {
+            "value": row["spread"], "met": row["spread"] is not None and row["spread"] <= SPREAD_TARGET,
+        }
+        for name, per_feature in perturbed.items()
+        for feature, row in per_feature.items()
+    }
 
 
 def _targets(runs: dict[str, Any], features: list[str]) -> dict[str, Any]:
@@ -232,6 +310,25 @@ def _markdown(results: dict[str, Any], features: list[str], args: argparse.Names
                 starts = ", ".join(str(n) for n in row["starts"])
                 lines.append(
                     f"| {name} | {feature} | {starts} | {ates} | {lost} | {_fmt(row['median_ate_rmse_m'], '.4f')} |"
+                )
+    perturbed = results.get("perturbed") or {}
+    if perturbed:
+        lines += [
+            "",
+            f"Perturbed runs (`--perturb`): run k starts at frame k x {PERTURB_START_STEP}, with 1 or 2 SiLK threads "
+            "alternating and +-1 grey-level input dither (seed k); run 0 is the table above:",
+            "",
+            "| sequence | front end | ATE RMSE per run (m) | lost per run | median ATE (m) | worst ATE (m) | "
+            "worst / median |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, per_feature in perturbed.items():
+            for feature, row in per_feature.items():
+                ates = ", ".join(_fmt(a, ".4f") for a in row["ate_rmse_m"])
+                lost = ", ".join(str(n) for n in row["lost_frames"])
+                lines.append(
+                    f"| {name} | {feature} | {ates} | {lost} | {_fmt(row['median_ate_rmse_m'], '.4f')} | "
+                    f"{_fmt(row['worst_ate_rmse_m'], '.4f')} | {_fmt(row['spread'], '.2f')} |"
                 )
     if args.max_frames:
         lines += ["", f"Quick run: every sequence capped at {args.max_frames} frames."]

@@ -164,6 +164,10 @@ class OdometryConfig:
             raise ConfigError(f"bundle_iterations must be >= 0, got {self.bundle_iterations}")
         if self.depth_window_radius < 0 or not 0 <= self.depth_min_valid_fraction <= 1:
             raise ConfigError("need depth_window_radius >= 0 and 0 <= depth_min_valid_fraction <= 1")
+        if not self.depth_min < self.depth_max:
+            raise ConfigError(
+                f"depth_min ({self.depth_min} m) must be below depth_max ({self.depth_max} m): no depth would be valid"
+            )
         if not self.depth_max_relative_spread > 0:
             raise ConfigError(f"depth_max_relative_spread must be positive, got {self.depth_max_relative_spread}")
         if self.camera_height < 0:

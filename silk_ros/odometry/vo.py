@@ -72,6 +72,7 @@ from .frontend import (
     working_camera,
     working_size,
 )
+from .input_checks import image_size_problem
 from .keyframe import Keyframe, Observation, carry_points
 from .metric_scale import MetricScale, ScaleState
 from .monocular_map import LandmarkMap
@@ -571,6 +572,9 @@ class VisualOdometry:
             raise OdometryInputError(f"image must be a non-empty HxW or HxWxC numpy array, got {shape}")
         if not isinstance(camera, Camera):
             raise OdometryInputError(f"camera must be a silk_ros.geometry.camera.Camera, got {type(camera).__name__}")
+        too_small = image_size_problem(image.shape[1], image.shape[0])
+        if too_small:
+            raise OdometryInputError(too_small)
         if image.shape[:2] != (camera.height, camera.width):
             raise OdometryInputError(
                 f"image is {image.shape[1]}x{image.shape[0]} but the camera is {camera.width}x{camera.height}"
