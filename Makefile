@@ -11,11 +11,12 @@ DATA ?= ../shared/data
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py ros_vendor/build_tf2_msgs.sh ros_vendor/tf2_msgs/CMakeLists.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+	ros_vendor/build_tf2_msgs.sh $(VENV)  # tf2_msgs is not on PyPI: /tf on the pip path (skipped, said, without cmake/cc)
 	$(PY) -c "import torch, cv2, onnxruntime, rclpy, rosbags; print('set-up ok: torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -16,6 +16,9 @@ ROS parameters cannot hold a mapping: a mapping setting (``matcher_options``) is
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +39,17 @@ __all__ = [
     "SETTINGS",
     "DEFAULT_NODE_PARAMS",
     "DEFAULT_ODOMETRY_YAML",
-    "check_choice",
+    "check_value",
     "from_ros_values",
     "from_values",
     "load",
     "node_parameters",
+    "params_file_sections",
     "parse_overrides",
+    "section_matches",
     "ros_value",
     "to_ros_values",
+    "unknown_setting",
 ]
 
 #: the node's parameters file (launch file, ``bag eval``); the odometry's defaults for the dataset tools
@@ -85,6 +91,12 @@ class NodeConfig:
     depth_sync_tolerance: float = setting(
         0.02, "RGB-D: largest colour/depth stamp difference (s)", range=(0.0, 1.0)
     )
+    depth_pair_timeout: float = setting(
+        5.0,
+        "RGB-D: warn (and report in /diagnostics) when images arrive but none has paired with a depth frame for "
+        "this long (s); repeated every such period while it lasts",
+        range=(0.1, 3600.0),
+    )
     diagnostics_period: float = setting(1.0, "seconds between /diagnostics messages", range=(0.05, 60.0))
     max_debug_tracks: int = setting(
         300, "matches drawn in ~/debug_image", range=(0, 100000), read_only=False
@@ -94,6 +106,16 @@ class NodeConfig:
         coerce_numbers(self)
         if len(self.base_from_camera) != 7:
             raise ConfigError(f"base_from_camera needs 7 numbers [x y z qx qy qz qw], got {self.base_from_camera}")
+        for name in ("odom_frame", "base_frame"):
+            frame = getattr(self, name)
+            if not frame.strip():
+                raise ConfigError(f"{name} must name a frame (REP-105: e.g. 'odom', 'base_link'), got {frame!r}")
+        for name in ("odom_frame", "base_frame", "camera_frame"):
+            frame = getattr(self, name)
+            if frame != frame.strip() or frame.startswith("/"):
+                raise ConfigError(f"{name} {frame!r}: tf2 frame names have no leading '/' and no spaces")
+        if self.odom_frame == self.base_frame:
+            raise ConfigError(f"odom_frame and base_frame must differ, both are {self.odom_frame!r}")
 
     def base_from_camera_matrix(self) -> np.ndarray:
         """``T_base_cam`` of the ``base_from_camera`` parameter."""
@@ -154,6 +176,10 @@ def from_values(values: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(values) - set(_BY_NAME))
     if unknown:
         raise ConfigError(f"unknown settings {unknown}; known: {sorted(_BY_NAME)}")
+    for name, value in values.items():
+        problem = check_value(_BY_NAME[name], value)
+        if problem:
+            raise ConfigError(problem)
     node = {name: value for name, value in values.items() if _BY_NAME[name].section == "node"}
     odometry = {name: value for name, value in values.items() if name not in node}
     try:
@@ -192,11 +218,30 @@ def _from_ros(name: str, value: Any) -> Any:
     return parsed
 
 
-def check_choice(row: Setting, value: Any) -> str | None:
-    """Why a value is refused (ROS descriptors do not enforce choices), or None."""
+def check_value(row: Setting, value: Any) -> str | None:
+    """Why a value of this setting is refused (not one of its choices, or out of its range), or None.
+
+    The table's choices and ranges are what a user may set: the node enforces them at start-up and on every
+    parameter change (ROS descriptors alone do not refuse a choice), and so do params files and ``--set``."""
     if row.choices and value not in row.choices:
-        return f"parameter '{row.name}' must be one of {list(row.choices)}, got {value!r}"
+        return f"{row.name}: {value!r} is not one of {list(row.choices)} ({row.description})"
+    numeric = isinstance(row.default, (int, float)) and not isinstance(row.default, bool)
+    if row.range is not None and numeric and not isinstance(value, bool):
+        low, high = row.range
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return f"{row.name}: {value!r} is not a number in [{low:g}, {high:g}] ({row.description})"
+        if not (math.isfinite(number) and low <= number <= high):
+            return f"{row.name}: {value!r} is out of range, allowed [{low:g}, {high:g}] ({row.description})"
     return None
+
+
+def unknown_setting(name: str) -> str:
+    """A line for a name that is no setting, with the nearest settings' names (a misspelt key)."""
+    close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"'{name}' is no setting (config/silk_vo.yaml lists every one): ignored{hint}"
 
 
 def node_parameters(data: Any) -> dict[str, Any] | None:
@@ -207,6 +252,42 @@ def node_parameters(data: Any) -> dict[str, Any] | None:
         if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
             return dict(value["ros__parameters"])
     return None
+
+
+def params_file_sections(path: str | Path) -> list[str]:
+    """The node sections of a ROS params file as fully qualified patterns (``/**``, ``/**/silk_vo_node``,
+    ``/ns/silk_vo_node``; nested namespace mappings are joined); [] when the file is unreadable or not a params file
+    (rcl itself reports those)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    sections: list[str] = []
+
+    def walk(mapping: Any, prefix: str) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for key, value in mapping.items():
+            name = f"{prefix}/{str(key).strip('/')}"
+            if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+                sections.append(name)
+            else:
+                walk(value, name)
+
+    walk(data, "")
+    return sections
+
+
+def section_matches(section: str, node_name: str) -> bool:
+    """Whether a params file section applies to the node of this fully qualified name, with rcl's wildcards:
+    ``**`` any number of namespace tokens, ``*`` one token (or part of one)."""
+    pattern = ""
+    for token in section.strip("/").split("/"):
+        if token == "**":
+            pattern += "(/[^/]+)*"
+        else:
+            pattern += "/" + "[^/]*".join(re.escape(part) for part in token.split("*"))
+    return re.fullmatch(pattern, node_name) is not None
 
 
 def load(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:

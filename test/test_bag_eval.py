@@ -7,6 +7,8 @@ end through the same VisualOdometry pipeline the node runs, fast on CPU), real T
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -198,3 +200,83 @@ def test_deterministic_bag_tools_stay_ros_free(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture(scope="module")
+def depth_bag(tmp_path_factory):
+    """The 8-frame synthetic sequence as a bag with depth (32FC1) and ground truth."""
+    return _convert("synthetic", "-", tmp_path_factory.mktemp("depth_bag") / "d.mcap", "--max-frames", "8")
+
+
+DEPTH = ["--depth-topic", "/camera/depth/image_raw", "--gt-topic", "/ground_truth/pose"]
+
+
+def test_a_depth_topic_means_rgbd(depth_bag, synthetic_direct, tmp_path):
+    """config/silk_vo.yaml says mode mono (a camera without depth): --depth-topic alone makes the run RGB-D."""
+    rgbd, report = _eval(depth_bag, tmp_path / "rgbd", *DEPTH)
+    _assert_same_trajectory(rgbd, synthetic_direct["auto"])
+    assert report["odometry_mode"] == "rgbd" and report["depth"] == "RGB-D tracking (mode rgbd)"
+    assert report["metric_scale"] is True and report["summary"]["units"] == "metric (depth)"
+    # An explicit --set mode=mono overrides it: monocular tracking, the depth ignored, and the report says so.
+    mono, report = _eval(depth_bag, tmp_path / "mono", *DEPTH, "--set", "mode=mono")
+    _assert_same_trajectory(mono, synthetic_direct["mono"])
+    assert report["odometry_mode"] == "mono" and report["depth"].startswith("ignored: mode mono set explicitly")
+    assert report["metric_scale"] is False and "depth: ignored" in (tmp_path / "mono" / "report.md").read_text()
+    # depth_scale: monocular tracking (the same poses up to scale), the depth gives the scale.
+    scaled, report = _eval(depth_bag, tmp_path / "scaled", *DEPTH, "--set", "depth_scale=true")
+    assert report["odometry_mode"] == "mono" and report["depth"].startswith("metric scale of the monocular")
+    np.testing.assert_allclose(scaled.rotations, mono.rotations, atol=1e-9)
+
+
+def test_rgbd_or_depth_scale_without_a_depth_topic_is_an_error(depth_bag, tmp_path, capsys):
+    for setting in ("mode=rgbd", "depth_scale=true"):
+        code = main(["bag", "eval", str(depth_bag), "--out", str(tmp_path / "x"), *SETTINGS, "--set", setting])
+        assert code == 2 and "pass --depth-topic" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_start_and_max_frames_select_the_images(depth_bag, tmp_path):
+    estimate, report = _eval(depth_bag, tmp_path / "part", "--gt-topic", "/ground_truth/pose", "--start", "2",
+                             "--max-frames", "4", "--set", "mode=mono")
+    assert report["frames"] == 4 and report["associated_poses"] == 4
+    assert report["bag"]["images"] == 4 and report["bag"]["images_in_bag"] == 8 and report["bag"]["start"] == 2
+    # The very frames the dataset's own start/max_frames select, hence the same trajectory.
+    sequence = open_sequence("synthetic", None, **SYNTHETIC, start=2, max_frames=4)
+    direct, _ = replay_deterministic(_settings_config("mono"), sequence, progress=False)
+    _assert_same_trajectory(estimate, read_tum(direct.write_tum(tmp_path / "direct.tum")))
+    # To the end from --start; the real-time player's stream holds the same images (and the rest around them).
+    _, report = _eval(depth_bag, tmp_path / "tail", "--start", "5", "--set", "mode=mono")
+    assert report["frames"] == 3
+    topics = EvalTopics("/camera/image_raw", depth="/camera/depth/image_raw")
+    with BagSource(depth_bag, topics, start=2, max_frames=3) as source:
+        stamps = source.image_stamps
+        roles = [role for role, *_ in source.raw_stream()]
+        assert [frame.timestamp for frame in source.sequence] == pytest.approx(list(stamps))
+    with BagSource(depth_bag, topics) as whole:
+        assert list(stamps) == pytest.approx(list(whole.image_stamps[2:5]))
+    assert roles.count("image") == 3 and roles.count("depth") >= 3
+
+
+@pytest.mark.parametrize("window, message", [(["--start", "8"], "past the last of the 8 images"),
+                                             (["--max-frames", "0"], "--max-frames must be >= 1"),
+                                             (["--start", "-1"], "--start must be >= 0")])
+def test_bad_frame_windows_are_one_clear_error(depth_bag, tmp_path, capsys, window, message):
+    code = main(["bag", "eval", str(depth_bag), "--out", str(tmp_path / "x"), *SETTINGS, *window])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_readme_bag_commands_run_as_written(data_root, tmp_path, monkeypatch):
+    """Every deterministic `silk-vo bag` command of the README, as written (``../shared/data`` is the shared data
+    folder; bags and reports land in a temporary folder).  ``--realtime``: test_bag_realtime.py."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = [line.split(" #")[0].replace("[--compressed]", "").strip() for line in readme.splitlines()
+                if line.startswith("silk-vo bag ") and "--realtime" not in line]
+    assert any("--depth-topic" in command for command in commands)  # the RGB-D example
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        argv = shlex.split(command.replace("../shared/data", str(data_root)))
+        assert main([*argv[1:], "--no-progress"]) == 0, command
+    rgbd = json.loads((tmp_path / "runs/kitchen_rgbd/report.json").read_text())
+    assert rgbd["odometry_mode"] == "rgbd" and rgbd["frames"] == 60 and rgbd["headline"]["align"] == "se3"
+    mono = json.loads((tmp_path / "runs/kitchen_mono_metric/report.json").read_text())
+    assert mono["odometry_mode"] == "mono" and mono["frames"] == 40 and mono["bag"]["start"] == 10

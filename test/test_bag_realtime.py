@@ -99,3 +99,22 @@ def test_realtime_rgbd_with_16bit_depth_and_compressed_colour(data_root, tmp_pat
     assert len(estimate) == len(expected) == 10
     np.testing.assert_allclose(estimate.positions, expected.positions, atol=1e-5)
     assert report["ate"]["se3"]["rmse"] == pytest.approx(reference["ate"]["se3"]["rmse"], abs=1e-4)
+
+
+def test_realtime_depth_topic_means_rgbd_and_start_max_frames_select_the_images(data_root, tmp_path):
+    """--depth-topic alone (the params file says mode mono) makes the node RGB-D; --start/--max-frames play only
+    the images selected (with the depth around them): the deterministic trajectory of the same window."""
+    path = data_root / "sequences/7scenes_redkitchen"
+    convert = ["bag", "convert", "--format", "7scenes", str(path), str(tmp_path / "kitchen.mcap"), "--no-progress"]
+    assert main([*convert, "--max-frames", "10"]) == 0
+    window = ["--depth-topic", "/camera/depth/image_raw", "--start", "3", "--max-frames", "5", *SETTINGS]
+    assert main(["bag", "eval", str(tmp_path / "kitchen"), "--out", str(tmp_path / "det"), *window]) == 0
+    every_frame = ["--set", "process_every_frame=true", "--set", "qos_reliability=reliable", "--set", "qos_depth=100"]
+    argv = ["bag", "eval", str(tmp_path / "kitchen"), "--out", str(tmp_path / "rt"), "--realtime", *every_frame]
+    assert main([*argv, *window]) == 0
+    (report, estimate), (_, expected) = _report(tmp_path / "rt"), _report(tmp_path / "det")
+    assert report["odometry_mode"] == "rgbd" and report["metric_scale"] is True
+    assert report["node_diagnostics"]["mode"] == "rgbd" and report["node_diagnostics"]["scale"] == "metric (depth)"
+    assert report["published_images"] == 5 and len(estimate) == len(expected) == 5
+    np.testing.assert_allclose(estimate.timestamps, expected.timestamps, atol=1e-6)
+    np.testing.assert_allclose(estimate.positions, expected.positions, atol=1e-5)

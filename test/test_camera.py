@@ -4,6 +4,7 @@ calibrations are refused with a message that names the problem."""
 from __future__ import annotations
 
 import math
+import re
 
 import cv2
 import numpy as np
@@ -128,3 +129,38 @@ def test_bad_inputs_to_methods():
         EUROC.undistort_points(np.zeros((4, 3)))
     with pytest.raises(CameraError, match="non-positive"):
         EUROC.scaled(0, 100)
+
+
+@pytest.mark.parametrize(
+    "intrinsics, message",
+    [
+        ((1e9, 1e9, 319.5, 239.5), "fx = 1e\\+09 px gives a"),  # issue 15: accepted before
+        ((3.6, 3.6, 319.5, 239.5), "fx = 3.6 px"),  # focal length in millimetres
+        ((525.0, 525.0, 639.5, 479.5), None),  # principal point at the corner: odd but on the image
+        ((525.0, 525.0, 1279.0, 959.0), "principal point .* lies off the 640x480 image"),  # another resolution's
+        ((525.0, 105.0, 319.5, 239.5), "fx / fy"),
+    ],
+)
+def test_implausible_intrinsics_are_named(intrinsics, message):
+    from silk_ros.geometry.camera import intrinsics_problem
+
+    problem = intrinsics_problem(640, 480, *intrinsics)
+    if message is None:
+        assert problem is None
+    else:
+        assert problem is not None and re.search(message, problem), problem
+
+
+def test_the_cameras_of_the_datasets_are_plausible():
+    from silk_ros.geometry.camera import intrinsics_problem
+
+    cameras = {
+        "KITTI 07": (1226, 370, 707.09, 707.09, 601.89, 183.11),
+        "TUM fr2": (640, 480, 520.9, 521.0, 325.1, 249.7),
+        "EuRoC": (752, 480, 458.65, 457.30, 367.22, 248.38),
+        "7-Scenes": (640, 480, 585.0, 585.0, 320.0, 240.0),
+        "TartanAir": (640, 480, 320.0, 320.0, 320.0, 240.0),
+        "fisheye (equidistant, 190 degrees)": (1280, 1024, 390.0, 390.0, 640.0, 512.0),
+        "1x1 test image": (1, 1, 1.0, 1.0, 0.0, 0.0),
+    }
+    assert {name: intrinsics_problem(*c) for name, c in cameras.items() if intrinsics_problem(*c)} == {}

@@ -25,8 +25,7 @@ from std_msgs.msg import Header  # noqa: E402
 from silk_ros.datasets import open_sequence  # noqa: E402
 from silk_ros.geometry.pose import invert_pose, rotation_angle_deg  # noqa: E402
 from silk_ros.ros import conversions as conv  # noqa: E402
-from silk_ros.ros.harness import NodeHarness, spin_in_background  # noqa: E402
-from silk_ros.ros.node import SilkVoNode  # noqa: E402
+from silk_ros.ros.harness import NodeHarness  # noqa: E402
 from silk_ros.weights import WeightsError, shipped_weights  # noqa: E402
 
 N_FRAMES = 16
@@ -49,27 +48,6 @@ def frames(data_root):
     )
     return list(sequence)
 
-
-
-@pytest.fixture
-def running(ros):
-    """Factory: start SilkVoNode(parameters) + a harness, spinning; everything is torn down after the test."""
-    started = []
-
-    def start(parameters: list[Parameter], **harness_options):
-        node = SilkVoNode(parameter_overrides=parameters)
-        harness = NodeHarness(**harness_options)
-        executor, thread = spin_in_background(node, harness)
-        started.append((executor, thread, node, harness))
-        assert harness.wait_for_subscribers(15.0), "DDS discovery of the node's image subscription failed"
-        return node, harness
-
-    yield start
-    for executor, thread, node, harness in started:
-        executor.shutdown()
-        thread.join(5.0)
-        node.destroy_node()
-        harness.destroy_node()
 
 
 def stamp_of(i: int, frame) -> object:
@@ -163,8 +141,10 @@ def test_rgbd_node_publishes_every_output_and_tracks_ground_truth(running, frame
         "backend",
         "device",
         "tf",
+        "scale",
     ):
         assert key in diagnostics, key
+    assert diagnostics["scale"] == "metric (depth)"
     assert diagnostics["frames_dropped"] == "0" and diagnostics["tracking_state"] in ("TRACKING", "DEGRADED")
     assert int(diagnostics["inliers"]) > 0 and diagnostics["camera_info_received"] == "True"
 
@@ -184,6 +164,34 @@ def test_live_mode_keeps_the_newest_frame_and_counts_drops(running, frames):
     # The newest frame is always processed: the last odometry carries the last stamp fed.
     assert harness.messages("odometry")[-1].header.stamp == stamps[-1]
     assert harness.count("debug_image") == 0  # nobody subscribed: never built or sent
+    # Monocular without a scale source: the diagnostics say the odometry is not in metres.
+    assert diagnostics["scale"] == "arbitrary (monocular, no scale source)"
+
+
+def test_monocular_node_scaled_by_a_depth_topic_publishes_metres(running, data_root):
+    """depth_scale: the node subscribes to depth although it tracks monocular, and its odometry is in metres.
+    Every 4th frame: the monocular map starts after ~10 of them (the first ones hold the translation)."""
+    frames = list(open_sequence("7scenes", data_root / "sequences" / "7scenes_redkitchen", resize=(320, 240),
+                                max_frames=20, stride=4))
+    parameters = silk_parameters() + [
+        Parameter("mode", value="mono"),
+        Parameter("depth_scale", value=True),
+        Parameter("process_every_frame", value=True),
+        Parameter("qos_reliability", value="reliable"),
+        Parameter("qos_depth", value=50),
+        Parameter("queue_size", value=50),
+    ]
+    node, harness = running(parameters, rgbd=True, reliable=True, history=50)
+    feed(harness, frames, depth_mm=True)
+    n = len(frames)
+    assert harness.wait_for(lambda: harness.count("odometry") >= n, 120.0), harness.latest_diagnostics()
+    assert harness.wait_for(lambda: harness.latest_diagnostics().get("frames_processed") == str(n), 5.0)
+    diagnostics = harness.latest_diagnostics()
+    assert diagnostics["mode"] == "mono" and diagnostics["scale"] == "metric (depth ratio)", diagnostics
+    # Metres: the distance moved is about the true one (without a scale source: several times it, or a fraction).
+    moved = np.linalg.norm(world_cam_from_odometry(harness.messages("odometry")[-1], BASE_CAM)[:3, 3])
+    true_moved = np.linalg.norm((invert_pose(frames[0].gt_pose) @ frames[-1].gt_pose)[:3, 3])
+    assert 0.6 * true_moved < moved < 1.6 * true_moved, (moved, true_moved)
 
 
 def test_compressed_mono_input_and_corrupt_data(running, frames):

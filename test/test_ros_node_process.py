@@ -10,10 +10,12 @@ import os
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
+import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -125,6 +127,7 @@ def test_console_script_tracks_rgbd_frames_fed_over_dds(ros, frames):
         returncode, output = stop(process)
     assert returncode == 0, output
     assert "silk_vo_node ready" in output
+    assert "odometry in metres (RGB-D: depth)" in output  # the units, said at start-up
 
 
 def test_console_script_refuses_a_bad_configuration_with_one_clear_line():
@@ -132,3 +135,167 @@ def test_console_script_refuses_a_bad_configuration_with_one_clear_line():
     output, _ = process.communicate(timeout=90.0)  # it must exit by itself
     assert process.returncode == 1
     assert "cannot start" in output and "mode" in output and "stereo" in output
+
+
+class NodeProcess:
+    """A ``silk_vo_node`` subprocess whose output is read as it comes (to wait for a line, and to keep its pipe
+    drained)."""
+
+    def __init__(self, *arguments: str) -> None:
+        self.process = start_node(*arguments)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.1)
+        return any(text in line for line in self.lines)
+
+    def output(self) -> str:
+        self._reader.join(5.0 if self.process.poll() is not None else 0.0)
+        return "".join(self.lines)
+
+    def signal_and_time(self, number: int, timeout: float = 30.0) -> tuple[int | None, float]:
+        """Send ``number``; (exit code, seconds from the signal to the exit)."""
+        started = time.monotonic()
+        self.process.send_signal(number)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return None, time.monotonic() - started
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+#: The node's own shutdown (signal -> node destroyed, logged by it) and the wall clock from the signal to the exit.
+SHUTDOWN_LIMIT_S = 1.0
+
+
+def test_sigint_and_sigterm_shut_down_in_under_a_second_busy_or_idle(ros, frames):
+    """Issue 15 item 3: an ERROR traceback on every Ctrl-C, ~10 s to exit, sometimes SIGKILL or SIGABRT.  Four
+    nodes at once, each in its own namespace: two idle, two busy with SiLK on frames fed over DDS, then SIGINT or
+    SIGTERM to each: exit code 0, no traceback, no ERROR, well under a second."""
+    from nav_msgs.msg import Odometry
+
+    remap_camera = ["-r", "image:=/image", "-r", "camera_info:=/camera_info"]
+    nodes = {
+        (kind, name): NodeProcess(
+            *weights_arguments(), "-p", "threads:=1", "-r", f"__ns:=/{kind}_{name.lower()}",
+            *(remap_camera if kind == "busy" else []),
+        )
+        for kind in ("busy", "idle")
+        for name in ("SIGINT", "SIGTERM")
+    }
+    harness = NodeHarness()  # best effort, like a camera driver: /image and /camera_info
+    odometry = {name: [] for name in ("SIGINT", "SIGTERM")}
+    for name, received in odometry.items():
+        harness.create_subscription(
+            Odometry, f"/busy_{name.lower()}/silk_vo_node/odometry", lambda msg, r=received: r.append(msg), 100
+        )
+    executor, thread = spin_in_background(harness)
+    feeding = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not feeding.is_set():
+            frame = frames[i % len(frames)]
+            stamp = conv.seconds_to_stamp(STAMP0 + 0.1 * i)
+            harness.publish_camera_info(frame.camera, stamp)
+            harness.publish_frame(frame.image, stamp)
+            i += 1
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    results = {}
+    try:
+        for node in nodes.values():
+            assert node.wait_for_line("silk_vo_node ready", 180.0), node.output()
+        feeder.start()
+        assert harness.wait_for(lambda: all(len(r) >= 3 for r in odometry.values()), 120.0), {
+            name: len(r) for name, r in odometry.items()
+        }
+        for (kind, name), node in nodes.items():
+            if kind == "busy":  # processing right now: its odometry keeps coming
+                count = len(odometry[name])
+                assert harness.wait_for(lambda n=name, c=count: len(odometry[n]) > c, 30.0)
+            results[(kind, name)] = node.signal_and_time(getattr(signal, name))
+    finally:
+        feeding.set()
+        feeder.join(5.0) if feeder.is_alive() else None
+        executor.shutdown()
+        thread.join(5.0)
+        harness.destroy_node()
+        for node in nodes.values():
+            node.kill()
+    for (kind, name), (code, seconds) in results.items():
+        output = nodes[(kind, name)].output()
+        where = f"{kind} {name}: exit {code} after {seconds:.3f} s\n{output[-3000:]}"
+        assert code == 0, where
+        assert "Traceback" not in output and "ERROR" not in output and "FATAL" not in output, where
+        logged = re.search(rf"shut down on {name} in (\d+) ms", output)
+        assert logged and int(logged.group(1)) < SHUTDOWN_LIMIT_S * 1e3, where
+        assert seconds < SHUTDOWN_LIMIT_S, where
+        print(f"{kind} {name}: node {logged.group(1)} ms, exit {seconds * 1e3:.0f} ms after the signal")
+
+
+def test_every_start_up_failure_is_one_fatal_line_and_exit_1(tmp_path):
+    """Issue 15 items 4 and 5: a bad configuration printed the FATAL line, then an unrelated traceback
+    (AttributeError: 'SilkVoNode' object has no attribute '_stop'); an empty odom_frame was accepted."""
+    empty_frame = tmp_path / "empty_frame.yaml"
+    empty_frame.write_text('/**:\n  ros__parameters:\n    odom_frame: ""\n')
+    cases = {
+        "choice": (["-p", "mode:=stereo"], ["mode: 'stereo' is not one of ['auto', 'mono', 'rgbd']"]),
+        "range": (["-p", "top_k:=5"], ["top_k: 5 is out of range, allowed [10, 10000]"]),
+        "cross-field": (["-p", "depth_min:=30.0"], ["depth_min (30.0 m) must be below depth_max (20.0 m)"]),
+        "frames": (["-p", "base_frame:=odom"], ["odom_frame and base_frame must differ"]),
+        "empty frame": (["--params-file", str(empty_frame)], ["odom_frame must name a frame"]),
+        "weights": (["-p", "weights:=/nonexistent/silk.pt"], ["/nonexistent/silk.pt"]),
+        "ROS arguments": (["--params-file", "/nonexistent/params.yaml"], ["invalid ROS arguments"]),
+    }
+    processes = {name: start_node(*arguments) for name, (arguments, _) in cases.items()}
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=300.0)  # each must exit by itself
+        fatal = [line for line in output.splitlines() if "FATAL" in line]
+        assert process.returncode == 1, (name, output)
+        assert "Traceback" not in output and len(fatal) == 1, (name, output)
+        for text in cases[name][1]:
+            assert text in fatal[0], (name, fatal[0])
+        assert "cannot start" in fatal[0]
+
+
+def test_unknown_parameters_are_warned_with_the_nearest_names(ros, tmp_path):
+    """Issue 15 item 5: a misspelt key in a params file or with -p was silently ignored."""
+    params = tmp_path / "typo.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    top_kk: 500\n")
+    other_node = tmp_path / "other_node.yaml"  # a misspelt node name: rclpy applies none of it, silently
+    other_node.write_text("/silk_vo:\n  ros__parameters:\n    top_k: 500\n")
+    node = NodeProcess(
+        *weights_arguments(), "--params-file", str(params), "--params-file", str(other_node),
+        "-p", "qos_relaibility:=reliable",
+    )
+    try:
+        assert node.wait_for_line("silk_vo_node ready", 180.0), node.output()
+        code, _ = node.signal_and_time(signal.SIGINT)
+    finally:
+        node.kill()
+    output = node.output()
+    warnings = [line for line in output.splitlines() if "[WARN]" in line and "is no setting" in line]
+    assert len(warnings) == 2, output
+    assert any("'top_kk'" in w and "did you mean 'top_k'" in w for w in warnings), warnings
+    assert any("'qos_relaibility'" in w and "did you mean 'qos_reliability'" in w for w in warnings), warnings
+    assert f"params file {other_node}: none of its sections ['/silk_vo'] applies to /silk_vo_node" in output, output
+    assert str(params) not in output  # its top_kk reached the node (and was warned about above)
+    assert code == 0

@@ -114,3 +114,66 @@ def test_realtime_replay_passes_every_override_to_the_node(tmp_path):
     assert {name: written[name] for name in overrides} == overrides
     assert written["mode"] == "mono" and written["use_sim_time"] is True
     assert from_ros_values({k: v for k, v in written.items() if k != "use_sim_time"}) == settings
+
+
+def test_every_default_is_allowed_by_its_own_range_and_choices():
+    from silk_ros.settings import check_value
+
+    assert [row.name for row in SETTINGS if check_value(row, row.default)] == []
+
+
+def test_values_outside_the_table_are_refused_with_the_name_and_what_is_allowed():
+    """Issue 15 item 5: the table's ranges and choices are enforced (params files, --set, the node), not only
+    declared as descriptors."""
+    with pytest.raises(ConfigError, match=r"top_k: 5 is out of range, allowed \[10, 10000\]"):
+        from_values({"top_k": 5})
+    with pytest.raises(ConfigError, match=r"qos_reliability: 'fast' is not one of \['best_effort', 'reliable'\]"):
+        from_values({"qos_reliability": "fast"})
+    with pytest.raises(ConfigError, match=r"ransac_threshold_px: 'abc' is not a number in \[0.1, 20\]"):
+        from_values({"ransac_threshold_px": "abc"})
+    with pytest.raises(ConfigError, match="out of range"):
+        from_values({"depth_max": float("nan")})
+    assert from_values({"top_k": 10, "depth_max": 1000}).odometry.depth_max == 1000.0  # the bounds are allowed
+
+
+def test_cross_field_checks_name_both_settings():
+    with pytest.raises(ConfigError, match=r"depth_min \(30.0 m\) must be below depth_max \(20.0 m\)"):
+        from_values({"depth_min": 30.0})
+    with pytest.raises(ConfigError, match="odom_frame must name a frame"):
+        from_values({"odom_frame": ""})
+    with pytest.raises(ConfigError, match="base_frame must name a frame"):
+        from_values({"base_frame": "  "})
+    with pytest.raises(ConfigError, match="odom_frame and base_frame must differ"):
+        from_values({"base_frame": "odom"})
+    with pytest.raises(ConfigError, match="leading '/'"):
+        from_values({"camera_frame": "/camera"})
+    assert from_values({"camera_frame": ""}).node.camera_frame == ""  # empty: the image header's frame_id
+
+
+def test_an_unknown_name_is_reported_with_the_nearest_settings():
+    from silk_ros.settings import unknown_setting
+
+    assert "did you mean 'top_k'" in unknown_setting("top_kk")
+    assert "did you mean 'qos_reliability'" in unknown_setting("qos_relaibility")
+    assert "ignored" in unknown_setting("completely_unrelated") and "did you mean" not in unknown_setting("zzzz")
+
+
+def test_params_file_sections_match_node_names_as_rcl_does(tmp_path):
+    from silk_ros.settings import params_file_sections, section_matches
+
+    assert params_file_sections(DEFAULT_NODE_PARAMS) == ["/**/silk_vo_node"]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("robot:\n  camera:\n    silk_vo_node:\n      ros__parameters: {top_k: 500}\n")
+    assert params_file_sections(nested) == ["/robot/camera/silk_vo_node"]
+    assert params_file_sections(tmp_path / "missing.yaml") == []
+    for section, name, matches in [
+        ("/**", "/a/b/silk_vo_node", True),
+        ("/**/silk_vo_node", "/silk_vo_node", True),
+        ("/**/silk_vo_node", "/camera/silk_vo_node", True),
+        ("silk_vo_node", "/silk_vo_node", True),
+        ("/camera/silk_vo_node", "/silk_vo_node", False),
+        ("/*/silk_vo_node", "/camera/silk_vo_node", True),
+        ("/silk_vo", "/silk_vo_node", False),
+        ("/silk_*", "/silk_vo_node", True),
+    ]:
+        assert section_matches(section, name) is matches, (section, name)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from silk_ros.geometry.camera import intrinsics_problem
+
 #: encoding -> (numpy dtype, channels) for colour / intensity images.
 COLOUR_ENCODINGS: dict[str, tuple[type, int]] = {
     "mono8": (np.uint8, 1),
@@ -173,6 +175,9 @@ def camera_info_to_dict(msg) -> dict:
         raise InputError("invalid_camera_info", f"CameraInfo K is not 9 finite numbers: {k}")
     if k[0] <= 0 or k[4] <= 0:
         raise InputError("invalid_camera_info", f"CameraInfo has a non-positive focal length (fx={k[0]}, fy={k[4]})")
+    problem = intrinsics_problem(width, height, k[0], k[4], k[2], k[5])
+    if problem:
+        raise InputError("invalid_camera_info", f"CameraInfo K is implausible: {problem}")
     d = [float(v) for v in msg.d]
     if not all(math.isfinite(v) for v in d):
         raise InputError("invalid_camera_info", f"CameraInfo distortion holds non-finite values: {d}")

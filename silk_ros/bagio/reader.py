@@ -43,6 +43,9 @@ READ_ERRORS = (
     IndexError,
     AssertionError,
 )
+#: with start/max_frames, camera-info and depth messages logged this long before the first selected image (or
+#: after the last) are still replayed: a depth image may be logged just before its colour image.
+WINDOW_MARGIN_S = 1.0
 
 
 @dataclass
@@ -71,11 +74,19 @@ class _Index:
 class BagSource:
     """An opened, validated bag. Use as a context manager; :attr:`sequence` replays its frames."""
 
-    def __init__(self, path: str | Path, topics: EvalTopics, camera: Camera | None = None, progress: bool = True):
+    def __init__(self, path: str | Path, topics: EvalTopics, camera: Camera | None = None, progress: bool = True,
+                 start: int = 0, max_frames: int | None = None):
+        """``start``/``max_frames``: only images ``start`` .. ``start + max_frames - 1`` (in log order) are frames."""
+        if start < 0:
+            raise BagError(f"--start must be >= 0, got {start}")
+        if max_frames is not None and max_frames < 1:
+            raise BagError(f"--max-frames must be >= 1, got {max_frames}")
         self.path = Path(path)
         self.topics = topics
         self.override_camera = camera
         self.progress = progress
+        self.start = start
+        self.max_frames = max_frames
         self._reader: AnyReader | None = None
 
     # ----------------------------------------------------------------------------------------- lifecycle
@@ -108,6 +119,9 @@ class BagSource:
             ) from err
 
     def open(self) -> None:
+        written = self.path.with_suffix("") / self.path.name
+        if not self.path.exists() and self.path.suffix in (".mcap", ".db3") and written.is_file():
+            self.path = written  # `bag convert ... OUT.mcap` writes the rosbag2 directory OUT/ holding OUT.mcap
         if not self.path.exists():
             raise BagError(f"bag not found: {self.path}")
         paths = sorted(self.path.glob("*.bag")) if self.path.is_dir() and not _is_rosbag2_dir(self.path) else []
@@ -202,6 +216,12 @@ class BagSource:
         self.image_index = self._index(self.image_connections, "image")
         if not self.image_index:
             raise BagError(f"image topic {topic!r} in bag {self.path} holds no messages")
+        self.images_in_bag = len(self.image_index)
+        if self.start >= self.images_in_bag:
+            raise BagError(f"--start {self.start} is past the last of the {self.images_in_bag} images on {topic!r} "
+                           f"in bag {self.path}")
+        stop = None if self.max_frames is None else self.start + self.max_frames
+        self.image_index = self.image_index[self.start : stop]
         stamps = np.array([entry.stamp_ns for entry in self.image_index], dtype=np.int64)
         bad = np.flatnonzero(np.diff(stamps) <= 0)
         if bad.size:
@@ -335,18 +355,38 @@ class BagSource:
         """All frames in log order, one sequential pass over the image topic."""
         with self._reading("image messages"):
             for i, (connection, _, raw) in enumerate(self._reader.messages(connections=self.image_connections)):
-                yield self.decode_frame(i, self._reader.deserialize(raw, connection.msgtype))
+                if i < self.start:
+                    continue
+                if i - self.start >= len(self.image_index):
+                    break
+                yield self.decode_frame(i - self.start, self._reader.deserialize(raw, connection.msgtype))
+
+    @property
+    def windowed(self) -> bool:
+        """Whether ``start``/``max_frames`` select part of the images."""
+        return len(self.image_index) < self.images_in_bag
 
     def raw_stream(self) -> Iterator[tuple[str, str, int, bytes]]:
         """(role, msgtype, log ns, CDR bytes) of the image, camera-info and depth messages in log order: what a
-        player republishes (ROS 1 messages are converted to CDR)."""
+        player republishes (ROS 1 messages are converted to CDR).  With ``start``/``max_frames``: the selected
+        images, and the other messages logged from ``WINDOW_MARGIN_S`` before the first to as long after the last."""
         roles = {id(c): "image" for c in self.image_connections}
         roles.update({id(c): "camera_info" for c in self.info_connections})
         roles.update({id(c): "depth" for c in self.depth_connections})
         connections = self.image_connections + self.info_connections + self.depth_connections
         ros1 = not self._reader.is2
+        margin = int(WINDOW_MARGIN_S * 1e9)
+        first, last = self.image_index[0].log_ns - margin, self.image_index[-1].log_ns + margin
+        image = -1
         with self._reading("messages"):
             for connection, log_ns, raw in self._reader.messages(connections=connections):
+                if self.windowed:
+                    if roles[id(connection)] == "image":
+                        image += 1
+                        if not 0 <= image - self.start < len(self.image_index):
+                            continue
+                    elif not first <= log_ns <= last:
+                        continue
                 data = bytes(self._reader.typestore.ros1_to_cdr(raw, connection.msgtype)) if ros1 else bytes(raw)
                 yield roles[id(connection)], connection.msgtype, log_ns, data
 
@@ -365,6 +405,8 @@ class BagSource:
             "depth_topic": self.topics.depth,
             "ground_truth_topic": self.topics.ground_truth,
             "images": len(self.image_index),
+            "images_in_bag": self.images_in_bag,
+            "start": self.start,
             "depth_images": len(self.depth_index),
             "image_span_s": [float(stamps[0]), float(stamps[-1])],
         }

@@ -16,6 +16,7 @@ TARGETS: dict[str, str] = {
     "pose-pairs": "silk_ros.bench.pose_pairs",
     "matchers": "silk_ros.bench.matchers",
     "vo": "silk_ros.bench.vo",
+    "scale": "silk_ros.bench.scale",
     "node": "silk_ros.ros.bench_node",  # under ros/: the only part that imports rclpy
 }
 

@@ -82,7 +82,11 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image or CompressedImage topic")
     p.add_argument("--camera-info-topic", help="CameraInfo topic (default: the image topic's sibling camera_info)")
     p.add_argument("--camera-yaml", type=Path, help="ROS camera_calibration YAML, for bags without CameraInfo")
-    p.add_argument("--depth-topic", help="depth Image topic (16UC1 mm or 32FC1 m) for RGB-D odometry")
+    p.add_argument(
+        "--depth-topic",
+        help="depth Image topic (16UC1 mm or 32FC1 m): RGB-D odometry (mode rgbd), unless --set mode=... says "
+        "otherwise (mode=mono: depth ignored) or --set depth_scale=true (monocular tracking scaled by the depth)",
+    )
     gt = p.add_mutually_exclusive_group()
     gt.add_argument(
         "--gt-topic",
@@ -109,6 +113,8 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one odometry setting (YAML value), e.g. --set features=orb; repeatable",
     )
+    p.add_argument("--start", type=int, default=0, help="first image evaluated (0-based, in bag order)")
+    p.add_argument("--max-frames", type=int, help="evaluate at most this many images from --start on")
     p.add_argument("--max-dt", type=float, default=0.02, help="largest estimate/gt time difference (s)")
     p.add_argument("--title", help="report title")
     p.add_argument("--realtime", action="store_true", help="play the bag over DDS to a real silk_vo_node")
@@ -176,6 +182,8 @@ def _evaluation(args: argparse.Namespace) -> BagEvaluation:
         gt_file=args.gt,
         title=args.title,
         progress=not args.no_progress,
+        start=args.start,
+        max_frames=args.max_frames,
     )
 
 

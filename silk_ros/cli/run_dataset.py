@@ -90,8 +90,9 @@ def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     try:  # the dataset and the settings are checked before the odometry is loaded
         fmt, path, options = dataset_arguments(args)
-        sequence = open_dataset(fmt, path, args.mode, args.max_frames, args.stride, args.start, options)
         config = load_config(args.config, features=args.features, **parse_overrides(args.set))
+        sequence = open_dataset(fmt, path, args.mode, args.max_frames, args.stride, args.start, options,
+                                config.depth_scale)
         metrics = run_dataset(fmt, path, args.out, args.mode, config, stride=args.stride,
                               progress=not args.no_progress, sequence=sequence)
     except (*DATASET_ERRORS, ConfigError) as error:  # a frame file may also fail half-way through

@@ -10,6 +10,11 @@ frames, per-stage latency, plots, JSON, Markdown).  Given a :class:`RealtimeRepl
 whose odometry is recorded into a new bag and evaluated the same way: what the robot would have done, dropped
 frames included.
 
+A depth topic means RGB-D: with ``topics.depth`` the mode is ``rgbd`` unless the overrides set ``mode``
+themselves (``mode=mono``: an explicit override, monocular tracking with the depth ignored, which the report
+says) or ask for ``depth_scale`` (monocular tracking, the depth scales it to metres).  ``start``/``max_frames``
+select part of the images.
+
 Every check that can fail (topics, types, calibration, truncation, ground-truth overlap) runs before the odometry;
 the report is written to a temporary folder and moved into place only when complete.  Errors are BagError.
 """
@@ -52,6 +57,8 @@ class BagEvaluation:
     gt_file: Path | None = None  # ground truth as a TUM file, instead of ``topics.ground_truth``
     title: str | None = None
     progress: bool = True
+    start: int = 0  # first image (in log order) evaluated
+    max_frames: int | None = None  # images evaluated from ``start`` on (None: to the end)
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,13 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
     if realtime is not None and not realtime.rate > 0:
         raise BagError(f"--rate must be positive, got {realtime.rate}")
     params = request.params or (DEFAULT_NODE_PARAMS if DEFAULT_NODE_PARAMS.is_file() else None)
-    config = _load_settings(params, request.overrides).odometry
+    overrides, depth_use = depth_mode(params, request.overrides, topics.depth)
+    config = _load_settings(params, overrides).odometry
     camera = read_camera_yaml(request.camera_yaml) if request.camera_yaml else None
     gt_file = _read_gt_file(request.gt_file) if request.gt_file else None
     gt_name = topics.ground_truth or (str(request.gt_file) if request.gt_file else None)
-    with BagSource(request.bag, topics, camera=camera, progress=request.progress) as source:
+    with BagSource(request.bag, topics, camera=camera, progress=request.progress, start=request.start,
+                   max_frames=request.max_frames) as source:
         ground_truth = source.ground_truth if gt_file is None else gt_file
         if ground_truth is not None:
             check_overlap(ground_truth, source.image_stamps, gt_name, topics.image, max_dt)
@@ -114,14 +123,14 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
             estimate, stats = realtime.play(
                 source,
                 params,
-                request.overrides,
+                overrides,
                 rate=realtime.rate,
                 node_timeout=realtime.node_timeout,
                 progress=request.progress,
             )
         else:
             estimate, stats = replay_deterministic(config, sequence, request.progress)
-    stats = {**stats, "metric": uses_depth(config.mode, sequence.has_depth), "sequence": bag_summary["bag"]}
+    stats = {**stats, **_units(stats, config, sequence.has_depth), "sequence": bag_summary["bag"]}
     if ground_truth is not None and len(estimate):
         _check_associated(estimate, ground_truth, gt_name, max_dt)
     rate = realtime.rate if realtime is not None else None
@@ -131,6 +140,8 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
         "mode": "realtime" if realtime is not None else "deterministic",
         "rate": rate,
         "params": str(params) if params else None,
+        "odometry_mode": config.mode,
+        "depth": depth_use,
         "bag": bag_summary,
         "ground_truth_source": gt_name,
     }
@@ -139,6 +150,40 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
         if key in stats:
             extra[key] = stats[key]
     return _write_report_atomically(out, estimate, ground_truth, stats, title, max_dt, extra)
+
+
+def depth_mode(params: Path | None, overrides: dict[str, Any], depth_topic: str | None) -> tuple[dict[str, Any], str]:
+    """The overrides with the mode a depth topic implies, and what the depth is used for (for the report).
+
+    A depth topic means RGB-D (``mode: rgbd``), unless ``overrides`` set the mode (an explicit override: ``mono``
+    ignores the depth) or ``depth_scale`` is on (monocular tracking scaled by the depth).  Without a depth topic,
+    ``mode: rgbd`` or ``depth_scale`` are errors: there is no depth to use."""
+    settings = _load_settings(params, overrides).odometry
+    if depth_topic is None:
+        if settings.mode == "rgbd" or (settings.depth_scale and "depth_scale" in overrides):
+            needs = "mode rgbd" if settings.mode == "rgbd" else "depth_scale"
+            raise BagError(f"{needs} needs depth: pass --depth-topic")
+        return dict(overrides), "none (no --depth-topic)"
+    if "mode" not in overrides:
+        overrides = {**overrides, "mode": "mono" if settings.depth_scale else "rgbd"}
+    settings = _load_settings(params, overrides).odometry
+    if uses_depth(settings.mode, True, settings.depth_scale):
+        return overrides, f"RGB-D tracking (mode {settings.mode})"
+    if settings.depth_scale:
+        return overrides, "metric scale of the monocular tracking (depth_scale)"
+    return overrides, "ignored: mode mono set explicitly (the odometry is monocular, in arbitrary units)"
+
+
+def _units(stats: dict, config, has_depth: bool) -> dict[str, Any]:
+    """Whether the trajectory is metric and why (``scale``): from the replay itself, else (a real-time run) from
+    the node's diagnostics, else from the settings."""
+    if "metric" in stats and "scale" in stats:
+        return {"metric": stats["metric"], "scale": stats["scale"]}
+    reported = (stats.get("node_diagnostics") or {}).get("scale")
+    if reported:
+        return {"metric": reported.startswith("metric"), "scale": reported}
+    metric = uses_depth(config.mode, has_depth, config.depth_scale)
+    return {"metric": metric, "scale": "metric (depth)" if metric else "arbitrary (monocular)"}
 
 
 def _load_settings(params: Path | None, overrides: dict[str, Any]) -> Settings:

@@ -5,7 +5,11 @@ Headline error: monocular estimates are only defined up to scale, so their headl
 metric runs (RGB-D, or anything with ``run_stats["metric"] = True``) are judged with SE(3) alignment, which also
 penalises scale drift. Both are always reported when the ground truth allows.
 
-What went wrong comes first: the report's first lines (``report.md`` under the headline, ``report.json``'s
+Units come first: a monocular run without a scale source is in arbitrary units, and the report says so
+(``summary.units``, from ``run_stats["scale"]``) with how large the estimate is against the ground truth
+(``summary.scale_ratio``: estimate / true size, the inverse of the Sim(3) alignment's scale).
+
+What went wrong comes next: the report's first lines (``report.md`` under the headline, ``report.json``'s
 ``summary``) give the lost frames, the frames dropped in real-time mode and the large rotation errors, and the
 plots mark lost frames, keyframes and large rotation errors where they happened. A rotation error is "large" when
 the per-frame RPE rotation (the error of the rotation between consecutive frames) exceeds
@@ -118,8 +122,12 @@ def large_rotation_errors(per_frame: dict | None, threshold_deg: float) -> dict:
 def _summary(out: dict, run_stats: dict, large_rotations: dict) -> dict:
     """The report's first lines: headline, lost frames, real-time drops, large rotation errors."""
     headline = out.get("headline")
+    sim3_scale = out.get("ate", {}).get("sim3", {}).get("scale")
     return {
         "headline": None if headline is None else f"{headline['name']} {headline['rmse_m']:.4f} m",
+        "units": out["scale"],
+        "scale_ratio": 1.0 / sim3_scale if sim3_scale else None,
+        "metric_from_frame": run_stats.get("metric_from_frame"),
         "frames": out["frames"],
         "lost_frames": out["lost_frames"],
         "real_time": "dropped_frames" in run_stats,
@@ -135,6 +143,7 @@ def compute_metrics(estimate: Trajectory, ground_truth: Trajectory | None, run_s
     metric = bool(run_stats.get("metric", False))
     out: dict[str, Any] = {
         "metric_scale": metric,
+        "scale": run_stats.get("scale") or ("metric" if metric else "arbitrary (monocular)"),
         "frames": int(run_stats.get("frames", len(estimate))),
         "estimated_poses": len(estimate),
         "lost_frames": int(run_stats.get("lost_frames", 0)),
@@ -213,8 +222,20 @@ def summary_lines(summary: dict) -> list[str]:
         f"- **Lost:** {summary['lost_frames']} of {frames} frames (LOST state: pose held, covariance large)",
         f"- **Dropped in real time:** {dropped}",
         f"- **Large rotation errors:** {_rotation_line(summary['large_rotation_errors'])}",
+        f"- **Units:** {_units_line(summary)}",
         f"- Keyframes: {'-' if keyframes is None else keyframes}",
     ]
+
+
+def _units_line(summary: dict) -> str:
+    units, ratio = summary.get("units") or "unknown", summary.get("scale_ratio")
+    text = f"{'metres' if units.startswith('metric') else 'ARBITRARY, not metres'}: {units}"
+    start = summary.get("metric_from_frame")
+    if start:  # a monocular scale source: the translation was held until it was measured
+        text += f" from frame {start} on (the translation was held before)"
+    if ratio is not None:
+        text += f"; the estimate is {ratio:.3f} x the true size (1 / Sim(3) scale)"
+    return text
 
 
 def _rotation_line(large: dict) -> str:
@@ -233,8 +254,11 @@ def _markdown(title: str, metrics: dict, run_stats: dict) -> str:
     lines = [f"# {title}", ""]
     if metrics.get("headline"):
         h = metrics["headline"]
-        lines += [f"**{h['name']}: {h['rmse_m']:.4f} m** "
-                  f"({'metric run' if metrics['metric_scale'] else 'monocular: scale is aligned'})", ""]
+        ratio = metrics["summary"].get("scale_ratio")
+        how = f"metric run: {metrics['scale']}" if metrics["metric_scale"] else (
+            "arbitrary units, so the scale is aligned" + (f": the estimate is {ratio:.3f} x the true size" if ratio
+                                                          else ""))
+        lines += [f"**{h['name']}: {h['rmse_m']:.4f} m** ({how})", ""]
     else:
         why = "see Not computed" if "ground_truth_poses" in metrics else "no ground truth"
         lines += [f"**No error metrics ({why}).**", ""]

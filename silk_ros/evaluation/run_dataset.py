@@ -28,11 +28,12 @@ def load_config(path: str | Path | None, **overrides: Any) -> OdometryConfig:
     return config.replace(**changes) if changes else config
 
 
-def _sequence_options(fmt: str, mode: str, max_frames: int | None, stride: int, start: int) -> dict[str, Any]:
+def _sequence_options(fmt: str, mode: str, max_frames: int | None, stride: int, start: int,
+                      depth_scale: bool) -> dict[str, Any]:
     options: dict[str, Any] = {"stride": stride, "start": start}
     if max_frames is not None:
         options["max_frames"] = max_frames
-    if mode == "mono":  # do not read depth images that would be ignored
+    if mode == "mono" and not depth_scale:  # do not read depth images that would be ignored
         if fmt in ("7scenes", "tum", "tartanair"):
             options["depth"] = False
         elif fmt == "synthetic":
@@ -41,9 +42,11 @@ def _sequence_options(fmt: str, mode: str, max_frames: int | None, stride: int, 
 
 
 def open_dataset(fmt: str, path: str | Path | None, mode: str = "auto", max_frames: int | None = None,
-                 stride: int = 1, start: int = 0, sequence_options: dict[str, Any] | None = None) -> Sequence:
-    """The sequence with run-dataset's options (depth not read in mono mode) and the reader's own options."""
-    options = _sequence_options(fmt, mode, max_frames, stride, start)
+                 stride: int = 1, start: int = 0, sequence_options: dict[str, Any] | None = None,
+                 depth_scale: bool = False) -> Sequence:
+    """The sequence with run-dataset's options (depth not read in mono mode, unless ``depth_scale`` scales the
+    monocular run with it) and the reader's own options."""
+    options = _sequence_options(fmt, mode, max_frames, stride, start, depth_scale)
     options.update(sequence_options or {})
     return open_sequence(fmt, path, **options)
 
@@ -73,13 +76,16 @@ def run_dataset(
 
     config = config or load_config(DEFAULT_CONFIG)
     if sequence is None:
-        sequence = open_dataset(fmt, path, mode, max_frames, stride, start, sequence_options)
+        sequence = open_dataset(fmt, path, mode, max_frames, stride, start, sequence_options, config.depth_scale)
     if mode == "rgbd" and not sequence.has_depth:
         raise ConfigError(f"mode rgbd: {sequence.name} has no depth images")
-    mode = "rgbd" if uses_depth(mode, sequence.has_depth) else "mono"
+    if config.depth_scale and not sequence.has_depth:
+        raise ConfigError(f"depth_scale: {sequence.name} has no depth images to scale the monocular run with")
+    mode = "rgbd" if uses_depth(mode, sequence.has_depth, config.depth_scale) else "mono"
     vo = FrameEvents(odometry if odometry is not None else VisualOdometry(config.replace(mode=mode)))
     trajectory, stats = run_sequence(vo, sequence, progress=progress)
-    stats.update(mode=mode, metric=mode == "rgbd", stride=stride, **vo.stats())
+    stats.setdefault("metric", mode == "rgbd")  # silk_ros' odometry says its units; a peer is metric on depth
+    stats.update(mode=mode, stride=stride, **vo.stats())
     title = title or f"{sequence.name} ({mode}, {stats['features']})"
     if out is not None:
         metrics = write_report(out, trajectory, sequence.ground_truth, stats, title)
@@ -94,9 +100,11 @@ def summary_line(metrics: dict[str, Any]) -> str:
     run = metrics["run"]
     headline = metrics.get("headline")
     error = f"{headline['name']} {headline['rmse_m']:.4f} m" if headline else "no ground truth"
+    ratio = (metrics.get("summary") or {}).get("scale_ratio")
+    units = f"units: {run.get('scale', 'unknown')}" + (f", estimate/true scale {ratio:.3f}" if ratio else "")
     fps = run["timings"].get("total", {}).get("fps", float("nan"))
     return (
         f"{run['sequence']} [{run['mode']}, {run['features']}]: {error}, {run['frames']} frames, "
         f"{run['lost_frames']} lost, {run['keyframes']} keyframes, path {metrics['estimate_path_length']:.3f}, "
-        f"{fps:.1f} frames/s ({run['backend']})"
+        f"{fps:.1f} frames/s ({run['backend']}); {units}"
     )

@@ -291,6 +291,38 @@ class Camera:
         )
 
 
+#: Plausible pinhole focal lengths relative to the image width: from a 160-degree wide-angle lens (fisheyes with an
+#: equidistant model stay above 0.15 too) to a 0.25-degree telephoto.  Outside these a CameraInfo is not a camera:
+#: fx = 1e9 px, or intrinsics in millimetres, in another resolution's pixels, or with fx and fy swapped with cx, cy.
+FOCAL_TO_WIDTH_RANGE = (0.09, 230.0)
+#: largest fx / fy (anamorphic lenses reach 2)
+MAX_PIXEL_ASPECT = 4.0
+
+
+def intrinsics_problem(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> str | None:
+    """Why these pinhole intrinsics cannot belong to a real camera of ``width`` x ``height`` pixels, or None.
+
+    Checks what a calibration in the wrong units or of another resolution gets wrong: the field of view the focal
+    lengths give, the pixel aspect ratio, and the principal point, which must lie on the image."""
+    low, high = FOCAL_TO_WIDTH_RANGE
+    size = max(width, height)
+    for name, focal in (("fx", fx), ("fy", fy)):
+        if not low * size <= focal <= high * size:
+            fov = 2.0 * np.degrees(np.arctan2(size / 2.0, focal)) if focal > 0 else float("nan")
+            return (
+                f"{name} = {focal:g} px gives a {fov:.3g} degree field of view at {width}x{height}: expected "
+                f"{low * size:g} <= {name} <= {high * size:g} px (intrinsics in other units or of another resolution?)"
+            )
+    if not 1.0 / MAX_PIXEL_ASPECT <= fx / fy <= MAX_PIXEL_ASPECT:
+        return f"fx / fy = {fx:g} / {fy:g} = {fx / fy:.3g}: pixels that unequal are not a camera's (expected 0.25-4)"
+    if not (-0.5 <= cx <= width - 0.5 and -0.5 <= cy <= height - 0.5):
+        return (
+            f"principal point ({cx:g}, {cy:g}) lies off the {width}x{height} image "
+            "(intrinsics of another resolution?)"
+        )
+    return None
+
+
 def calibration_yaml_to_info(data: Any, source: str = "camera YAML") -> dict[str, Any]:
     """A ROS camera_calibration YAML (what camera_calibration and camera_info_manager write), parsed, -> the
     CameraInfo-like dict ``Camera.from_camera_info`` takes; ``CameraError`` names what is missing."""

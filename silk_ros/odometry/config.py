@@ -24,9 +24,10 @@ __all__ = ["OdometryConfig", "ConfigError", "FEATURE_KINDS", "MODES", "uses_dept
 MODES = ("auto", "mono", "rgbd")
 
 
-def uses_depth(mode: str, has_depth: bool) -> bool:
-    """Whether the odometry runs RGB-D: depth comes with the frames and the mode does not ignore it."""
-    return has_depth and mode != "mono"
+def uses_depth(mode: str, has_depth: bool, depth_scale: bool = False) -> bool:
+    """Whether the odometry runs RGB-D: depth comes with the frames and the mode does not ignore it (``auto`` with
+    ``depth_scale`` tracks monocular and uses the depth for the scale only)."""
+    return has_depth and (mode == "rgbd" or (mode == "auto" and not depth_scale))
 
 
 def _odometry_extractor() -> ExtractorConfig:
@@ -54,7 +55,7 @@ class OdometryConfig:
     input_height: int = setting(0, "working height (px); 0 with input_width 0: shrink to max_pixels", range=(0, 8192))
     max_pixels: int = setting(76800, "images larger than this are shrunk (aspect kept)", range=(1000, 50_000_000))
     # --- geometry --------------------------------------------------------------------------------
-    #: The node pairs images with the depth topic only in ``rgbd``.
+    #: The node pairs images with the depth topic only in ``rgbd`` (or with ``depth_scale``).
     mode: str = setting("auto", "auto: use depth when given; mono: ignore depth; rgbd: require depth", choices=MODES)
     ransac_threshold_px: float = setting(
         1.0, "robust estimator inlier threshold (working-resolution px)", range=(0.1, 20.0)
@@ -105,6 +106,16 @@ class OdometryConfig:
     depth_max_relative_spread: float = setting(
         0.1, "RGB-D: no depth across a depth edge ((max - min) > this x median)", range=(0.0, 10.0)
     )
+    # --- metric scale of monocular runs (silk_ros.odometry.metric_scale) ---------------------------
+    camera_height: float = setting(
+        0.0, "monocular, ground robots: height (m) of the camera above a flat ground, which scales the trajectory to "
+        "metres (ground plane fitted to the map points below the camera); 0: off (arbitrary units)",
+        range=(0.0, 100.0),
+    )
+    depth_scale: bool = setting(
+        False, "track monocular and scale the trajectory to metres by the depth images given with the frames "
+        "(median ratio of depth to map depth at keyframes); the node then subscribes to depth"
+    )
     # --- tracking state --------------------------------------------------------------------------
     min_inliers: int = setting(20, "fewer inliers: tracking LOST", range=(5, 10000))
     good_inliers: int = setting(60, "fewer inliers: tracking DEGRADED (covariance inflated)", range=(5, 10000))
@@ -153,8 +164,19 @@ class OdometryConfig:
             raise ConfigError(f"bundle_iterations must be >= 0, got {self.bundle_iterations}")
         if self.depth_window_radius < 0 or not 0 <= self.depth_min_valid_fraction <= 1:
             raise ConfigError("need depth_window_radius >= 0 and 0 <= depth_min_valid_fraction <= 1")
+        if not self.depth_min < self.depth_max:
+            raise ConfigError(
+                f"depth_min ({self.depth_min} m) must be below depth_max ({self.depth_max} m): no depth would be valid"
+            )
         if not self.depth_max_relative_spread > 0:
             raise ConfigError(f"depth_max_relative_spread must be positive, got {self.depth_max_relative_spread}")
+        if self.camera_height < 0:
+            raise ConfigError(f"camera_height must be >= 0 (0: off), got {self.camera_height}")
+        if self.camera_height > 0 and self.depth_scale:
+            raise ConfigError("camera_height and depth_scale are two scale sources: set one")
+        if self.mode == "rgbd" and self.depth_scale:
+            raise ConfigError("depth_scale tracks monocular with depth as the scale only; mode rgbd tracks with depth "
+                              "(use mode mono or auto with depth_scale)")
         if not 0 < self.ransac_confidence < 1:
             raise ConfigError(f"ransac_confidence must be in (0, 1), got {self.ransac_confidence}")
 

@@ -22,6 +22,8 @@ class Observation:
     pixels: np.ndarray  # undistorted working-resolution pixels of the features (N, 2)
     depth_points: np.ndarray | None  # RGB-D: (N, 3) in the camera frame, NaN where depth is not trusted
     K: np.ndarray  # working-resolution camera matrix (3, 3)
+    #: monocular with ``depth_scale``: measured depth (m) of each feature, NaN where not trusted (the scale source)
+    scale_depth: np.ndarray | None = None
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Keyframe:
     timestamp: float
     #: monocular: id of the map point each feature observes (shared by the keyframes that see it), -1 for none
     landmarks: np.ndarray = None  # type: ignore[assignment]
+    #: monocular with ``depth_scale``: measured depth (m) of each feature (``Observation.scale_depth``)
+    depth_z: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.landmarks is None:

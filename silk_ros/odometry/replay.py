@@ -34,7 +34,8 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
     """Run every frame of ``sequence`` in order (deterministic: the odometry is reset first).
 
     Returns ``(trajectory, stats)``; ``stats`` holds frame counts per tracking state, lost frames, keyframes,
-    mean inliers, per-stage timings (ms, fps) and, with ``keep_results``, the list of ``FrameResult``.
+    mean inliers, per-stage timings (ms, fps), the units (``metric``, ``scale``: the odometry's scale state at the
+    end, ``metric_from_frame``: the first frame in metres) and, with ``keep_results``, the list of ``FrameResult``.
     The first frame's timings are left out of the rates (it warms up the backend).
     """
     vo.reset()
@@ -42,6 +43,7 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
     timings: list[dict[str, float]] = []
     inliers: list[int] = []
     results = []
+    metric_from = None  # the first frame whose pose is in metres (monocular with a scale source: once measured)
     start = time.perf_counter()
     bar = tqdm(total=len(sequence), desc=f"VO {getattr(sequence, 'name', '')}", unit="frame", disable=not progress)
     for frame in sequence:
@@ -51,6 +53,9 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
         if frame.index > 0:
             timings.append(result.timings_ms)
         inliers.append(result.inliers)
+        scale = getattr(vo, "scale_state", None)
+        if metric_from is None and scale is not None and scale.metric:
+            metric_from = int(frame.index)
         if keep_results:
             results.append(result)
         bar.update(1)
@@ -71,6 +76,10 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
         "backend": getattr(vo.extractor, "backend", vo.config.extractor.features),
         "working_size": list(vo.working_size) if vo.working_size else None,
     }
+    scale = getattr(vo, "scale_state", None)
+    if scale is not None:  # the unit of the trajectory: the report's SE(3) or Sim(3) headline follows it
+        stats.update(metric=scale.metric, scale=scale.describe(), scale_factor=scale.scale,
+                     metric_from_frame=metric_from)
     if keep_results:
         stats["results"] = results
     return vo.trajectory, stats

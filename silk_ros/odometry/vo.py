@@ -39,6 +39,11 @@ only its predecessor's (``rgbd_window.refine_in_window``); tracking between keyf
 Each new monocular keyframe is bundle-adjusted with the last ``window_keyframes`` keyframes and the landmarks they
 share (``monocular_map.LandmarkMap``).  This module keeps the tracking policy: which pose, which state, which
 frame becomes a keyframe.
+
+Units: RGB-D runs are in metres.  Monocular runs are in the map's arbitrary unit unless a scale source is set
+(``camera_height`` or ``depth_scale``): then each new keyframe measures metres per map unit and the poses,
+relative poses and covariances the odometry reports are scaled by the filtered value (``metric_scale``); the map
+and the tracking keep their own unit.  ``scale_state`` says which applies.
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ from .frontend import (
     working_camera,
     working_size,
 )
+from .input_checks import image_size_problem
 from .keyframe import Keyframe, Observation, carry_points
+from .metric_scale import MetricScale, ScaleState
 from .monocular_map import LandmarkMap
 from .rgbd_window import refine_in_window
 from .types import FrameResult, TrackingState
@@ -128,6 +135,7 @@ class VisualOdometry:
         self.matcher = matcher if matcher is not None else build_vo_matcher(config)
         self.window_matcher = build_window_matcher(config, self.matcher)
         self.landmarks = LandmarkMap(config, self.window_matcher)
+        self.metric_scale = MetricScale(config.camera_height, config.depth_scale)
         self.keyframe_matcher = build_keyframe_matcher(config, getattr(self.extractor, "descriptor_dim", None))
         self.reset()
 
@@ -138,13 +146,16 @@ class VisualOdometry:
         self._last_tracked: _Tracked | None = None
         #: The last ``window_keyframes`` keyframes (the current one last): the local map new keyframes refine against.
         self._window: deque[Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
-        self._pose = np.eye(4)
+        self._pose = np.eye(4)  # internal: map units (monocular), see ``metric_scale``
+        self._output_pose = np.eye(4)  # what the trajectory and the results hold
+        self._depth_tracking = False
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
         self._scale_reference = 1.0
         #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
         self._scene_depth: float | None = None
         self.landmarks.reset()
+        self.metric_scale.reset()
         # Bounded for long-running nodes (max_trajectory_poses > 0); unbounded for evaluation.
         history = self.config.max_trajectory_poses or None
         self._timestamps: deque[float] = deque(maxlen=history)
@@ -158,8 +169,13 @@ class VisualOdometry:
 
     @property
     def pose(self) -> np.ndarray:
-        """Current T_world_cam."""
-        return self._pose.copy()
+        """Current T_world_cam (in the units of ``scale_state``)."""
+        return self._output_pose.copy()
+
+    @property
+    def scale_state(self) -> ScaleState:
+        """The unit of the translations: metric (depth, or a monocular scale source once measured) or arbitrary."""
+        return self.metric_scale.state(self._depth_tracking or self.config.mode == "rgbd")
 
     @property
     def trajectory(self) -> Trajectory:
@@ -232,7 +248,10 @@ class VisualOdometry:
         features = self.extractor.extract(resize_image(image, width, height))
         pixels = cam.undistort_points(features.keypoints_xy) if len(features) else np.zeros((0, 2))
         points = self._depth_points(depth, features, cam) if use_depth else None
-        return Observation(timestamp, features, pixels, points, cam.K)
+        scale_depth = None
+        if not use_depth and depth is not None and self.config.depth_scale:
+            scale_depth = self._keypoint_depth(depth, features, cam)
+        return Observation(timestamp, features, pixels, points, cam.K, scale_depth)
 
     def _first(self, frame: Observation, times: tuple[float, float]) -> FrameResult:
         """The first frame (or the first after a reset) is the first keyframe, at the current pose."""
@@ -404,12 +423,14 @@ class VisualOdometry:
         if points is None:
             points = np.full((len(frame.features), 3), np.nan)
         self.keyframe_count += 1
-        return Keyframe(frame.features, frame.pixels, pose_world.copy(), points, frame.timestamp)
+        return Keyframe(frame.features, frame.pixels, pose_world.copy(), points, frame.timestamp,
+                        depth_z=frame.scale_depth)
 
     def _adopt(self, keyframe: Keyframe, restart: bool = False) -> None:
         """Make ``keyframe`` the one frames are tracked against and add it to the local-map window."""
         if restart:
             self._window.clear()
+            self.metric_scale.restart(keyframe.pose_world)
         self._keyframe = keyframe
         self._window.append(keyframe)
         if keyframe.map_size >= self.config.min_inliers:
@@ -516,10 +537,18 @@ class VisualOdometry:
     def _finish(self, frame: Observation, outcome: _Outcome) -> FrameResult:
         """Record the frame's pose in the trajectory and report it."""
         t0, t1, t2, t3 = outcome.times
-        pose, estimate = outcome.pose, outcome.estimate
+        estimate = outcome.estimate
+        self._pose = outcome.pose.copy()
+        self._depth_tracking = frame.depth_points is not None
+        covariance = outcome.covariance
+        if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
+            self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
+            if self._state != TrackingState.LOST:  # a lost frame's variance stays lost_variance
+                covariance = self.metric_scale.output_covariance(covariance)
+        pose = self.metric_scale.output_pose(self._pose)
         previous = self._poses[-1] if self._poses else pose
         relative = invert_pose(previous) @ pose
-        self._pose = pose.copy()
+        self._output_pose = pose.copy()
         self._timestamps.append(frame.timestamp)
         self._poses.append(pose.copy())
         timings = {
@@ -530,7 +559,7 @@ class VisualOdometry:
         }
         return FrameResult(
             timestamp=frame.timestamp, state=self._state, pose_world_cam=pose.copy(), relative_pose=relative,
-            covariance=outcome.covariance, features=frame.features, keyframe_features=outcome.keyframe_features,
+            covariance=covariance, features=frame.features, keyframe_features=outcome.keyframe_features,
             matches=outcome.matches, inliers=0 if estimate is None else int(estimate.inliers.sum()),
             is_keyframe=bool(outcome.is_keyframe), timings_ms=timings,
             inlier_mask=None if estimate is None else estimate.inliers,
@@ -543,26 +572,34 @@ class VisualOdometry:
             raise OdometryInputError(f"image must be a non-empty HxW or HxWxC numpy array, got {shape}")
         if not isinstance(camera, Camera):
             raise OdometryInputError(f"camera must be a silk_ros.geometry.camera.Camera, got {type(camera).__name__}")
+        too_small = image_size_problem(image.shape[1], image.shape[0])
+        if too_small:
+            raise OdometryInputError(too_small)
         if image.shape[:2] != (camera.height, camera.width):
             raise OdometryInputError(
                 f"image is {image.shape[1]}x{image.shape[0]} but the camera is {camera.width}x{camera.height}"
             )
         if self.config.mode == "rgbd" and depth is None:
             raise OdometryInputError("mode 'rgbd' needs a depth image with every frame")
-        if not uses_depth(self.config.mode, depth is not None):
+        use_depth = uses_depth(self.config.mode, depth is not None, self.config.depth_scale)
+        if not use_depth and not (depth is not None and self.config.depth_scale):
             return False
         if not isinstance(depth, np.ndarray) or depth.ndim != 2:
             raise OdometryInputError(f"depth must be an HxW array in metres, got {getattr(depth, 'shape', depth)}")
-        return True
+        return use_depth
+
+    def _keypoint_depth(self, depth: np.ndarray, features: Features, cam: Camera) -> np.ndarray:
+        """Depth (m) of each feature, NaN where it is not trustworthy (see ``keypoint_depth``)."""
+        cfg = self.config
+        return keypoint_depth(
+            depth, features.keypoints_xy, (cam.height, cam.width), cfg.depth_window_radius,
+            cfg.depth_min_valid_fraction, cfg.depth_max_relative_spread, cfg.depth_min, cfg.depth_max,
+        )
 
     def _depth_points(self, depth: np.ndarray, features: Features, cam: Camera) -> np.ndarray:
         """Keyframe-candidate 3D points in the working camera frame, NaN where the depth is not trustworthy
         (holes, depth edges: see ``keypoint_depth``)."""
-        cfg = self.config
-        z = keypoint_depth(
-            depth, features.keypoints_xy, (cam.height, cam.width), cfg.depth_window_radius,
-            cfg.depth_min_valid_fraction, cfg.depth_max_relative_spread, cfg.depth_min, cfg.depth_max,
-        )
+        z = self._keypoint_depth(depth, features, cam)
         points = np.full((len(features), 3), np.nan)
         valid = np.isfinite(z)
         if valid.any():

@@ -69,7 +69,8 @@ def node_params_file(
     source = Path(params if params is not None else DEFAULT_NODE_PARAMS)
     # No params file at all (installed without the source tree): the defaults apply.
     settings = load(source if source.is_file() else None, overrides)
-    mode = "rgbd" if uses_depth(settings.odometry.mode, has_depth) else "mono"
+    odometry = settings.odometry
+    mode = "rgbd" if uses_depth(odometry.mode, has_depth, odometry.depth_scale) else "mono"
     settings = replace(settings, odometry=settings.odometry.replace(mode=mode))
     values = {**to_ros_values(settings), "use_sim_time": True}
     values["image_transport"] = "compressed" if compressed else "raw"
@@ -211,7 +212,7 @@ def replay_realtime(
             "image": node.create_publisher(CompressedImage if compressed else Image, inputs["image"], reliable),
             "camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], reliable),
         }
-        if settings.odometry.mode == "rgbd":
+        if settings.odometry.mode == "rgbd" or settings.odometry.depth_scale:  # the node subscribes to depth then
             publishers["depth"] = node.create_publisher(Image, inputs["depth"], reliable)
         clock = node.create_publisher(Clock, "/clock", reliable)
         node.create_subscription(Odometry, odometry_topic, recorder.on_odometry, QoSProfile(depth=100))

@@ -3,6 +3,10 @@
 Why a module of its own: the processing thread updates the figures, the executor's timer reads
 them, so they live behind one lock; and every bad input is logged once per kind but counted
 always, so a user sees both the first clear message and how often it keeps happening.
+
+Every frame received ends as processed (odometry published) or skipped with one reason
+(``frames_without_odometry.<reason>``), or still waits (``frames_pending``): once the input stops,
+received = processed + without odometry + pending.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["NodeStats"]
+__all__ = ["NodeStats", "QUIET_REASONS"]
+
+#: reasons a frame gave no odometry that are a live stream's normal life (the newest frame wins) or are reported
+#: by a warning of their own (waiting for camera_info, depth not pairing): they alone do not make the status WARN
+QUIET_REASONS = ("dropped_stale", "no_camera_info", "no_depth_pair", "odometry_reset")
 
 
 class NodeStats:
@@ -27,7 +35,7 @@ class NodeStats:
         self._processing_ms: collections.deque = collections.deque(maxlen=window)
         self.received = 0
         self.processed = 0
-        self.dropped = 0
+        self.skipped: collections.Counter = collections.Counter()  # frames without odometry, by reason
         self.problems: collections.Counter = collections.Counter()
         self.last_problem = ""
         self.last: dict[str, object] = {}
@@ -37,9 +45,16 @@ class NodeStats:
             self.received += 1
             self._received_at.append(time.monotonic())
 
-    def frames_dropped(self, count: int = 1) -> None:
-        with self._lock:
-            self.dropped += count
+    @property
+    def dropped(self) -> int:
+        """Frames dropped stale in live mode (a newer frame replaced them before processing)."""
+        return self.skipped["dropped_stale"]
+
+    def frame_skipped(self, reason: str, count: int = 1) -> None:
+        """``count`` frames gave no odometry, for ``reason``."""
+        if count > 0:
+            with self._lock:
+                self.skipped[reason] += count
 
     def problem(self, kind: str, message: str) -> bool:
         """Count a problem; True the first time this kind is seen (the caller logs it then)."""
@@ -76,17 +91,23 @@ class NodeStats:
                 ),
                 "frames_received": self.received,
                 "frames_processed": self.processed,
-                "frames_dropped": self.dropped,
+                "frames_dropped": self.skipped["dropped_stale"],
+                "frames_without_odometry": sum(self.skipped.values()),
+                "skipped": dict(self.skipped),
                 "problems": dict(self.problems),
                 "last_problem": self.last_problem,
                 **self.last,
             }
 
-    def to_message(self, name: str, hardware_id: str, stamp, extra: dict[str, object]) -> DiagnosticArray:
-        """One DiagnosticStatus: ERROR when lost, WARN when degraded/waiting/recent bad input, else OK."""
+    def to_message(
+        self, name: str, hardware_id: str, stamp, extra: dict[str, object], warnings: list[str] = ()
+    ) -> DiagnosticArray:
+        """One DiagnosticStatus: ERROR when lost, WARN when degraded/waiting/bad input/frames without odometry
+        for a reason other than the quiet ones/any of ``warnings``, else OK."""
         figures = {**self.snapshot(), **extra}
         state = str(figures.get("tracking_state", "WAITING"))
         problems = figures.pop("problems")
+        skipped = figures.pop("skipped")
         if state == "LOST":
             level, summary = DiagnosticStatus.ERROR, "tracking lost"
         elif not figures.get("camera_info_received", True):
@@ -98,8 +119,17 @@ class NodeStats:
         if problems:
             summary += f"; bad input seen ({', '.join(f'{k} x{v}' for k, v in sorted(problems.items()))})"
             level = max(level, DiagnosticStatus.WARN)
+        if skipped:
+            reasons = ", ".join(f"{k} x{v}" for k, v in sorted(skipped.items()))
+            summary += f"; {sum(skipped.values())} of {figures['frames_received']} frames gave no odometry ({reasons})"
+            if set(skipped) - set(QUIET_REASONS):
+                level = max(level, DiagnosticStatus.WARN)
+        for warning in warnings:
+            summary += f"; {warning}"
+            level = max(level, DiagnosticStatus.WARN)
         values = [KeyValue(key=k, value=_format(v)) for k, v in figures.items()]
         values += [KeyValue(key=f"bad_input.{k}", value=str(v)) for k, v in sorted(problems.items())]
+        values += [KeyValue(key=f"frames_without_odometry.{k}", value=str(v)) for k, v in sorted(skipped.items())]
         status = DiagnosticStatus(level=level, name=name, message=summary, hardware_id=hardware_id, values=values)
         array = DiagnosticArray(status=[status])
         if stamp is not None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DepthPairer", "FrameQueue", "LatestFrameSlot"]
+__all__ = ["CameraInfoHistory", "DepthPairer", "FrameQueue", "LatestFrameSlot"]
 
 
 class LatestFrameSlot:
@@ -111,43 +112,152 @@ class DepthPairer:
 
     A small replacement for message_filters' ApproximateTimeSynchronizer: each stream keeps its
     newest ``capacity`` messages; when a colour frame finds a depth frame within tolerance the pair
-    is returned and everything older on both streams is discarded (counted in ``unpaired``).
+    is returned and everything older on both streams is discarded.  Colour frames that will never pair
+    are counted in ``unpaired`` and reported to ``on_unpaired(count)``.  ``now`` arguments are a
+    monotonic clock (seconds), used only to say how long depth has not paired (:meth:`stall`).
     """
 
-    def __init__(self, tolerance: float, capacity: int = 10) -> None:
+    def __init__(
+        self, tolerance: float, capacity: int = 10, on_unpaired: Callable[[int], None] | None = None
+    ) -> None:
         self.tolerance = tolerance
         self._colour: collections.deque = collections.deque(maxlen=capacity)
         self._depth: collections.deque = collections.deque(maxlen=capacity)
         self._lock = threading.Lock()
+        self._on_unpaired = on_unpaired
         self.unpaired = 0
+        self.paired = 0
+        # what stall() reports: the newest stamp of each stream, when each last arrived / paired
+        self._last_colour: tuple[float, float] | None = None  # (stamp, now)
+        self._last_depth: tuple[float, float] | None = None
+        self._last_pair_at: float | None = None
+        self._colour_since_pair = 0
+        self._waiting_since: float | None = None  # first colour frame since the last pair
 
-    def add_colour(self, stamp: float, message: Any) -> tuple[Any, Any] | None:
+    def add_colour(self, stamp: float, message: Any, now: float = 0.0) -> tuple[Any, Any] | None:
         with self._lock:
-            self.unpaired += int(len(self._colour) == self._colour.maxlen)
+            self._last_colour = (stamp, now)
+            self._colour_since_pair += 1
+            if self._waiting_since is None:
+                self._waiting_since = now
+            self._discard(int(len(self._colour) == self._colour.maxlen))
             self._colour.append((stamp, message))
-            return self._match()
+            return self._match(now)
 
-    def add_depth(self, stamp: float, message: Any) -> tuple[Any, Any] | None:
+    def add_depth(self, stamp: float, message: Any, now: float = 0.0) -> tuple[Any, Any] | None:
         with self._lock:
+            self._last_depth = (stamp, now)
             self._depth.append((stamp, message))
-            return self._match()
+            return self._match(now)
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Forget the waiting frames (an odometry reset: not counted in ``unpaired``, they are not the stream's
+        fault); returns how many colour frames were waiting."""
         with self._lock:
+            waiting = len(self._colour)
             self._colour.clear()
             self._depth.clear()
+            self._waiting_since = None
+            self._colour_since_pair = 0
+            return waiting
 
-    def _match(self) -> tuple[Any, Any] | None:
+    def __len__(self) -> int:
+        """Colour frames waiting for their depth."""
+        return len(self._colour)
+
+    def stall(self, now: float, timeout: float) -> str | None:
+        """Why no colour frame has paired with depth for at least ``timeout`` seconds, or None when pairing works
+        (or no colour frame waits).  Tells a silent depth topic from one that stopped or whose stamps never pair."""
+        with self._lock:
+            if self._waiting_since is None or self._last_colour is None:
+                return None
+            since = self._last_pair_at if self._last_pair_at is not None else self._waiting_since
+            waited = now - max(since, self._waiting_since)
+            if waited < timeout:
+                return None
+            images = f"{self._colour_since_pair} image(s) in the last {waited:.1f} s got no odometry"
+            if self._last_depth is None:
+                return (
+                    f"no depth frame has arrived and {images}: is the depth topic published and remapped "
+                    "(mode rgbd subscribes 'depth')?"
+                )
+            depth_stamp, depth_at = self._last_depth
+            if now - depth_at >= timeout:
+                return f"the depth stream stopped {now - depth_at:.1f} s ago; {images}"
+            offset = self._last_colour[0] - depth_stamp
+            return (
+                f"depth arrives but its stamps do not pair with the images': {images}; newest image stamp "
+                f"{self._last_colour[0]:.6f}, newest depth stamp {depth_stamp:.6f} ({offset:+.3f} s, "
+                f"depth_sync_tolerance {self.tolerance:g} s)"
+            )
+
+    def _discard(self, count: int) -> None:
+        if count <= 0:
+            return
+        self.unpaired += count
+        if self._on_unpaired is not None:
+            self._on_unpaired(count)
+
+    def _match(self, now: float) -> tuple[Any, Any] | None:
         # Newest colour frame first: live input wants the freshest pair.
         for ci in range(len(self._colour) - 1, -1, -1):
             stamp, colour = self._colour[ci]
             best = min(range(len(self._depth)), key=lambda i: abs(self._depth[i][0] - stamp), default=None)
             if best is not None and abs(self._depth[best][0] - stamp) <= self.tolerance:
                 depth = self._depth[best][1]
-                self.unpaired += ci  # older colour frames will never be used
+                self._discard(ci)  # older colour frames will never be used
                 for _ in range(ci + 1):
                     self._colour.popleft()
                 for _ in range(best + 1):
                     self._depth.popleft()
+                self.paired += 1
+                self._last_pair_at = now
+                self._colour_since_pair = len(self._colour)
+                self._waiting_since = now if self._colour else None
                 return colour, depth
         return None
+
+
+class CameraInfoHistory:
+    """The recent CameraInfos by stamp, to give each image the one that belongs to it.
+
+    An image takes the CameraInfo of its own stamp; without one, the newest CameraInfo of its size (a driver
+    that publishes CameraInfo less often, or a little late).  So one CameraInfo of another size (another camera
+    on the topic, a resolution switch) never decides for the images that do not have it.  Bounded: the newest
+    ``capacity`` stamps, and the newest CameraInfo of each of at most ``capacity`` sizes.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._capacity = capacity
+        self._by_stamp: collections.OrderedDict = collections.OrderedDict()
+        self._by_size: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, stamp: float, size: tuple[int, int], info: Any) -> None:
+        """Store ``info`` (anything: the node keeps its Camera) for the image ``size`` (width, height)."""
+        with self._lock:
+            self._by_stamp[stamp] = (size, info)
+            self._by_stamp.move_to_end(stamp)
+            while len(self._by_stamp) > self._capacity:
+                self._by_stamp.popitem(last=False)
+            self._by_size[size] = info
+            self._by_size.move_to_end(size)
+            while len(self._by_size) > self._capacity:
+                self._by_size.popitem(last=False)
+
+    def for_image(self, stamp: float, size: tuple[int, int]) -> Any:
+        """The CameraInfo of this image: same stamp and size, else the newest of its size; None if there is none."""
+        with self._lock:
+            same_stamp = self._by_stamp.get(stamp)
+            if same_stamp is not None and same_stamp[0] == size:
+                return same_stamp[1]
+            return self._by_size.get(size)
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """The image sizes CameraInfo was received for, newest last."""
+        with self._lock:
+            return list(self._by_size)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_size)

@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -53,21 +56,31 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from silk_ros.geometry.camera import Camera
+from silk_ros.odometry.input_checks import depth_problem, image_size_problem
+from silk_ros.odometry.metric_scale import units_note
 from silk_ros.odometry.output_geometry import BaseFrameOdometry, BaseTwist, base_twist, to_input_pixels, viewing_rays
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.ros import conversions as conv
 from silk_ros.ros.debug_image import draw_debug_image
 from silk_ros.ros.diagnostics import NodeStats
-from silk_ros.ros.frame_buffer import DepthPairer, FrameQueue, LatestFrameSlot
+from silk_ros.ros.frame_buffer import CameraInfoHistory, DepthPairer, FrameQueue, LatestFrameSlot
 from silk_ros.ros.parameters import NODE_PARAMETERS, descriptor
 from silk_ros.ros.topics import NODE_NAME, OUTPUTS
 from silk_ros.schema import ConfigError
-from silk_ros.settings import Settings, check_choice, from_ros_values
+from silk_ros.settings import (
+    Settings,
+    check_value,
+    from_ros_values,
+    params_file_sections,
+    section_matches,
+    unknown_setting,
+)
 
 try:  # real ROS install: TF broadcasting and extrinsics lookup
     import tf2_ros
@@ -84,6 +97,12 @@ except ImportError:
 
 __all__ = ["SilkVoNode", "main"]
 
+#: why there is no /tf on the pip path (see README, "The ROS 2 node"): said at start-up and in /diagnostics
+TF_UNAVAILABLE = (
+    "neither tf2_ros nor tf2_msgs imports (the PyPI ROS wheels have no tf2_msgs): odom_frame -> base_frame is "
+    "on ~/odometry only"
+)
+
 
 @dataclasses.dataclass
 class _PendingFrame:
@@ -96,18 +115,35 @@ class SilkVoNode(Node):
     """Subscribes camera topics, runs the VO in a worker thread, publishes odometry and its by-products."""
 
     def __init__(self, **node_options: Any) -> None:
+        # Before anything can fail: destroy_node (rclpy's context calls it on shutdown too) must work on a node
+        # whose construction failed half-way.
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._buffer: LatestFrameSlot | FrameQueue | None = None
+        self._destroyed = False
         super().__init__(NODE_NAME, **node_options)
+        try:
+            self._set_up()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    # ------------------------------------------------------------------------------------------- set-up
+    def _set_up(self) -> None:
         self.settings: Settings = self._declare_parameters()
         self.stats = NodeStats()
         self.config = self.settings.odometry
         self.vo = VisualOdometry(self.config)
         self._vo_lock = threading.Lock()
-        self._rgbd = self.config.mode == "rgbd"  # auto and mono: no depth topic
+        # auto and mono: no depth topic, unless depth_scale scales the monocular odometry with it
+        self._rgbd = self.config.mode == "rgbd" or self.config.depth_scale
         wiring = self.settings.node
 
+        # CameraInfo by stamp and size (callbacks add, the worker picks the one of each image)
+        self._cameras = CameraInfoHistory()
+        self._last_camera_info: tuple[tuple, Camera] | None = None  # the last one parsed: identical ones reuse it
         # Odometry state owned by the worker (guarded by _vo_lock).
-        self._camera: Camera | None = None
-        self._camera_info_key: tuple | None = None
+        self._camera: Camera | None = None  # the camera of the last processed frame
         self._last_stamp: float | None = None
         self._last_size: tuple[int, int] | None = None
         self._output = BaseFrameOdometry()  # carries the current keyframe's covariance
@@ -115,18 +151,19 @@ class SilkVoNode(Node):
         self._extrinsics_from_tf: np.ndarray | None = None
         self._last_stamp_msg = None
         self._last_state = "WAITING"
+        self._depth_valid_fraction: float | None = None
 
         if wiring.process_every_frame:
-            self._buffer: LatestFrameSlot | FrameQueue = FrameQueue(wiring.queue_size)
+            self._buffer = FrameQueue(wiring.queue_size)
         else:
             self._buffer = LatestFrameSlot()
-        self._pairer = DepthPairer(wiring.depth_sync_tolerance) if self._rgbd else None
+        self._pairer = DepthPairer(wiring.depth_sync_tolerance, on_unpaired=self._on_unpaired) if self._rgbd else None
         self._bridge = CvBridge() if CvBridge is not None else None
 
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._warn_unknown_parameters()
 
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="silk_vo_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -136,18 +173,52 @@ class SilkVoNode(Node):
             f"{'every frame (queue)' if wiring.process_every_frame else 'newest frame only'}, "
             f"tf: {self._tf_status}"
         )
+        metric, units = units_note(self.config.mode == "rgbd", self.config.camera_height, self.config.depth_scale)
+        (self.get_logger().info if metric else self.get_logger().warning)(units)
+        if self._tf_publisher is None and self._tf_broadcaster is None and wiring.publish_tf:
+            self.get_logger().warning(f"/tf is not published: {TF_UNAVAILABLE}")
 
-    # ------------------------------------------------------------------------------------------- set-up
     def _declare_parameters(self) -> Settings:
-        """Every setting of the table as a parameter with its descriptor; their values as typed settings."""
+        """Every setting of the table as a parameter with its descriptor; their values as typed settings.
+
+        A value given in a params file or with ``-p`` is checked against the table first (range, choices), so a
+        wrong one stops the start with the parameter's name and what it may be."""
+        overrides = self._given_parameters()
         values = {}
         for row in NODE_PARAMETERS:
-            value = self.declare_parameter(row.name, row.ros_default, descriptor(row)).value
-            problem = check_choice(row, value)
-            if problem:
-                raise ValueError(problem)
-            values[row.name] = value
+            given = overrides.get(row.name)
+            if given is not None:
+                value = given.value
+                if isinstance(row.default, float) and isinstance(value, int) and not isinstance(value, bool):
+                    # ``-p depth_max:=10`` means 10.0: ROS would refuse an integer for a double parameter
+                    overrides[row.name] = Parameter(row.name, value=float(value))
+                problem = check_value(row, value)
+                if problem:
+                    raise ConfigError(f"parameter {problem}")
+            values[row.name] = self.declare_parameter(row.name, row.ros_default, descriptor(row)).value
         return from_ros_values(values)
+
+    def _given_parameters(self) -> dict[str, Parameter]:
+        """The parameter values given to this node (params files, ``-p``, ``parameter_overrides``): rclpy's own
+        record of them, which it reads every declared parameter's value from."""
+        return getattr(self, "_parameter_overrides", {})
+
+    def _warn_unknown_parameters(self) -> None:
+        """A given parameter that nothing declared is a typo or a stale setting: say so, with the nearest names."""
+        for name in sorted(name for name in self._given_parameters() if not self.has_parameter(name)):
+            self.get_logger().warning(f"parameter {unknown_setting(name)}")
+
+    def warn_unapplied_params_files(self, paths: list[str]) -> None:
+        """A params file none of whose sections names this node (a misspelt node name, a namespace the section
+        does not match): rclpy applies nothing from it and says nothing."""
+        name = self.get_fully_qualified_name()
+        for path in paths:
+            sections = params_file_sections(path)
+            if sections and not any(section_matches(section, name) for section in sections):
+                self.get_logger().warning(
+                    f"params file {path}: none of its sections {sections} applies to {name}, nothing of it is "
+                    f"used ('/**/{NODE_NAME}' or '/**' match this node in any namespace)"
+                )
 
     def _create_interfaces(self) -> None:
         p = self.settings.node
@@ -193,7 +264,7 @@ class SilkVoNode(Node):
             self._tf_publisher = self.create_publisher(TFMessage, "/tf", 100)
             self._tf_status = "tf2_msgs (tf2_ros not importable; extrinsics from parameter)"
         else:
-            self._tf_status = "unavailable: neither tf2_ros nor tf2_msgs importable, /tf not published"
+            self._tf_status = f"not published: {TF_UNAVAILABLE}"
         # Diagnostics run on the steady clock: they must keep coming with use_sim_time and no /clock.
         self.create_timer(
             p.diagnostics_period,
@@ -203,16 +274,17 @@ class SilkVoNode(Node):
         )
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        """Runtime changes of the mutable parameters (read-only ones are refused by rclpy itself)."""
+        """Runtime changes of the mutable parameters (read-only ones are refused by rclpy itself), checked
+        against the table (range, choices) and together (``NodeConfig``: e.g. odom_frame != base_frame)."""
         rows = {row.name: row for row in NODE_PARAMETERS}
         changes = {}
         for parameter in parameters:
             row = rows.get(parameter.name)
             if row is None:
                 continue
-            problem = check_choice(row, parameter.value)
+            problem = check_value(row, parameter.value)
             if problem:
-                return SetParametersResult(successful=False, reason=problem)
+                return SetParametersResult(successful=False, reason=f"parameter {problem}")
             if row.section == "node":  # the odometry's settings are read-only
                 changes[parameter.name] = parameter.value
         try:
@@ -237,28 +309,35 @@ class SilkVoNode(Node):
         try:
             info = conv.camera_info_to_dict(msg)
             key = (info["width"], info["height"], tuple(info["k"]), tuple(info["d"]), info["distortion_model"])
-            if key == self._camera_info_key:
-                return
-            camera = Camera.from_camera_info(info)
+            if self._last_camera_info is not None and self._last_camera_info[0] == key:
+                camera = self._last_camera_info[1]
+            else:
+                camera = Camera.from_camera_info(info)
         except ValueError as error:  # InputError and CameraError
             self._bad_input(getattr(error, "kind", "invalid_camera_info"), f"camera_info rejected: {error}")
             return
-        if self._camera is not None:
-            self.get_logger().info(f"camera_info changed: {camera}")
-        self._camera, self._camera_info_key = camera, key
+        self._last_camera_info = (key, camera)
+        self._cameras.add(conv.stamp_to_seconds(msg.header.stamp), (camera.width, camera.height), camera)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        if self._stop.is_set():
+            return
         self.stats.frame_received()
         received = time.monotonic()
         if self._pairer is None:
             self._enqueue(_PendingFrame(msg, None, received))
             return
-        pair = self._pairer.add_colour(conv.stamp_to_seconds(msg.header.stamp), (msg, received))
+        pair = self._pairer.add_colour(conv.stamp_to_seconds(msg.header.stamp), (msg, received), now=received)
         self._enqueue_pair(pair)
 
     def _on_depth(self, msg: Image) -> None:
-        pair = self._pairer.add_depth(conv.stamp_to_seconds(msg.header.stamp), msg)
+        if self._stop.is_set():
+            return
+        pair = self._pairer.add_depth(conv.stamp_to_seconds(msg.header.stamp), msg, now=time.monotonic())
         self._enqueue_pair(pair)
+
+    def _on_unpaired(self, count: int) -> None:
+        self.stats.frame_skipped("no_depth_pair", count)
 
     def _enqueue_pair(self, pair: tuple | None) -> None:
         if pair is None:
@@ -268,7 +347,8 @@ class SilkVoNode(Node):
 
     def _enqueue(self, frame: _PendingFrame) -> None:
         if self._buffer.put(frame):
-            self.stats.frames_dropped()
+            # The newest frame replaced one not yet processed: stale, or held back for want of camera_info.
+            self.stats.frame_skipped("dropped_stale" if len(self._cameras) else "no_camera_info")
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._vo_lock:
@@ -281,22 +361,37 @@ class SilkVoNode(Node):
     # ------------------------------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
-            if self._camera is None:
+            if not len(self._cameras):
                 # Frames wait in the buffer (newest kept) until intrinsics arrive: never guessed.
                 if len(self._buffer):
                     self.get_logger().warning(
                         "waiting for camera_info: image frames are held back", throttle_duration_sec=5.0
                     )
-                time.sleep(0.05)
+                self._stop.wait(0.05)
                 continue
             frame = self._buffer.get(timeout=0.1)
-            if frame is None:
+            if frame is None or self._stop.is_set():
                 continue
             try:
                 with self._vo_lock:
                     self._process(frame)
             except Exception as error:  # noqa: BLE001 - the node must survive anything a frame does
-                self._bad_input("processing_error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+                if self._stop.is_set():
+                    return  # shutting down: the publishers may be gone under the frame, nothing is wrong
+                self._bad_input(
+                    "processing_error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}", frame=True
+                )
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the worker: nothing is processed or published after the frame in hand.  True when the worker
+        ended within ``timeout`` s (it is a daemon thread: a frame still in the network does not hold the exit)."""
+        self._stop.set()
+        if self._buffer is not None:
+            self._buffer.close()
+        if self._worker is None or self._worker is threading.current_thread():
+            return True
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
 
     def _decode(self, frame: _PendingFrame) -> tuple[np.ndarray, np.ndarray | None]:
         colour = frame.colour
@@ -327,22 +422,45 @@ class SilkVoNode(Node):
                 pass
         return conv.image_to_numpy(msg, allowed)
 
+    def _camera_for(self, stamp: float, size: tuple[int, int]) -> Camera | None:
+        """The CameraInfo of this image (same stamp, else the newest of its size); None: the frame is skipped."""
+        camera = self._cameras.for_image(stamp, size)
+        if camera is None:
+            sizes = ", ".join(f"{w}x{h}" for w, h in self._cameras.sizes())
+            self._bad_input(
+                "resolution_mismatch",
+                f"image is {size[0]}x{size[1]} but camera_info has come only for {sizes}: frame skipped",
+                frame=True,
+            )
+        elif self._camera is not None and not _same_camera(camera, self._camera):
+            self.get_logger().info(f"camera_info changed: {camera}")
+        return camera
+
     def _process(self, frame: _PendingFrame) -> None:
         header = frame.colour.header
         stamp = conv.stamp_to_seconds(header.stamp)
         try:
             image, depth = self._decode(frame)
         except conv.InputError as error:
-            self._bad_input(error.kind, str(error))
+            self._bad_input(error.kind, str(error), frame=True)
             return
-        camera = self._camera
         size = (image.shape[1], image.shape[0])
-        if size != (camera.width, camera.height):
-            self._bad_input(
-                "resolution_mismatch",
-                f"image is {size[0]}x{size[1]} but camera_info says {camera.width}x{camera.height}: frame skipped",
-            )
+        too_small = image_size_problem(*size)
+        if too_small:
+            self._bad_input("image_too_small", f"{too_small}: frame skipped", frame=True)
             return
+        camera = self._camera_for(stamp, size)
+        if camera is None:
+            return
+        if depth is not None:
+            self._depth_valid_fraction = float(np.mean(np.isfinite(depth) & (depth > 0)))
+            unusable = depth_problem(depth, self.config.depth_min, self.config.depth_max)
+            if unusable and self.config.mode == "rgbd":
+                self._bad_input("invalid_depth", f"{unusable}: frame skipped", frame=True)
+                return
+            if unusable:  # depth only measures the monocular scale: track the frame, measure nothing from it
+                self._bad_input("scale_depth_unusable", f"{unusable}: no scale measurement from this frame")
+                depth = None
         if self._last_size is not None and size != self._last_size:
             self._bad_input(
                 "resolution_changed",
@@ -358,14 +476,18 @@ class SilkVoNode(Node):
             )
             self._reset_odometry()
         elif self._last_stamp is not None and stamp == self._last_stamp:
-            self._bad_input("duplicate_stamp", f"image stamp {stamp:.6f} repeats the previous frame's: frame skipped")
+            self._bad_input(
+                "duplicate_stamp", f"image stamp {stamp:.6f} repeats the previous frame's: frame skipped", frame=True
+            )
             return
         started = time.monotonic()
         result = self.vo.process(image, stamp, camera, depth)
         processing_ms = (time.monotonic() - started) * 1e3
+        if self._stop.is_set():
+            return  # shutting down while the frame ran: publish nothing more
         previous_stamp = self._last_stamp
-        self._last_stamp, self._last_size = stamp, size
-        self._publish(result, image, header, previous_stamp)
+        self._last_stamp, self._last_size, self._camera = stamp, size, camera
+        self._publish(result, image, header, previous_stamp, camera)
         self._last_state = result.state.name
         self.stats.frame_processed(
             latency_ms=(time.monotonic() - frame.received) * 1e3,
@@ -386,7 +508,7 @@ class SilkVoNode(Node):
         self._path.clear()
         self._last_state = "WAITING"
         if self._pairer is not None:
-            self._pairer.clear()
+            self.stats.frame_skipped("odometry_reset", self._pairer.clear())
 
     # -------------------------------------------------------------------------------------- publishing
     def _base_from_camera(self, camera_frame: str) -> tuple[np.ndarray, str]:
@@ -401,7 +523,9 @@ class SilkVoNode(Node):
                 return self._extrinsics_from_tf, "tf"
         return self.settings.node.base_from_camera_matrix(), "parameter"
 
-    def _publish(self, result, image: np.ndarray, image_header: Header, previous_stamp: float | None) -> None:
+    def _publish(
+        self, result, image: np.ndarray, image_header: Header, previous_stamp: float | None, camera: Camera
+    ) -> None:
         p = self.settings.node
         camera_frame = p.camera_frame or image_header.frame_id or "camera_optical_frame"
         camera_header = Header(stamp=image_header.stamp, frame_id=camera_frame)
@@ -410,7 +534,7 @@ class SilkVoNode(Node):
 
         features = result.features
         keypoints = to_input_pixels(features.keypoints_xy, features.image_size, image.shape)
-        rays = viewing_rays(self._camera, keypoints)
+        rays = viewing_rays(camera, keypoints)
         self._keypoints_pub.publish(conv.keypoints_to_cloud(camera_header, keypoints, features.scores, rays))
         if len(result.matches.indices):
             xy0, xy1 = result.matches.points(result.keyframe_features, features)
@@ -447,33 +571,62 @@ class SilkVoNode(Node):
             self._debug_pub.publish(conv.numpy_to_image(canvas, "bgr8", camera_header))
 
     # ---------------------------------------------------------------------------------- bad input, diag
-    def _bad_input(self, kind: str, message: str) -> None:
-        """Log the first occurrence of each kind clearly, count every one (reported in /diagnostics)."""
+    def _bad_input(self, kind: str, message: str, frame: bool = False) -> None:
+        """Log the first occurrence of each kind clearly, count every one (reported in /diagnostics); ``frame``:
+        the frame gave no odometry, counted by reason too."""
+        if frame:
+            self.stats.frame_skipped(kind)
         if self.stats.problem(kind, message.splitlines()[0]):
-            self.get_logger().error(f"bad input [{kind}]: {message} (further '{kind}' problems are only counted)")
+            log = self.get_logger().error if kind == "processing_error" else self.get_logger().warning
+            log(f"bad input [{kind}]: {message} (further '{kind}' problems are only counted)")
 
     def _publish_diagnostics(self) -> None:
-        waiting = self._camera is None
+        if self._stop.is_set():
+            return
+        p = self.settings.node
+        warnings = []
+        depth_pairing = "not used (mode is not rgbd)"
+        if self._pairer is not None:
+            stall = self._pairer.stall(time.monotonic(), p.depth_pair_timeout)
+            depth_pairing = stall or "ok"
+            if stall:
+                warnings.append(f"depth not paired: {stall}")
+                self.get_logger().warning(f"RGB-D: {stall}", throttle_duration_sec=p.depth_pair_timeout)
         extra = {
             "tracking_state": self._last_state,
-            "camera_info_received": not waiting,
-            "frames_waiting": len(self._buffer),
+            "camera_info_received": bool(len(self._cameras)),
+            "frames_pending": len(self._buffer) + (len(self._pairer) if self._pairer is not None else 0),
             "frames_unpaired_depth": self._pairer.unpaired if self._pairer is not None else 0,
+            "depth_pairing": depth_pairing,
+            "depth_valid_fraction": self._depth_valid_fraction if self._depth_valid_fraction is not None else "n/a",
             "backend": self._backend(),
             "device": self.config.extractor.device,
             "features": self.config.extractor.features,
             "mode": self.config.mode,
-            "image_transport": self.settings.node.image_transport,
-            "tf": self._tf_status if self.settings.node.publish_tf else "disabled (publish_tf false)",
+            "scale": self.vo.scale_state.describe(),
+            "image_transport": p.image_transport,
+            "tf": self._tf_status if p.publish_tf else "disabled (publish_tf false)",
         }
-        message = self.stats.to_message("silk_vo_node: visual odometry", self._backend(), self._last_stamp_msg, extra)
+        message = self.stats.to_message(
+            "silk_vo_node: visual odometry", self._backend(), self._last_stamp_msg, extra, warnings
+        )
         self._diagnostics_pub.publish(message)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._buffer.close()
-        self._worker.join(timeout=5.0)
+        if self._destroyed:
+            return
+        if not self._stop.is_set():
+            self.stop()
+        self._destroyed = True
         super().destroy_node()
+
+
+def _same_camera(a: Camera, b: Camera) -> bool:
+    return (
+        (a.width, a.height, a.model) == (b.width, b.height, b.model)
+        and np.array_equal(a.K, b.K)
+        and np.array_equal(a.distortion, b.distortion)
+    )
 
 
 def _twist_message(twist: BaseTwist) -> TwistWithCovariance:
@@ -484,25 +637,114 @@ def _twist_message(twist: BaseTwist) -> TwistWithCovariance:
     return message
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+class _Interrupted(BaseException):
+    """SIGINT / SIGTERM while the node is being built (a BaseException: nothing on the way may swallow it)."""
+
+
+class _Signals:
+    """SIGINT and SIGTERM handled by this process, not by rclpy: rclpy's handlers shut the context down at once,
+    under the worker thread that is publishing (an ERROR traceback), and leave the process to a slow teardown.
+    Here a signal only records itself; the main thread then stops the node in order."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.at: float | None = None
+        self.starting = True
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, _frame: Any) -> None:
+        if self.received is None:
+            self.received, self.at = signal.Signals(number).name, time.monotonic()
+        if self.starting:
+            raise _Interrupted()
+
+
+#: what the worker may still take at shutdown to finish publishing a frame (s).  A frame still in the network is
+#: abandoned: the worker is a daemon thread that publishes nothing once stopped, and the process exits without it.
+SHUTDOWN_WORKER_WAIT = 0.1
+
+
+def main(args: list[str] | None = None, fast_exit: bool = True) -> int:
+    """The ``silk_vo_node`` console script.
+
+    A start-up failure is one FATAL line and exit code 1.  SIGINT or SIGTERM, busy or idle: the worker stops
+    after its frame (at most ``SHUTDOWN_WORKER_WAIT``), the node is destroyed, rclpy shut down, one INFO line
+    gives the time it took, and the process exits 0.  ``fast_exit`` then ends the process without Python's
+    interpreter teardown: unloading torch, ONNX Runtime and DDS took seconds (and could abort while a thread was
+    still in native code), and nothing is left to clean up by then.
+    """
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    signals = _Signals()
+    try:
+        code = _run(args, signals, logger)
+    except _Interrupted:  # a signal while rclpy itself was starting
+        code = 0
+    if fast_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: list[str] | None, signals: _Signals, logger: Any) -> int:
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as error:  # noqa: BLE001 - rcl's argument and params-file errors
+        logger.fatal(f"cannot start: invalid ROS arguments: {_first_line(error)}")
+        return 1
     try:
         node = SilkVoNode()
+        signals.starting = False
+        arguments = sys.argv if args is None else args
+        node.warn_unapplied_params_files(
+            [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == "--params-file"]
+        )
+    except _Interrupted:
+        logger.info(f"{signals.received} during start-up: exiting")
+        rclpy.try_shutdown()
+        return 0
     except Exception as error:  # noqa: BLE001 - a bad configuration gets one clear line, not a traceback
-        rclpy.logging.get_logger("silk_vo_node").fatal(f"cannot start: {type(error).__name__}: {error}")
+        what = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        logger.fatal(f"cannot start: {what}")
         rclpy.try_shutdown()
         return 1
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
+    failure: list[BaseException] = []
+    spinner = threading.Thread(target=_spin, args=(executor, failure), name="silk_vo_executor", daemon=True)
+    spinner.start()
+    while signals.received is None and spinner.is_alive() and rclpy.ok():
+        time.sleep(0.05)  # a signal interrupts the sleep: its handler runs here, in the main thread
+    began = signals.at or time.monotonic()
+    finished_frame = node.stop(timeout=SHUTDOWN_WORKER_WAIT)
+    executor.shutdown(timeout_sec=0.2)
+    node.destroy_node()
+    took_ms = (time.monotonic() - began) * 1e3
+    if failure and signals.received is None:
+        logger.fatal(f"the executor failed: {type(failure[0]).__name__}: {failure[0]}")
+        rclpy.try_shutdown()
+        return 1
+    logger.info(
+        f"shut down on {signals.received or 'context shutdown'} in {took_ms:.0f} ms"
+        + ("" if finished_frame else " (the frame in processing was abandoned)")
+    )
+    rclpy.try_shutdown()
+    return 0
+
+
+def _spin(executor: MultiThreadedExecutor, failure: list[BaseException]) -> None:
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    except Exception as error:  # noqa: BLE001 - reported by the main thread, which decides the exit code
+        failure.append(error)
+
+
+def _first_line(error: BaseException) -> str:
+    """rcl's errors carry the C source location after ', at ': the user needs the first part."""
+    return str(error).splitlines()[0].split(", at /")[0] if str(error) else type(error).__name__
 
 
 if __name__ == "__main__":
