@@ -166,3 +166,18 @@ def test_peer_odometry_holds_or_drops_lost_poses():
         peer.hold_lost_poses = hold
         states = [peer.process(image, t, camera).state.value for t in (0.0, 1.0, 2.0)]
         assert states == ["TRACKING", "LOST", "TRACKING"] and len(peer.trajectory) == expected
+
+
+def test_peer_targets_compare_medians_over_start_frames_where_they_ran():
+    """One failed ORB-SLAM3 start (0.34 m) must not make SiLK look better than the peer's median (0.035 m)."""
+    from silk_ros.bench.vo import _peer_targets
+
+    runs = {"7scenes01-mono": {"silk": {"ate_rmse_m": 0.10}, "orbslam3": {"ate_rmse_m": 0.34}},
+            "7scenes01-rgbd": {"silk": {"ate_rmse_m": 0.04}, "orbslam3": {"ate_rmse_m": 0.05}}}
+    starts = {"7scenes01-mono": {"silk": {"starts": [0, 10, 20], "median_ate_rmse_m": 0.104},
+                                 "orbslam3": {"starts": [0, 10, 20], "median_ate_rmse_m": 0.035}}}
+    targets = _peer_targets(runs, ["silk", "orbslam3"], starts)
+    mono = targets["7scenes01-mono: SiLK ATE <= orbslam3 ATE (median of 3 starts)"]
+    assert mono["value"] == pytest.approx(0.104 / 0.035) and not mono["met"]
+    rgbd = targets["7scenes01-rgbd: SiLK ATE <= orbslam3 ATE (one run)"]
+    assert rgbd["value"] == pytest.approx(0.8) and rgbd["met"]
