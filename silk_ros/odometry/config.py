@@ -82,6 +82,13 @@ class OdometryConfig:
     epipolar_refinement: bool = setting(
         True, "monocular tracking: PnP pose refined jointly on the map points and the epipolar distance of every match"
     )
+    #: Tracking with a motion model (as ORB-SLAM does): the last two frames' poses on the same keyframe predict this
+    #: one, and the map correspondences that reproject near the prediction are refined by Levenberg-Marquardt; the
+    #: robust estimator runs only when that keeps fewer inliers (``good_inliers``, 80 % of the last frame's).
+    motion_prior: bool = setting(
+        True, "track from the constant-velocity prediction on the keyframe's map; robust estimation only when the "
+        "prediction loses inliers (false: robust estimation every frame)"
+    )
     #: RGB-D: a new keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes
     #: (the new one included; 1 = chaining only).  Monocular: they are bundle-adjusted together, the oldest two fixed.
     window_keyframes: int = setting(

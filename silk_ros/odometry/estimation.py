@@ -150,15 +150,18 @@ def reprojection_inliers(
 
 
 def refine_pose(
-    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_guess: np.ndarray, threshold: float, rounds: int = 2
+    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_guess: np.ndarray, threshold: float, rounds: int = 2,
+    first_gate_px: float | None = None,
 ) -> Solution | None:
     """Pose from a good guess: Levenberg-Marquardt on the correspondences that reproject within ``2 * threshold``
     at the current pose, re-selected each round.  Unlike RANSAC it cannot jump to another consensus set, so
-    extra, less certain correspondences (older keyframes' points) refine the guess instead of replacing it."""
+    extra, less certain correspondences (older keyframes' points) refine the guess instead of replacing it.
+    ``first_gate_px`` widens the first selection for a guess that is only a prediction (a motion model)."""
     T = T_guess.copy()
     mask = np.zeros(len(points0), bool)
     for step in range(rounds + 1):
-        mask = reprojection_inliers(T, points0, u1, K, threshold)
+        gate = first_gate_px / 2.0 if step == 0 and first_gate_px else threshold
+        mask = reprojection_inliers(T, points0, u1, K, gate)
         if mask.sum() < 6:
             return None
         if step == rounds:

@@ -8,7 +8,10 @@ later frame instead of inventing one.
 Pose of a frame relative to its keyframe, in order of preference:
 
 * ``pnp``: the keyframe has 3D points (RGB-D: its depth; monocular: points triangulated when it was created,
-  whose scale was inherited from the previous keyframe through the shared points) -> MAGSAC++ PnP + LM.
+  whose scale was inherited from the previous keyframe through the shared points) -> MAGSAC++ PnP + LM.  With
+  ``motion_prior`` the last two frames on the same keyframe predict the pose (constant velocity) and LM refines
+  it on the correspondences near the prediction; MAGSAC++ runs only when that keeps fewer inliers than
+  ``good_inliers`` or 80 % of the last frame's (as ORB-SLAM tracks with its motion model first).
   Monocular scale therefore stays that of the first baseline.  Monocular poses are then refined jointly on the
   map points and the epipolar distance of every match (``epipolar_refinement``): a short-baseline map alone
   trades rotation for translation.
@@ -108,6 +111,26 @@ class _Tracked:
 
 
 @dataclass
+class _Motion:
+    """The last frames' poses on one keyframe: the motion model's prediction of the next (``motion_prior``)."""
+
+    keyframe: Keyframe
+    T_last_kf: np.ndarray
+    inliers: int
+    T_before_kf: np.ndarray | None = None
+
+    def predict(self) -> np.ndarray:
+        """Constant velocity: the last frame-to-frame motion applied once more (none known: the last pose)."""
+        if self.T_before_kf is None:
+            return self.T_last_kf.copy()
+        return self.T_last_kf @ invert_pose(self.T_before_kf) @ self.T_last_kf
+
+
+#: The motion model's pose is kept when it has this fraction of the last frame's inliers (and ``good_inliers``).
+MOTION_INLIER_FRACTION = 0.8
+
+
+@dataclass
 class _Outcome:
     """What a frame's processing decided, for its FrameResult."""
 
@@ -144,6 +167,7 @@ class VisualOdometry:
         """Forget the map and the trajectory (the next frame starts a new one at the identity)."""
         self._keyframe: Keyframe | None = None
         self._last_tracked: _Tracked | None = None
+        self._motion: _Motion | None = None
         #: The last ``window_keyframes`` keyframes (the current one last): the local map new keyframes refine against.
         self._window: deque[Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
         self._pose = np.eye(4)  # internal: map units (monocular), see ``metric_scale``
@@ -304,6 +328,7 @@ class VisualOdometry:
             is_keyframe = True
         self._state = state
         self._last_tracked = None
+        self._remember_motion(keyframe, None if is_keyframe else estimate)
         if not is_keyframe and self._can_build_map(keyframe, estimate, frame):
             self._last_tracked = _Tracked(keyframe, matches, estimate, frame)
         outcome = _Outcome(pose, covariance, estimate.method, keyframe.features, (*times, time.perf_counter()),
@@ -342,7 +367,7 @@ class VisualOdometry:
         map_points = keyframe.points[i0]
         on_map = np.isfinite(map_points[:, 0])
         if on_map.sum() >= cfg.min_inliers:
-            estimate = self._estimate_pnp(map_points, on_map, u0, u1, K, solver)
+            estimate = self._estimate_pnp(keyframe, map_points, on_map, u0, u1, K, solver)
             if cfg.epipolar_refinement and not use_depth and estimate is not None and estimate.method == "pnp":
                 # Monocular maps cover part of the matches and are noisy: the rest pin rotation and direction.
                 estimate.T_cur_kf = est.refine_pose_with_epipolar(
@@ -361,9 +386,11 @@ class VisualOdometry:
             return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
         return self._estimate_two_view(keyframe, i0, u0, u1, K, solver)
 
-    def _estimate_pnp(self, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
+    def _estimate_pnp(self, keyframe, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
-        solution = est.pnp_pose(map_points[on_map], u1[on_map], K, **solver)
+        solution = self._predicted_pnp(keyframe, map_points[on_map], u1[on_map], K)
+        if solution is None:
+            solution = est.pnp_pose(map_points[on_map], u1[on_map], K, **solver)
         if solution is None:
             return None
         inliers = np.zeros(len(u0), bool)
@@ -377,6 +404,26 @@ class VisualOdometry:
             # Translation below what the image can show: keep the keyframe's, never add noise.
             return _Estimate(make_pose(T[:3, :3]), inliers, parallax, "pnp-static", covariance)
         return _Estimate(T, inliers, parallax, "pnp", covariance)
+
+    def _predicted_pnp(self, keyframe: Keyframe, points0: np.ndarray, u1: np.ndarray, K: np.ndarray):
+        """The motion model's pose refined on the map (``motion_prior``); None when there is no prediction for this
+        keyframe or it keeps too few inliers (the robust estimator decides then)."""
+        cfg, motion = self.config, self._motion
+        if not cfg.motion_prior or motion is None or motion.keyframe is not keyframe:
+            return None
+        threshold = cfg.ransac_threshold_px
+        solution = est.refine_pose(points0, u1, K, motion.predict(), threshold, first_gate_px=4.0 * threshold)
+        wanted = max(cfg.good_inliers, MOTION_INLIER_FRACTION * motion.inliers)
+        return solution if solution is not None and solution.inliers.sum() >= wanted else None
+
+    def _remember_motion(self, keyframe: Keyframe, estimate: _Estimate | None) -> None:
+        """Keep the frame's pose on its keyframe for the next frame's prediction (PnP frames only)."""
+        if estimate is None or not estimate.method.startswith("pnp"):
+            self._motion = None
+            return
+        last = self._motion if self._motion is not None and self._motion.keyframe is keyframe else None
+        self._motion = _Motion(keyframe, estimate.T_cur_kf.copy(), int(estimate.inliers.sum()),
+                               None if last is None else last.T_last_kf)
 
     def _estimate_two_view(self, keyframe, i0, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
@@ -432,6 +479,7 @@ class VisualOdometry:
             self._window.clear()
             self.metric_scale.restart(keyframe.pose_world)
         self._keyframe = keyframe
+        self._motion = None
         self._window.append(keyframe)
         if keyframe.map_size >= self.config.min_inliers:
             self._scene_depth = float(np.median(keyframe.points[np.isfinite(keyframe.points[:, 0]), 2]))
@@ -522,6 +570,7 @@ class VisualOdometry:
         cfg = self.config
         self._lost_count += 1
         self._state = TrackingState.LOST
+        self._motion = None
         is_keyframe = False
         if self._lost_count > cfg.max_lost_frames and len(frame.features) >= cfg.init_min_points:
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
