@@ -189,3 +189,31 @@ def test_epipolar_refinement_corrects_pnp_on_a_distorted_monocular_map():
     assert direction_error(refined) < 0.5 * direction_error(pnp.T_1_0)
     # The scale stays the map's (within its noise), it does not collapse or explode.
     assert 0.8 < np.linalg.norm(refined[:3, 3]) / np.linalg.norm(T[:3, 3]) < 1.25
+
+
+def test_ransac_seed_is_another_draw_of_the_same_estimators():
+    """``ransac_seed`` shuffles the correspondences before OpenCV's robust estimators (which seed themselves):
+    every seed finds the motion and flags the same planted outliers, masks in the caller's order, and a non-zero
+    seed is a different draw (not bit-identical), which is what ``bench vo --perturb`` needs."""
+    rng = np.random.default_rng(1)
+    points0 = scene(200, seed=3)
+    T = make_pose(so3_exp([0.02, -0.05, 0.01]), [0.3, 0.05, -0.1])
+    u0 = est.project(points0, K)
+    u1 = est.project(transform_points(T, points0), K) + rng.normal(0, 0.3, (200, 2))
+    outliers = np.zeros(200, bool)
+    outliers[rng.choice(200, 60, replace=False)] = True
+    u1[outliers] += rng.uniform(15, 40, (60, 2)) * rng.choice([-1, 1], (60, 2))
+    solver = dict(threshold=1.0, confidence=0.999, iterations=1000)
+    poses = {}
+    for seed in (0, 7):
+        pnp = est.pnp_pose(points0, u1, K, **solver, seed=seed)
+        essential = est.essential_pose(u0, u1, K, **solver, seed=seed)
+        for solution in (pnp, essential):
+            assert not solution.inliers[outliers].any()
+            assert solution.inliers[~outliers].mean() > 0.9
+        assert np.linalg.norm(pnp.T_1_0[:3, 3] - T[:3, 3]) < 0.02
+        direction = T[:3, 3] / np.linalg.norm(T[:3, 3])
+        assert np.degrees(np.arccos(np.clip(essential.T_1_0[:3, 3] @ direction, -1, 1))) < 2.0
+        poses[seed] = essential.T_1_0
+    assert est.sampling_order(200, 0) is None
+    assert not np.array_equal(poses[0], poses[7])

@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="run every moving sequence N more times, run k starting at frame k * "
         f"{PERTURB_START_STEP} (sequences under {MIN_FRAMES_FOR_STARTS} frames: at frame 0), with {{1, 2}} SiLK "
-        "threads alternating and +-1 grey-level input dither (seed k); "
+        "threads alternating, +-1 grey-level input dither (seed k) and RANSAC seed k (ransac_seed: another draw "
+        "of the robust estimators; silk_ros front ends); "
         f"report the median and worst ATE and lost frames (target: worst <= {SPREAD_TARGET} x median)",
     )
 
@@ -99,7 +100,8 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 
 def _execute(feature: str, args: argparse.Namespace, fmt: str, path: Path | None, out: Path, mode: str, *,
-             stride: int, title: str, start: int = 0, threads: int | None = None, sequence=None) -> dict[str, Any]:
+             stride: int, title: str, start: int = 0, threads: int | None = None, ransac_seed: int = 0,
+             sequence=None) -> dict[str, Any]:
     """``run_dataset`` for one front end: silk_ros' odometry with the config's settings, or an external peer (in
     place of the odometry, same replay and report)."""
     peer = None
@@ -111,7 +113,8 @@ def _execute(feature: str, args: argparse.Namespace, fmt: str, path: Path | None
         except PeerUnavailable as err:
             raise SystemExit(f"bench vo: {err}") from None
     else:
-        config = load_config(args.config, **_front_end(feature), threads=threads)
+        config = load_config(args.config, **_front_end(feature), threads=threads, **(
+            {"ransac_seed": ransac_seed} if ransac_seed else {}))
     try:
         return run_dataset(
             fmt, path, out, mode, config, max_frames=args.max_frames, stride=stride, start=start, progress=True,
@@ -229,7 +232,8 @@ class Dithered:
 
 
 def _perturbed(runs, data: Path, features: list[str], args) -> dict[str, Any]:
-    """Each moving sequence ``--perturb`` more times: another start frame, thread count and input dither per run."""
+    """Each moving sequence ``--perturb`` more times: another start frame, thread count, input dither and RANSAC
+    draw (``ransac_seed``) per run."""
     table: dict[str, Any] = {}
     for name, per_feature in runs.items():
         fmt, folder, mode, moving = SEQUENCES[name]
@@ -249,11 +253,11 @@ def _perturbed(runs, data: Path, features: list[str], args) -> dict[str, Any]:
                 metrics = _execute(
                     feature, args, fmt, None, Path(args.out) / name / feature / f"perturb{k}", mode,
                     stride=row["stride"], threads=threads, title=f"{name} ({feature}, perturbed run {k})",
-                    sequence=sequence,
+                    ransac_seed=k, sequence=sequence,
                 )
                 ates.append(_headline(metrics, mode))
                 lost.append(metrics["run"]["lost_frames"])
-                variants.append(f"start {start}, {threads} thread(s), dither seed {k}")
+                variants.append(f"start {start}, {threads} thread(s), dither and RANSAC seed {k}")
             finite = [a for a in ates if a is not None]
             median = float(np.median(finite)) if finite else None
             worst = max(finite) if len(finite) == len(ates) else None  # a run without an ATE is the worst
@@ -409,8 +413,8 @@ def _markdown(results: dict[str, Any], features: list[str], args: argparse.Names
         lines += [
             "",
             f"Perturbed runs (`--perturb`): run k starts at frame k x {PERTURB_START_STEP} (at frame 0 on sequences "
-            f"under {MIN_FRAMES_FOR_STARTS} frames), with 1 or 2 SiLK threads alternating and +-1 grey-level input "
-            "dither (seed k); run 0 is the table above:",
+            f"under {MIN_FRAMES_FOR_STARTS} frames), with 1 or 2 SiLK threads alternating, +-1 grey-level input "
+            "dither (seed k) and RANSAC seed k (`ransac_seed`); run 0 is the table above:",
             "",
             "| sequence | front end | ATE RMSE per run (m) | lost per run | median ATE (m) | worst ATE (m) | "
             "worst / median |",

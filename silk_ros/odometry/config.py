@@ -62,6 +62,12 @@ class OdometryConfig:
     )
     ransac_confidence: float = setting(0.999, "robust estimator confidence", range=(0.5, 0.999999))
     ransac_iterations: int = setting(1000, "robust estimator iterations", range=(10, 100000))
+    #: OpenCV seeds its robust estimators itself (the same draws every run): another seed shuffles the
+    #: correspondences first, which is another draw (``bench vo --perturb`` uses it to measure the spread).
+    ransac_seed: int = setting(
+        0, "robust estimators' random draw: 0 keeps OpenCV's fixed sampling, any other value shuffles the "
+        "correspondences first (another draw, same estimator)", range=(0, 2**31 - 1)
+    )
     #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
     #: translation stays with the keyframe (deferred, never lost or invented).
     static_parallax_px: float = setting(

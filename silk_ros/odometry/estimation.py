@@ -72,16 +72,34 @@ def rotation_parallax_px(R_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: n
     return np.where(np.isfinite(residual), residual, np.inf)
 
 
+def sampling_order(count: int, seed: int) -> np.ndarray | None:
+    """The order the correspondences go to OpenCV's robust estimators in (``ransac_seed``).  Their sampling is
+    seeded inside OpenCV (the same draws on every run, whatever ``cv2.setRNGSeed``), so another order is another
+    draw of the same estimator; seed 0 keeps the given order."""
+    return None if seed == 0 else np.random.default_rng(seed).permutation(count)
+
+
+def _unpermuted(mask: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """A mask over permuted correspondences, back in their given order."""
+    if order is None:
+        return mask
+    out = np.empty_like(mask)
+    out[order] = mask
+    return out
+
+
 def rotation_only(
-    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int,
+    seed: int = 0,
 ) -> Solution | None:
     """Pure-rotation model: the infinite homography ``K R K^-1`` by MAGSAC++, projected onto SO(3) and refined
     by Kabsch on the inlier rays.  Fits any motion whose parallax is below ``threshold``."""
     if len(u0) < 8:
         return None
+    order = sampling_order(len(u0), seed)
     H, mask = cv2.findHomography(
-        u0, u1, method=cv2.USAC_MAGSAC, ransacReprojThreshold=2.0 * threshold, maxIters=iterations,
-        confidence=confidence,
+        u0 if order is None else u0[order], u1 if order is None else u1[order], method=cv2.USAC_MAGSAC,
+        ransacReprojThreshold=2.0 * threshold, maxIters=iterations, confidence=confidence,
     )
     if H is None or mask is None or int(mask.sum()) < 4:
         return None
@@ -90,7 +108,7 @@ def rotation_only(
     if abs(det) < 1e-12:
         return None
     R = project_to_so3(M / np.cbrt(det))
-    inliers = mask.ravel().astype(bool)
+    inliers = _unpermuted(mask.ravel().astype(bool), order)
     for _ in range(2):
         b0, b1 = bearings(u0[inliers], K), bearings(u1[inliers], K)
         b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
@@ -103,11 +121,15 @@ def rotation_only(
 
 
 def essential_pose(
-    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+    u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int,
+    seed: int = 0,
 ) -> Solution | None:
     """Essential matrix by MAGSAC++ and the cheirality check of ``recoverPose``: rotation and unit translation."""
     if len(u0) < 8:
         return None
+    order = sampling_order(len(u0), seed)
+    if order is not None:
+        u0, u1 = u0[order], u1[order]
     E, mask = cv2.findEssentialMat(
         u0, u1, K, method=cv2.USAC_MAGSAC, prob=confidence, threshold=threshold, maxIters=iterations
     )
@@ -116,24 +138,27 @@ def essential_pose(
     count, R, t, pose_mask = cv2.recoverPose(E, u0, u1, K, mask=mask.copy())
     if count < 8:
         return None
-    inliers = pose_mask.ravel() > 0
+    inliers = _unpermuted(pose_mask.ravel() > 0, order)
     return Solution(make_pose(R, t.ravel() / max(np.linalg.norm(t), 1e-12)), inliers)
 
 
 def pnp_pose(
-    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int
+    points0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int,
+    seed: int = 0,
 ) -> Solution | None:
     """Metric (or map-scaled) pose from keyframe points (N, 3) and their current pixels: MAGSAC++ P3P, then
     Levenberg-Marquardt on the inliers."""
     if len(points0) < 6:
         return None
+    order = sampling_order(len(points0), seed)
     ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-        points0.astype(np.float64), u1.astype(np.float64), K, None,
+        (points0 if order is None else points0[order]).astype(np.float64),
+        (u1 if order is None else u1[order]).astype(np.float64), K, None,
         iterationsCount=iterations, reprojectionError=threshold, confidence=confidence, flags=cv2.USAC_MAGSAC,
     )
     if not ok or inliers is None or len(inliers) < 6:
         return None
-    index = inliers.ravel()
+    index = inliers.ravel() if order is None else order[inliers.ravel()]
     rvec, tvec = cv2.solvePnPRefineLM(points0[index], u1[index], K, None, rvec, tvec)
     T = make_pose(cv2.Rodrigues(rvec)[0], tvec.ravel())
     # Re-select inliers at the refined pose (MAGSAC's own set is soft).

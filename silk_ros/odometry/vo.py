@@ -363,7 +363,7 @@ class VisualOdometry:
         i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
         u0, u1 = keyframe.pixels[i0], frame.pixels[i1]
         solver = dict(threshold=cfg.ransac_threshold_px, confidence=cfg.ransac_confidence,
-                      iterations=cfg.ransac_iterations)
+                      iterations=cfg.ransac_iterations, seed=cfg.ransac_seed)
         map_points = keyframe.points[i0]
         on_map = np.isfinite(map_points[:, 0])
         if on_map.sum() >= cfg.min_inliers:
@@ -532,7 +532,8 @@ class VisualOdometry:
         monocular map trades rotation for translation where the map's depths are noisy; the essential matrix does
         not.  Falls back to the PnP pose when too few shared points triangulate."""
         cfg = self.config
-        solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations)
+        solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations,
+                                      cfg.ransac_seed)
         if solution is None:
             return T_pnp
         keep = np.flatnonzero(solution.inliers & np.isfinite(keyframe.points[i0, 0]))
