@@ -63,3 +63,22 @@ def test_resume_after_kill_is_exact(tmp_path):
         for name, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    _check_best_checkpoint(straight, tmp_path)
+
+
+def _check_best_checkpoint(run_dir: Path, tmp_path: Path) -> None:
+    """The run keeps the checkpoint of its best validation F1 beside the latest one, and export ships that one by
+    default (the latest is overwritten every few steps, so the best would otherwise be gone)."""
+    from training.export import main as export_main
+
+    last = torch.load(run_dir / "checkpoint_last.pt", weights_only=False)
+    validations = [h for h in last["history"] if "val_f1" in h]
+    assert len(validations) >= 3
+    best_step = max(validations, key=lambda h: h["val_f1"])["step"]  # the first of equal maxima
+    best = torch.load(run_dir / "checkpoint_best.pt", weights_only=False)
+    assert best["step"] == best_step
+    out = tmp_path / "best.pt"
+    assert export_main(["--run-dir", str(run_dir), "--out", str(out)]) == 0
+    from silk_ros.weights import load_weights
+
+    assert load_weights(out, kind="silk").provenance["steps"] == best_step

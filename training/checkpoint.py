@@ -9,6 +9,9 @@ from typing import Any
 import torch
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
+#: The checkpoint of the best validation F1 so far (same record): the one to export, since the last one is
+#: overwritten every ``checkpoint_every`` steps.
+BEST_CHECKPOINT_NAME = "checkpoint_best.pt"
 
 
 def save_checkpoint_atomically(record: dict[str, Any], path: Path) -> Path:

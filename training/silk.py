@@ -30,7 +30,7 @@ from tqdm import tqdm
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.features.model import SILK_CONFIGS, SilkNet
 
-from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
+from .checkpoint import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import HomographyConfig, PhotometricConfig, TrainConfig
 from .correspondence import grid_correspondences
 from .data import PairSampler, list_images, load_grey_images
@@ -122,7 +122,7 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, name: str = CHECKPOINT_NAME) -> Path:
         record = {
             "step": self.step,
             "wall_s": self.wall_s,
@@ -137,7 +137,7 @@ class Trainer:
             },
             "history": self.history,
         }
-        return save_checkpoint_atomically(record, self.checkpoint_path)
+        return save_checkpoint_atomically(record, self.run_dir / name)
 
     def load_checkpoint(self, path: Path | None = None) -> bool:
         path = path or self.checkpoint_path
@@ -267,7 +267,10 @@ class Trainer:
                 entry = {"step": self.step, "wall_s": round(self.wall_s, 2), **rounded}
             if self.step % cfg.val_every == 0 or self.step == total:
                 entry = {**(entry or {"step": self.step, "wall_s": round(self.wall_s, 2)}), **self.validate()}
+                best = max((h["val_f1"] for h in self.history if "val_f1" in h), default=-1.0)
                 self.history.append(entry)
+                if entry["val_f1"] > best:
+                    self.save_checkpoint(BEST_CHECKPOINT_NAME)
             if entry is not None:
                 entry["utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
                 with log_path.open("a") as log:
