@@ -307,8 +307,13 @@ def test_motion_model_prediction_is_constant_velocity():
     step = make_pose(so3_exp(np.array([0.0, 0.02, 0.0])), np.array([0.1, 0.0, 0.0]))
     before = make_pose(so3_exp(np.array([0.01, 0.0, 0.0])), np.array([0.0, 0.2, 0.3]))
     last = step @ before
-    assert np.allclose(_Motion(keyframe, last, 100, before).predict(), step @ step @ before)
-    assert np.allclose(_Motion(keyframe, last, 100).predict(), last)  # one frame known: no velocity yet
+    motion = _Motion(keyframe, last, 100, 0.2, before, 0.1)
+    assert np.allclose(motion.predict(0.3), step @ step @ before)
+    # a dropped frame (two intervals): the motion twice; half an interval: half the rotation and translation
+    assert np.allclose(motion.predict(0.4), step @ step @ step @ before, atol=5e-3)  # first order in the rotation
+    half = make_pose(so3_exp(np.array([0.0, 0.01, 0.0])), np.array([0.05, 0.0, 0.0]))
+    assert np.allclose(motion.predict(0.25), half @ last)
+    assert np.allclose(_Motion(keyframe, last, 100, 0.2).predict(0.3), last)  # one frame known: no velocity yet
 
 
 def test_a_wrong_motion_prediction_falls_back_to_robust_estimation(room):

@@ -61,7 +61,7 @@ from ..features import build_extractor
 from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
-from ..geometry.pose import invert_pose, make_pose, transform_points
+from ..geometry.pose import invert_pose, make_pose, so3_exp, so3_log, transform_points
 from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
 from . import estimation as est
@@ -117,13 +117,27 @@ class _Motion:
     keyframe: Keyframe
     T_last_kf: np.ndarray
     inliers: int
+    stamp: float
     T_before_kf: np.ndarray | None = None
+    stamp_before: float | None = None
 
-    def predict(self) -> np.ndarray:
-        """Constant velocity: the last frame-to-frame motion applied once more (none known: the last pose)."""
-        if self.T_before_kf is None:
+    def predict(self, stamp: float) -> np.ndarray:
+        """Constant velocity: the last frame-to-frame motion, scaled to the time since the last frame (a dropped
+        frame, another play rate; rotation angle and translation scaled alike, exact at the same rate), applied once
+        more; none known: the last pose."""
+        if self.T_before_kf is None or self.stamp_before is None:
             return self.T_last_kf.copy()
-        return self.T_last_kf @ invert_pose(self.T_before_kf) @ self.T_last_kf
+        step = self.T_last_kf @ invert_pose(self.T_before_kf)
+        interval = self.stamp - self.stamp_before
+        ratio = (stamp - self.stamp) / interval if interval > 0 else 1.0
+        if abs(ratio - 1.0) > 1e-3:  # closer: the same rate (stamp rounding)
+            ratio = float(np.clip(ratio, 0.0, MAX_PREDICTED_INTERVALS))
+            step = make_pose(so3_exp(ratio * so3_log(step[:3, :3])), ratio * step[:3, 3])
+        return step @ self.T_last_kf
+
+
+#: A prediction extrapolates at most this many of the last frame intervals (a long gap: the robust estimator).
+MAX_PREDICTED_INTERVALS = 3.0
 
 
 #: The motion model's pose is kept when it has this fraction of the last frame's inliers (and ``good_inliers``).
@@ -328,7 +342,7 @@ class VisualOdometry:
             is_keyframe = True
         self._state = state
         self._last_tracked = None
-        self._remember_motion(keyframe, None if is_keyframe else estimate)
+        self._remember_motion(keyframe, None if is_keyframe else estimate, frame.timestamp)
         if not is_keyframe and self._can_build_map(keyframe, estimate, frame):
             self._last_tracked = _Tracked(keyframe, matches, estimate, frame)
         outcome = _Outcome(pose, covariance, estimate.method, keyframe.features, (*times, time.perf_counter()),
@@ -367,7 +381,7 @@ class VisualOdometry:
         map_points = keyframe.points[i0]
         on_map = np.isfinite(map_points[:, 0])
         if on_map.sum() >= cfg.min_inliers:
-            estimate = self._estimate_pnp(keyframe, map_points, on_map, u0, u1, K, solver)
+            estimate = self._estimate_pnp(keyframe, frame.timestamp, map_points, on_map, u0, u1, K, solver)
             if cfg.epipolar_refinement and not use_depth and estimate is not None and estimate.method == "pnp":
                 # Monocular maps cover part of the matches and are noisy: the rest pin rotation and direction.
                 estimate.T_cur_kf = est.refine_pose_with_epipolar(
@@ -386,9 +400,9 @@ class VisualOdometry:
             return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
         return self._estimate_two_view(keyframe, i0, u0, u1, K, solver)
 
-    def _estimate_pnp(self, keyframe, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
+    def _estimate_pnp(self, keyframe, stamp, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
-        solution = self._predicted_pnp(keyframe, map_points[on_map], u1[on_map], K)
+        solution = self._predicted_pnp(keyframe, stamp, map_points[on_map], u1[on_map], K)
         if solution is None:
             solution = est.pnp_pose(map_points[on_map], u1[on_map], K, **solver)
         if solution is None:
@@ -405,25 +419,25 @@ class VisualOdometry:
             return _Estimate(make_pose(T[:3, :3]), inliers, parallax, "pnp-static", covariance)
         return _Estimate(T, inliers, parallax, "pnp", covariance)
 
-    def _predicted_pnp(self, keyframe: Keyframe, points0: np.ndarray, u1: np.ndarray, K: np.ndarray):
+    def _predicted_pnp(self, keyframe: Keyframe, stamp: float, points0: np.ndarray, u1: np.ndarray, K: np.ndarray):
         """The motion model's pose refined on the map (``motion_prior``); None when there is no prediction for this
         keyframe or it keeps too few inliers (the robust estimator decides then)."""
         cfg, motion = self.config, self._motion
         if not cfg.motion_prior or motion is None or motion.keyframe is not keyframe:
             return None
         threshold = cfg.ransac_threshold_px
-        solution = est.refine_pose(points0, u1, K, motion.predict(), threshold, first_gate_px=4.0 * threshold)
+        solution = est.refine_pose(points0, u1, K, motion.predict(stamp), threshold, first_gate_px=4.0 * threshold)
         wanted = max(cfg.good_inliers, MOTION_INLIER_FRACTION * motion.inliers)
         return solution if solution is not None and solution.inliers.sum() >= wanted else None
 
-    def _remember_motion(self, keyframe: Keyframe, estimate: _Estimate | None) -> None:
+    def _remember_motion(self, keyframe: Keyframe, estimate: _Estimate | None, stamp: float) -> None:
         """Keep the frame's pose on its keyframe for the next frame's prediction (PnP frames only)."""
         if estimate is None or not estimate.method.startswith("pnp"):
             self._motion = None
             return
         last = self._motion if self._motion is not None and self._motion.keyframe is keyframe else None
-        self._motion = _Motion(keyframe, estimate.T_cur_kf.copy(), int(estimate.inliers.sum()),
-                               None if last is None else last.T_last_kf)
+        self._motion = _Motion(keyframe, estimate.T_cur_kf.copy(), int(estimate.inliers.sum()), stamp,
+                               None if last is None else last.T_last_kf, None if last is None else last.stamp)
 
     def _estimate_two_view(self, keyframe, i0, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
