@@ -1,8 +1,8 @@
 """``silk-vo bench matchers``: every matcher on the same SiLK-µ features of real pairs.
 
 Rows: MNN, ratio test, double-softmax (SiLK's own) and the attention matcher in its four ablation
-variants (no reweighting, logit bias only, value rescaling only, both), each with a second training
-seed.  Columns:
+variants (no reweighting, logit bias only, value rescaling only, both), each with a second and a third
+training seed.  Columns:
 
 * homography pairs (HPatches v_churchill, Oxford graf: image 1 against 2..6): match count, precision
   (reprojection error < 3 px under the true homography), homography AUC@1/3/5 px of the mean corner
@@ -49,6 +49,11 @@ DEFAULT_ATTENTION = (
     f"attention (bias only, seed 1)={ABLATION_DIR / 'matcher_mu_bias_seed1.pt'}",
     f"attention (value only, seed 1)={ABLATION_DIR / 'matcher_mu_value_seed1.pt'}",
     f"attention (bias + value, seed 1)={ABLATION_DIR / 'matcher_mu_both_seed1.pt'}",
+    # a third seed of every variant
+    f"attention (no reweighting, seed 2)={ABLATION_DIR / 'matcher_mu_none_seed2.pt'}",
+    f"attention (bias only, seed 2)={ABLATION_DIR / 'matcher_mu_bias_seed2.pt'}",
+    f"attention (value only, seed 2)={ABLATION_DIR / 'matcher_mu_value_seed2.pt'}",
+    f"attention (bias + value, seed 2)={ABLATION_DIR / 'matcher_mu_both_seed2.pt'}",
 )
 CLASSIC = (("MNN", "mnn"), ("ratio test 0.9", {"name": "ratio", "ratio": 0.9}), ("double-softmax", "double_softmax"))
 
