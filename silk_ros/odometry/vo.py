@@ -129,7 +129,8 @@ class _Motion:
             return self.T_last_kf.copy()
         step = self.T_last_kf @ invert_pose(self.T_before_kf)
         interval = self.stamp - self.stamp_before
-        ratio = (stamp - self.stamp) / interval if interval > 0 else 1.0
+        # Rounded: stamps that differ below a microsecond (a bag's nanoseconds, a file's float seconds) predict alike.
+        ratio = round((stamp - self.stamp) / interval, 4) if interval > 0 else 1.0
         if abs(ratio - 1.0) > 1e-3:  # closer: the same rate (stamp rounding)
             ratio = float(np.clip(ratio, 0.0, MAX_PREDICTED_INTERVALS))
             step = make_pose(so3_exp(ratio * so3_log(step[:3, :3])), ratio * step[:3, 3])
