@@ -79,6 +79,11 @@ def sampling_order(count: int, seed: int) -> np.ndarray | None:
     return None if seed == 0 else np.random.default_rng(seed).permutation(count)
 
 
+def _permuted(order: np.ndarray | None, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The correspondences in ``sampling_order`` (unchanged for seed 0)."""
+    return arrays if order is None else tuple(a[order] for a in arrays)
+
+
 def _unpermuted(mask: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     """A mask over permuted correspondences, back in their given order."""
     if order is None:
@@ -98,8 +103,8 @@ def rotation_only(
         return None
     order = sampling_order(len(u0), seed)
     H, mask = cv2.findHomography(
-        u0 if order is None else u0[order], u1 if order is None else u1[order], method=cv2.USAC_MAGSAC,
-        ransacReprojThreshold=2.0 * threshold, maxIters=iterations, confidence=confidence,
+        *_permuted(order, u0, u1), method=cv2.USAC_MAGSAC, ransacReprojThreshold=2.0 * threshold,
+        maxIters=iterations, confidence=confidence,
     )
     if H is None or mask is None or int(mask.sum()) < 4:
         return None
@@ -128,8 +133,7 @@ def essential_pose(
     if len(u0) < 8:
         return None
     order = sampling_order(len(u0), seed)
-    if order is not None:
-        u0, u1 = u0[order], u1[order]
+    u0, u1 = _permuted(order, u0, u1)
     E, mask = cv2.findEssentialMat(
         u0, u1, K, method=cv2.USAC_MAGSAC, prob=confidence, threshold=threshold, maxIters=iterations
     )
@@ -151,9 +155,9 @@ def pnp_pose(
     if len(points0) < 6:
         return None
     order = sampling_order(len(points0), seed)
+    sampled_points, sampled_pixels = _permuted(order, points0, u1)
     ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-        (points0 if order is None else points0[order]).astype(np.float64),
-        (u1 if order is None else u1[order]).astype(np.float64), K, None,
+        sampled_points.astype(np.float64), sampled_pixels.astype(np.float64), K, None,
         iterationsCount=iterations, reprojectionError=threshold, confidence=confidence, flags=cv2.USAC_MAGSAC,
     )
     if not ok or inliers is None or len(inliers) < 6:
