@@ -217,3 +217,20 @@ def test_ransac_seed_is_another_draw_of_the_same_estimators():
         poses[seed] = essential.T_1_0
     assert est.sampling_order(200, 0) is None
     assert not np.array_equal(poses[0], poses[7])
+
+
+def test_an_opencv_solver_assertion_is_a_failed_estimate_not_a_crash(monkeypatch):
+    """OpenCV 5.1's five-point solver asserts (``cv2.error``) on degenerate samples and aborts the whole RANSAC
+    run; the odometry and the pose benchmark treat that as "no estimate" (the frame or pair fails), never a crash."""
+    import cv2
+
+    from silk_ros.evaluation.matching_metrics import estimate_relative_pose
+
+    def degenerate_sample(*args, **kwargs):
+        raise cv2.error("solvePoly: std::abs(coeffs[n].re) + std::abs(coeffs[n].im) > DBL_EPSILON")
+
+    u0 = est.project(scene(50, seed=2), K)
+    monkeypatch.setattr(cv2, "findEssentialMat", degenerate_sample)
+    assert est.essential_pose(u0, u0 + 3.0, K, threshold=1.0, confidence=0.999, iterations=100) is None
+    r, t, inliers = estimate_relative_pose(u0, u0 + 3.0, K, K)
+    assert r is None and t is None and inliers.shape == (50,) and not inliers.any()

@@ -195,7 +195,10 @@ def estimate_relative_pose(
     p1 = (np.asarray(points1, np.float64) - k1[[0, 1], [2, 2]][None]) / k1[[0, 1], [0, 1]][None]
     norm_threshold = threshold_px / np.mean([k0[0, 0], k1[1, 1], k0[0, 0], k1[1, 1]])
     cv2.setRNGSeed(seed)
-    e, mask = cv2.findEssentialMat(p0, p1, np.eye(3), threshold=norm_threshold, prob=confidence, method=cv2.RANSAC)
+    try:
+        e, mask = cv2.findEssentialMat(p0, p1, np.eye(3), threshold=norm_threshold, prob=confidence, method=cv2.RANSAC)
+    except cv2.error:  # OpenCV 5.1's five-point solver asserts on a degenerate sample: a failed pair, not a crash
+        return None, None, np.zeros(n, bool)
     if e is None:
         return None, None, np.zeros(n, bool)
     best = None

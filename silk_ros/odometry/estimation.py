@@ -134,9 +134,12 @@ def essential_pose(
         return None
     order = sampling_order(len(u0), seed)
     u0, u1 = _permuted(order, u0, u1)
-    E, mask = cv2.findEssentialMat(
-        u0, u1, K, method=cv2.USAC_MAGSAC, prob=confidence, threshold=threshold, maxIters=iterations
-    )
+    try:
+        E, mask = cv2.findEssentialMat(
+            u0, u1, K, method=cv2.USAC_MAGSAC, prob=confidence, threshold=threshold, maxIters=iterations
+        )
+    except cv2.error:  # OpenCV 5.1's five-point solver asserts on degenerate samples: no estimate this frame
+        return None
     if E is None or mask is None or E.shape != (3, 3):
         return None
     count, R, t, pose_mask = cv2.recoverPose(E, u0, u1, K, mask=mask.copy())
