@@ -246,6 +246,38 @@ def test_synthetic_is_deterministic_and_moves_smoothly():
         open_sequence("synthetic", n_frames=1)
 
 
+def test_synthetic_hard_variants_low_texture_fast_motion_and_blur():
+    """The failure cases robot users report, rendered with exact poses: blank painted walls (few corners), a fast
+    head shake (up to ~10 degrees per frame) and motion blur over the exposure; bad option values are refused."""
+    rich = open_sequence("synthetic", n_frames=80, max_frames=1)
+    low = open_sequence("synthetic", n_frames=80, texture="low", motion="fast", max_frames=1)
+    assert low.name == "synthetic/seed0-low-fast" and rich.name == "synthetic/seed0"
+
+    def corners(image):
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return len(cv2.goodFeaturesToTrack(grey, 1000, 0.01, 3) if grey.std() > 0 else [])
+
+    assert corners(low[0].image) < 0.3 * corners(rich[0].image)
+
+    def turn_deg(sequence, i):
+        T = np.linalg.inv(sequence.ground_truth.poses[i - 1]) @ sequence.ground_truth.poses[i]
+        return np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1)))
+
+    smooth = open_sequence("synthetic", n_frames=80, with_depth=False)
+    fast = open_sequence("synthetic", n_frames=80, motion="fast", with_depth=False)
+    assert max(turn_deg(smooth, i) for i in range(1, 80)) < 3.0
+    assert max(turn_deg(fast, i) for i in range(1, 80)) > 8.0
+    assert np.allclose(smooth.ground_truth.poses[:, :3, 3], fast.ground_truth.poses[:, :3, 3])  # same path, shaken
+
+    sharp = open_sequence("synthetic", n_frames=80, motion="fast", start=36, max_frames=1)[0].image
+    blurred = open_sequence("synthetic", n_frames=80, motion="fast", exposure=0.5, start=36, max_frames=1)[0].image
+    sharpness = [cv2.Laplacian(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() for i in (sharp, blurred)]
+    assert sharpness[1] < 0.5 * sharpness[0]
+    for bad in ({"texture": "plain"}, {"motion": "shaky"}, {"exposure": 1.5}):
+        with pytest.raises(DatasetError, match=next(iter(bad))):
+            open_sequence("synthetic", **bad)
+
+
 def test_tum_depth_association_and_units(seqs, tmp_path):
     """TUM depth: paired to colour within 20 ms (unpaired colour frames dropped), 5000 units per metre, 0 invalid."""
     src = seqs / "tum_rgbd/rgbd_dataset_freiburg2_desk_mini"

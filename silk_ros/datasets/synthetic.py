@@ -12,8 +12,15 @@ World frame: z up, floor at z = 0. Poses are ``T_world_cam`` of the optical fram
 like every reader. The camera moves on a quarter circle of radius 1.5 m at ~1.4 m height, looking outwards
 and slightly down, with a gentle vertical wave: ~5 cm and ~2 degrees per frame at the defaults.
 
+Hard variants (issue 17: the failure cases robot users report): ``texture="low"`` paints the room like an
+office, blank walls of one colour with sensor-level grain and a few sparse posters, door frames and skirting
+boards; ``motion="fast"`` adds a head shake to the path (yaw +-26 degrees at 0.6 Hz, pitch +-6 degrees at 0.9 Hz:
+up to ~100 degrees/s, ~10 degrees per frame at 10 fps); ``exposure`` (0..1, the fraction of the frame interval
+the shutter is open) renders motion blur by averaging the views along the path during the exposure.
+
 Options: ``n_frames`` (50), ``width`` (320), ``height`` (240), ``fps`` (10), ``seed`` (0), ``texture_dir`` (None),
-``grey`` (False: BGR images), ``with_depth`` (True), plus the base options (start, stride, max_frames, resize).
+``texture`` ("rich"), ``motion`` ("smooth"), ``exposure`` (0.0), ``grey`` (False: BGR images), ``with_depth``
+(True), plus the base options (start, stride, max_frames, resize).
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ TEXELS_PER_METRE = 128
 SUPERSAMPLING = 2
 ROOM_HALF_SIZE = 4.0
 ROOM_HEIGHT = 3.0
+TEXTURES = ("rich", "low")
+MOTIONS = ("smooth", "fast")
+BLUR_SUBFRAMES = 6  # views averaged over the exposure (supersampling 1 each: the blur itself antialiases)
+SHAKE_YAW, SHAKE_YAW_HZ = 0.45, 0.6  # fast motion: yaw amplitude (rad) and frequency
+SHAKE_PITCH, SHAKE_PITCH_HZ = 0.1, 0.9
 
 
 @dataclass(frozen=True)
@@ -91,14 +103,46 @@ def procedural_texture(rng: np.random.Generator, width: int, height: int) -> np.
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def low_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A painted office surface: one flat colour with a faint large-scale shading gradient and sensor-level grain,
+    plus a few sparse objects (posters, a door frame, a skirting board) so a frame may hold a handful of corners
+    or none at all."""
+    base = cv2.cvtColor(np.uint8([[[rng.integers(0, 180), rng.integers(5, 40), rng.integers(150, 220)]]]),
+                        cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+    ramp = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :] * rng.uniform(-6, 6)
+    ramp = ramp + np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None] * rng.uniform(-6, 6)
+    image = base[None, None, :] + ramp[..., None] + rng.normal(0, 1.0, (height, width, 1)).astype(np.float32)
+    if height > 2 * TEXELS_PER_METRE:  # walls: a skirting board along the bottom
+        image[: TEXELS_PER_METRE // 10] *= 0.75
+    for _ in range(int(rng.integers(0, 3))):  # posters / frames: a box with an inner picture of a few blobs
+        w, h = (int(rng.uniform(0.3, 0.8) * TEXELS_PER_METRE) for _ in range(2))
+        if w + 2 >= width or h + 2 >= height:
+            continue
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        colour = rng.uniform(20, 230, 3)
+        cv2.rectangle(image, (x, y), (x + w, y + h), colour.tolist(), -1)
+        for _ in range(int(rng.integers(1, 5))):
+            centre = (int(x + rng.uniform(0.2, 0.8) * w), int(y + rng.uniform(0.2, 0.8) * h))
+            cv2.circle(image, centre, int(rng.uniform(0.05, 0.2) * min(w, h)), rng.uniform(0, 255, 3).tolist(), -1)
+    if width > 2 * TEXELS_PER_METRE and rng.random() < 0.5:  # a door frame
+        x = int(rng.integers(0, width - TEXELS_PER_METRE))
+        w, h = int(0.9 * TEXELS_PER_METRE), int(2.0 * TEXELS_PER_METRE)
+        cv2.rectangle(image, (x, 0), (x + w, min(h, height - 1)), (base * 0.6).tolist(), 6)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def _photo_texture(photo: np.ndarray, width: int, height: int) -> np.ndarray:
     image = photo if photo.ndim == 3 else cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
     # texture row 0 lies at b = 0, the bottom of a wall: flip so photos hang upright
     return cv2.flip(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), 0)
 
 
-def build_room(rng: np.random.Generator, photos: list[np.ndarray] | None = None) -> list[TexturedQuad]:
-    """Walls, floor, ceiling (normals facing in) and three boxes on the floor (normals facing out)."""
+def build_room(
+    rng: np.random.Generator, photos: list[np.ndarray] | None = None, texture: str = "rich"
+) -> list[TexturedQuad]:
+    """Walls, floor, ceiling (normals facing in) and three boxes on the floor (normals facing out); textured by
+    ``photos`` when given, else procedurally (``texture``: "rich" dead leaves or "low" painted surfaces)."""
+    paint = low_texture if texture == "low" else procedural_texture
     s, h = ROOM_HALF_SIZE, ROOM_HEIGHT
     faces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
         (np.array([-s, s, 0.0]), np.array([2 * s, 0, 0]), np.array([0, 0, h])),  # north wall (y = +s)
@@ -128,28 +172,38 @@ def build_room(rng: np.random.Generator, photos: list[np.ndarray] | None = None)
         width = int(np.clip(np.linalg.norm(u) * TEXELS_PER_METRE, 32, 2048))
         height = int(np.clip(np.linalg.norm(v) * TEXELS_PER_METRE, 32, 2048))
         texture = (
-            _photo_texture(photos[k % len(photos)], width, height) if photos else procedural_texture(rng, width, height)
+            _photo_texture(photos[k % len(photos)], width, height) if photos else paint(rng, width, height)
         )
         normal = np.cross(u, v) / np.linalg.norm(np.cross(u, v))
         quads.append(TexturedQuad(origin, u, v, texture, 0.6 + 0.4 * abs(float(normal @ light))))
     return quads
 
 
-def camera_path(n_frames: int) -> np.ndarray:
-    """(n, 4, 4) T_world_cam along a quarter circle, looking outwards and slightly down."""
-    poses = np.tile(np.eye(4), (n_frames, 1, 1))
-    for i, s in enumerate(np.linspace(0.0, 1.0, n_frames)):
-        theta = 0.1 + 1.5 * s
-        centre = np.array([1.5 * np.cos(theta), 1.5 * np.sin(theta), 1.4 + 0.15 * np.sin(2 * np.pi * s)])
-        look = theta + 0.25 * np.sin(np.pi * s)
-        forward = np.array([np.cos(look), np.sin(look), -0.25 + 0.1 * np.cos(3 * np.pi * s)])
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        poses[i, :3, :3] = np.column_stack([right, down, forward])
-        poses[i, :3, 3] = centre
-    return poses
+def camera_pose(s: float, time_s: float = 0.0, motion: str = "smooth") -> np.ndarray:
+    """T_world_cam at path fraction ``s`` in [0, 1] (a quarter circle, looking outwards and slightly down);
+    ``motion="fast"`` adds the head shake, a function of the time ``time_s`` (seconds) so its speed does not
+    depend on the number of frames."""
+    theta = 0.1 + 1.5 * s
+    centre = np.array([1.5 * np.cos(theta), 1.5 * np.sin(theta), 1.4 + 0.15 * np.sin(2 * np.pi * s)])
+    look = theta + 0.25 * np.sin(np.pi * s)
+    tilt = -0.25 + 0.1 * np.cos(3 * np.pi * s)
+    if motion == "fast":
+        look += SHAKE_YAW * np.sin(2 * np.pi * SHAKE_YAW_HZ * time_s)
+        tilt += SHAKE_PITCH * np.sin(2 * np.pi * SHAKE_PITCH_HZ * time_s)
+    forward = np.array([np.cos(look), np.sin(look), tilt])
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.column_stack([right, down, forward])
+    pose[:3, 3] = centre
+    return pose
+
+
+def camera_path(n_frames: int, fps: float = 10.0, motion: str = "smooth") -> np.ndarray:
+    """(n, 4, 4) T_world_cam of the frames along :func:`camera_pose`."""
+    return np.stack([camera_pose(s, i / fps, motion) for i, s in enumerate(np.linspace(0.0, 1.0, n_frames))])
 
 
 def render(
@@ -210,7 +264,7 @@ def _shade(quads: Quads, t: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndar
 
 
 @functools.lru_cache(maxsize=4)
-def _scene(seed: int, texture_dir: str | None) -> tuple[TexturedQuad, ...]:
+def _scene(seed: int, texture_dir: str | None, texture: str = "rich") -> tuple[TexturedQuad, ...]:
     """The room for a seed (cached: building ~70k texture shapes takes a second, and tests reopen it)."""
     photos = None
     if texture_dir is not None:
@@ -218,7 +272,7 @@ def _scene(seed: int, texture_dir: str | None) -> tuple[TexturedQuad, ...]:
         if not files:
             raise DatasetError(f"no .jpg/.png/.ppm photos under texture_dir {texture_dir}")
         photos = [read_image(p) for p in files[:24]]
-    quads = build_room(np.random.default_rng(seed), photos)
+    quads = build_room(np.random.default_rng(seed), photos, texture)
     for quad in quads:
         quad.texture.setflags(write=False)  # shared between sequences
     return tuple(quads)
@@ -236,6 +290,9 @@ class SyntheticSequence(Sequence):
         fps: float = 10.0,
         seed: int = 0,
         texture_dir: str | Path | None = None,
+        texture: str = "rich",
+        motion: str = "smooth",
+        exposure: float = 0.0,
         grey: bool = False,
         with_depth: bool = True,
         **options,
@@ -244,23 +301,47 @@ class SyntheticSequence(Sequence):
             raise DatasetError(f"a synthetic sequence needs n_frames >= 2, got {n_frames}")
         if fps <= 0:
             raise DatasetError(f"fps must be positive, got {fps}")
-        self.quads = _scene(int(seed), None if texture_dir is None else str(Path(texture_dir).resolve()))
+        if texture not in TEXTURES:
+            raise DatasetError(f"texture must be one of {', '.join(TEXTURES)}, got {texture!r}")
+        if motion not in MOTIONS:
+            raise DatasetError(f"motion must be one of {', '.join(MOTIONS)}, got {motion!r}")
+        if not 0.0 <= exposure <= 1.0:
+            raise DatasetError(f"exposure is the fraction of the frame interval the shutter is open, 0..1: {exposure}")
+        if texture_dir is not None and texture != "rich":
+            raise DatasetError("texture_dir (photos on the walls) and texture='low' exclude each other")
+        self.quads = _scene(int(seed), None if texture_dir is None else str(Path(texture_dir).resolve()), texture)
+        self.motion, self.exposure, self.fps = motion, float(exposure), float(fps)
         self.grey = grey
         # ~63 degree horizontal field of view, principal point at the image centre (pixel-centre convention).
         focal = 0.8 * width
         cam = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
         stamps = np.arange(n_frames) / fps
-        self._poses = camera_path(n_frames)
-        super().__init__(f"synthetic/seed{seed}", cam, stamps, Trajectory(stamps, self._poses), has_depth=with_depth,
-                         **options)
+        self._poses = camera_path(n_frames, fps, motion)
+        self._n_frames = n_frames
+        variant = "".join(f"-{v}" for v in (texture, motion) if v not in ("rich", "smooth"))
+        super().__init__(f"synthetic/seed{seed}{variant}", cam, stamps, Trajectory(stamps, self._poses),
+                         has_depth=with_depth, **options)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _render(self, source_index: int) -> tuple[np.ndarray, np.ndarray]:
         if source_index not in self._cache:
             if len(self._cache) > 4:  # consecutive access reads image then depth: a tiny cache suffices
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[source_index] = render(self.quads, self.source_camera, self._poses[source_index])
+            image, depth = render(self.quads, self.source_camera, self._poses[source_index])
+            if self.exposure > 0:
+                image = self._blurred(source_index)
+            self._cache[source_index] = image, depth
         return self._cache[source_index]
+
+    def _blurred(self, index: int) -> np.ndarray:
+        """The average of the views along the path while the shutter is open, centred on the frame's time
+        (so the frame's ground-truth pose is the mid-exposure pose, as a camera driver stamps it)."""
+        ds, dt = 1.0 / (self._n_frames - 1), 1.0 / self.fps
+        offsets = (np.linspace(0.0, 1.0, BLUR_SUBFRAMES) - 0.5) * self.exposure
+        views = [render(self.quads, self.source_camera,
+                        camera_pose(min(max((index + o) * ds, 0.0), 1.0), (index + o) * dt, self.motion), 1)[0]
+                 for o in offsets]
+        return np.clip(np.mean(np.stack(views).astype(np.float32), axis=0) + 0.5, 0, 255).astype(np.uint8)
 
     def _read_image(self, source_index: int) -> np.ndarray:
         image = self._render(source_index)[0]
