@@ -251,3 +251,18 @@ def test_run_dataset_bad_path_in_a_real_process_prints_no_traceback(tmp_path):
         assert proc.returncode == 2 and proc.stdout == "", proc
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert args[-1] in proc.stderr
+
+
+def test_run_dataset_synthetic_options_are_checked(tmp_path, capsys):
+    """``--synthetic KEY=VALUE`` sets the renderer's options; an unknown key, a bad value or the flag on another
+    format is one line and exit 2, before any rendering."""
+    from silk_ros.cli import main
+
+    cases = [(["synthetic", "--synthetic", "bogus=1"], "unknown --synthetic option(s) bogus"),
+             (["synthetic", "--synthetic", "texture=plain"], "texture must be one of rich, low"),
+             (["synthetic", "--synthetic", "n_frames"], "--synthetic expects KEY=VALUE"),
+             (["kitti", str(tmp_path), "--synthetic", "n_frames=3"], "--synthetic only applies to --format synthetic")]
+    for arguments, text in cases:
+        code = main(["run-dataset", *arguments, "--out", str(tmp_path / "out"), "--no-progress"])
+        _, err = capsys.readouterr()
+        assert code == 2 and len(err.strip().splitlines()) == 1 and text in err, (arguments, err)

@@ -56,6 +56,8 @@ WHERE = {
     # The command table.
     "silk-vo demo --data ../shared/data": HERE,
     "silk-vo run-dataset --format kitti\\|tum\\|euroc\\|7scenes\\|tartanair\\|folder\\|auto PATH --out DIR": HERE,
+    "silk-vo run-dataset synthetic --synthetic n_frames=80 --synthetic texture=low --synthetic motion=fast "
+    "--mode mono --max-frames 30 --out runs/synthetic_low_fast": HERE,
     "silk-vo bag convert ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo bag eval ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo export-onnx --weights silk-mu --out silk_mu.onnx": HERE,
@@ -153,6 +155,13 @@ def test_run_dataset_folder_example_as_written(data_root, tmp_path, monkeypatch,
     _silk_vo(command, tmp_path, data_root, monkeypatch, capsys)
     report = json.loads((tmp_path / "runs/desk_folder/report.json").read_text())
     assert report["frames"] > 0 and report["ate"]["sim3"]["rmse"] < 0.1
+
+
+def test_run_dataset_synthetic_hard_variant_as_written(data_root, tmp_path, monkeypatch, capsys):
+    command = next(c for c in readme_commands() if c.startswith("silk-vo run-dataset synthetic"))
+    _silk_vo(command, tmp_path, data_root, monkeypatch, capsys)
+    report = json.loads((tmp_path / "runs/synthetic_low_fast/report.json").read_text())
+    assert report["frames"] == 30 and report["title"].startswith("synthetic/seed0-low-fast (mono"), report["title"]
 
 
 def test_run_dataset_synopsis_lists_the_formats_it_accepts(data_root, tmp_path, monkeypatch, capsys):

@@ -26,6 +26,8 @@ EXIT_BAD_INPUT = 2
 FORMAT_CHOICES = sorted(FORMATS) + ["auto"]
 #: reader option -> the run-dataset flag that sets it (folder format only)
 FOLDER_FLAGS = {"camera": "--intrinsics/--calib", "ground_truth": "--gt", "times": "--times"}
+#: renderer options ``--synthetic KEY=VALUE`` may set (``SyntheticSequence``'s keywords)
+SYNTHETIC_OPTIONS = ("n_frames", "width", "height", "fps", "seed", "texture", "motion", "exposure", "texture_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     folder.add_argument("--calib", help="camera calibration file (fx/fy/cx/cy YAML or JSON, or a ROS camera YAML)")
     folder.add_argument("--gt", help="TUM ground truth (default: groundtruth.txt in the folder when present)")
     folder.add_argument("--times", help="one timestamp per image (default: times.txt, else the file names)")
+    synthetic = parser.add_argument_group("--format synthetic (the rendered room)")
+    synthetic.add_argument("--synthetic", action="append", default=[], metavar="KEY=VALUE",
+                           help="renderer option, e.g. n_frames=80, texture=low, motion=fast, exposure=0.5, seed=1")
     parser.add_argument("--mode", choices=("auto", "mono", "rgbd"), default="auto",
                         help="auto: RGB-D when the dataset has depth")
     parser.add_argument("--features", choices=("silk", "orb", "sift"), help="front end (default: the config's)")
@@ -65,6 +70,10 @@ def dataset_arguments(args: argparse.Namespace) -> tuple[str, str | None, dict[s
     path = given[0] if given else None
     if fmt == "synthetic" and path is not None:
         raise DatasetError(f"the synthetic sequence is rendered, it reads no dataset folder (got {path})")
+    if args.synthetic:
+        if fmt != "synthetic":
+            raise DatasetError(f"--synthetic only applies to --format synthetic, not {fmt}")
+        return fmt, path, _synthetic_options(args.synthetic)
     options = _folder_options(args)
     if options and fmt == "auto" and path is not None and Path(path).is_dir():
         fmt = detect_format(path)
@@ -72,6 +81,18 @@ def dataset_arguments(args: argparse.Namespace) -> tuple[str, str | None, dict[s
         flags = ", ".join(FOLDER_FLAGS[key] for key in options)
         raise DatasetError(f"{flags} only apply to --format folder, not {fmt} ({path})")
     return fmt, path, options
+
+
+def _synthetic_options(pairs: list[str]) -> dict[str, Any]:
+    """``--synthetic KEY=VALUE`` -> renderer options; a key the renderer does not take is refused by name."""
+    try:
+        options = parse_overrides(pairs, "--synthetic")
+    except ConfigError as error:
+        raise DatasetError(str(error)) from None
+    unknown = sorted(set(options) - set(SYNTHETIC_OPTIONS))
+    if unknown:
+        raise DatasetError(f"unknown --synthetic option(s) {', '.join(unknown)}; known: {', '.join(SYNTHETIC_OPTIONS)}")
+    return options
 
 
 def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
