@@ -199,6 +199,27 @@ def test_monocular_rotation_is_followed_when_the_map_no_longer_explains_the_view
         assert np.degrees(np.arccos(np.clip((np.trace(R_error) - 1) / 2, -1, 1))) < 0.5  # measured 0.11-0.13
 
 
+def test_monocular_fast_shake_is_followed_without_losing_track():
+    """A head shake (up to ~10 degrees per frame) turns the view off the keyframe faster than the keyframe rules
+    react: a frame tracked by pure rotation is promoted to keyframe when the next frame fails against the old one,
+    so the turn is followed instead of lost (before: 3 LOST frames here, the orientation held while the camera
+    turned by ~20 degrees)."""
+    sequence = open_sequence("synthetic", None, n_frames=80, motion="fast", start=26, max_frames=20, with_depth=False)
+    frames = [sequence[i] for i in range(len(sequence))]
+    vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono"))
+    _, stats = run_sequence(vo, frames, progress=False, keep_results=True)
+    results = stats["results"]
+    assert stats["lost_frames"] == 0, "".join(r.state.value[0] for r in results)
+    assert results[-1].state == TrackingState.TRACKING
+    gt = sequence.ground_truth.poses
+    errors = []
+    for k, result in enumerate(results):
+        R = result.pose_world_cam[:3, :3].T @ (np.linalg.inv(gt[0]) @ gt[k])[:3, :3]
+        errors.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+    # Measured (AVX2 EPYC): worst 3.2 degrees during the turn, 0.5 at the end; a held orientation: ~20 degrees.
+    assert max(errors) < 8.0 and errors[-1] < 3.0, np.round(errors, 1)
+
+
 def test_monocular_map_rebuilt_from_few_carried_points_keeps_their_scale(room):
     """A keyframe left with fewer map points than PnP needs (after a turn in place) re-triangulates from the 2D-2D
     matches; the points it still carries set that map's scale, not a guess from the last keyframe baseline."""

@@ -101,8 +101,8 @@ class _Estimate:
 
 @dataclass
 class _Tracked:
-    """A frame tracked on its keyframe's map with the parallax to triangulate: the keyframe to fall back on if
-    the next frame fails against the current keyframe (``_promote_last_tracked``)."""
+    """A frame tracked on its keyframe's map with the parallax to triangulate, or by a pure rotation: the keyframe
+    to fall back on if the next frame fails against the current keyframe (``_promote_last_tracked``)."""
 
     keyframe: Keyframe
     matches: Matches
@@ -269,6 +269,12 @@ class VisualOdometry:
         last, self._last_tracked = self._last_tracked, None
         if last is None or last.keyframe is not self._keyframe:
             return False
+        if last.estimate.method == "rotation":
+            # A fast turn outran the keyframe between two frames: the last rotated frame becomes the keyframe, at the
+            # same position, with the map points it still sees (as a turn with few inliers left does in ``_track``).
+            pose = last.keyframe.pose_world @ invert_pose(last.estimate.T_cur_kf)
+            self._adopt(self._rotated_successor(last.keyframe, last.matches, last.estimate, last.frame, pose))
+            return True
         candidate, T_last_kf = self._successor(last.keyframe, last.matches, last.estimate, last.frame)
         if candidate.map_size < self.config.init_min_points:
             return False
@@ -344,7 +350,7 @@ class VisualOdometry:
         self._state = state
         self._last_tracked = None
         self._remember_motion(keyframe, None if is_keyframe else estimate, frame.timestamp)
-        if not is_keyframe and self._can_build_map(keyframe, estimate, frame):
+        if not is_keyframe and (estimate.method == "rotation" or self._can_build_map(keyframe, estimate, frame)):
             self._last_tracked = _Tracked(keyframe, matches, estimate, frame)
         outcome = _Outcome(pose, covariance, estimate.method, keyframe.features, (*times, time.perf_counter()),
                            matches, estimate, is_keyframe)
