@@ -215,3 +215,17 @@ def test_write_report_without_ground_truth_or_enough_motion(tmp_path):
     assert (tmp_path / "nogt/trajectory.png").is_file()
     short = write_report(tmp_path / "short", est, est, {"metric": True}, "too short for segments")
     assert "rpe_meters" in short["errors"] and short["headline"]["rmse_m"] < 1e-12
+
+
+def test_summary_says_why_there_is_no_ate_when_ground_truth_exists(tmp_path):
+    """ORB on blank painted walls finds nothing to track: the run has ground truth but no ATE, and the one-line
+    summary says why (not "no ground truth")."""
+    from silk_ros.evaluation.run_dataset import run_dataset, summary_line
+    from silk_ros.odometry import OdometryConfig
+
+    config = OdometryConfig.from_settings(features="orb", mode="mono")
+    sequence = open_sequence("synthetic", None, n_frames=80, texture="low", max_frames=5, with_depth=False)
+    metrics = run_dataset("synthetic", None, tmp_path, "mono", config, progress=False, sequence=sequence)
+    line = summary_line(metrics)
+    assert metrics["ground_truth_poses"] == 5 and "no ground truth" not in line
+    assert "no ATE: cannot align: the estimated positions are all the same point" in line, line

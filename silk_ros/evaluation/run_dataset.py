@@ -99,7 +99,12 @@ def run_dataset(
 def summary_line(metrics: dict[str, Any]) -> str:
     run = metrics["run"]
     headline = metrics.get("headline")
-    error = f"{headline['name']} {headline['rmse_m']:.4f} m" if headline else "no ground truth"
+    if headline:
+        error = f"{headline['name']} {headline['rmse_m']:.4f} m"
+    elif metrics.get("errors"):  # ground truth there, but no ATE (e.g. every frame lost: nothing to align)
+        error = "no ATE: " + "; ".join(sorted(set(metrics["errors"].values())))
+    else:
+        error = "no ground truth"
     ratio = (metrics.get("summary") or {}).get("scale_ratio")
     units = f"units: {run.get('scale', 'unknown')}" + (f", estimate/true scale {ratio:.3f}" if ratio else "")
     fps = run["timings"].get("total", {}).get("fps", float("nan"))
