@@ -261,7 +261,8 @@ def test_run_dataset_synthetic_options_are_checked(tmp_path, capsys):
     cases = [(["synthetic", "--synthetic", "bogus=1"], "unknown --synthetic option(s) bogus"),
              (["synthetic", "--synthetic", "texture=plain"], "texture must be one of rich, low"),
              (["synthetic", "--synthetic", "n_frames"], "--synthetic expects KEY=VALUE"),
-             (["kitti", str(tmp_path), "--synthetic", "n_frames=3"], "--synthetic only applies to --format synthetic")]
+             (["kitti", str(tmp_path), "--synthetic", "n_frames=3"], "--synthetic only applies to --format synthetic"),
+             (["synthetic", "--synthetic", "n_frames=3", "--gt", "gt.txt"], "--gt only apply to --format folder")]
     for arguments, text in cases:
         code = main(["run-dataset", *arguments, "--out", str(tmp_path / "out"), "--no-progress"])
         _, err = capsys.readouterr()

@@ -70,17 +70,15 @@ def dataset_arguments(args: argparse.Namespace) -> tuple[str, str | None, dict[s
     path = given[0] if given else None
     if fmt == "synthetic" and path is not None:
         raise DatasetError(f"the synthetic sequence is rendered, it reads no dataset folder (got {path})")
-    if args.synthetic:
-        if fmt != "synthetic":
-            raise DatasetError(f"--synthetic only applies to --format synthetic, not {fmt}")
-        return fmt, path, _synthetic_options(args.synthetic)
+    if args.synthetic and fmt != "synthetic":
+        raise DatasetError(f"--synthetic only applies to --format synthetic, not {fmt}")
     options = _folder_options(args)
     if options and fmt == "auto" and path is not None and Path(path).is_dir():
         fmt = detect_format(path)
     if options and fmt not in ("folder", "auto"):
         flags = ", ".join(FOLDER_FLAGS[key] for key in options)
         raise DatasetError(f"{flags} only apply to --format folder, not {fmt} ({path})")
-    return fmt, path, options
+    return fmt, path, options or _synthetic_options(args.synthetic)
 
 
 def _synthetic_options(pairs: list[str]) -> dict[str, Any]:
