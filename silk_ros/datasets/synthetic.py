@@ -201,8 +201,15 @@ def camera_pose(s: float, time_s: float = 0.0, motion: str = "smooth") -> np.nda
     return pose
 
 
+def frame_pose(position: float, n_frames: int, fps: float = 10.0, motion: str = "smooth") -> np.ndarray:
+    """T_world_cam at (fractional) frame ``position`` of an ``n_frames`` sequence: the path spans the frames, the
+    shake runs in time."""
+    return camera_pose(min(max(position / (n_frames - 1), 0.0), 1.0), position / fps, motion)
+
+
 def camera_path(n_frames: int, fps: float = 10.0, motion: str = "smooth") -> np.ndarray:
-    """(n, 4, 4) T_world_cam of the frames along :func:`camera_pose`."""
+    """(n, 4, 4) T_world_cam of the frames along :func:`camera_pose` (``frame_pose`` at integer positions, up to the
+    last bit: ``linspace`` ends exactly at 1)."""
     return np.stack([camera_pose(s, i / fps, motion) for i, s in enumerate(np.linspace(0.0, 1.0, n_frames))])
 
 
@@ -210,15 +217,27 @@ def render(
     quads: Quads, camera: Camera, T_world_cam: np.ndarray, supersampling: int = SUPERSAMPLING
 ) -> tuple[np.ndarray, np.ndarray]:
     """(BGR uint8 image, float32 z-depth in metres) seen by ``camera`` at ``T_world_cam``."""
+    return render_image(quads, camera, T_world_cam, supersampling), render_depth(quads, camera, T_world_cam)
+
+
+def render_image(
+    quads: Quads, camera: Camera, T_world_cam: np.ndarray, supersampling: int = SUPERSAMPLING
+) -> np.ndarray:
+    """BGR uint8 image, colour supersampled ``supersampling`` x ``supersampling`` per pixel (box filter)."""
     ss = supersampling
     offsets = (np.arange(ss) + 0.5) / ss - 0.5  # sub-pixel sample positions inside each pixel
     xs = (np.arange(camera.width)[:, None] + offsets[None, :]).ravel()
     ys = (np.arange(camera.height)[:, None] + offsets[None, :]).ravel()
     colour = _shade(quads, *_cast(quads, camera, T_world_cam, xs, ys))
     image = cv2.resize(colour.reshape(len(ys), len(xs), 3), (camera.width, camera.height), interpolation=cv2.INTER_AREA)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_depth(quads: Quads, camera: Camera, T_world_cam: np.ndarray) -> np.ndarray:
+    """float32 z-depth in metres at each pixel centre."""
     depth, _, _, _ = _cast(quads, camera, T_world_cam, np.arange(camera.width, dtype=np.float64),
                            np.arange(camera.height, dtype=np.float64))
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8), depth.reshape(camera.height, camera.width).astype(np.float32)
+    return depth.reshape(camera.height, camera.width).astype(np.float32)
 
 
 def _cast(quads: Quads, camera: Camera, T_world_cam: np.ndarray, xs: np.ndarray, ys: np.ndarray):
@@ -317,7 +336,6 @@ class SyntheticSequence(Sequence):
         cam = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
         stamps = np.arange(n_frames) / fps
         self._poses = camera_path(n_frames, fps, motion)
-        self._n_frames = n_frames
         variant = "".join(f"-{v}" for v in (texture, motion) if v not in ("rich", "smooth"))
         super().__init__(f"synthetic/seed{seed}{variant}", cam, stamps, Trajectory(stamps, self._poses),
                          has_depth=with_depth, **options)
@@ -327,19 +345,18 @@ class SyntheticSequence(Sequence):
         if source_index not in self._cache:
             if len(self._cache) > 4:  # consecutive access reads image then depth: a tiny cache suffices
                 self._cache.pop(next(iter(self._cache)))
-            image, depth = render(self.quads, self.source_camera, self._poses[source_index])
-            if self.exposure > 0:
-                image = self._blurred(source_index)
-            self._cache[source_index] = image, depth
+            pose = self._poses[source_index]
+            blurred = self.exposure > 0
+            image = self._blurred(source_index) if blurred else render_image(self.quads, self.source_camera, pose)
+            self._cache[source_index] = image, render_depth(self.quads, self.source_camera, pose)
         return self._cache[source_index]
 
     def _blurred(self, index: int) -> np.ndarray:
         """The average of the views along the path while the shutter is open, centred on the frame's time
         (so the frame's ground-truth pose is the mid-exposure pose, as a camera driver stamps it)."""
-        ds, dt = 1.0 / (self._n_frames - 1), 1.0 / self.fps
         offsets = (np.linspace(0.0, 1.0, BLUR_SUBFRAMES) - 0.5) * self.exposure
-        views = [render(self.quads, self.source_camera,
-                        camera_pose(min(max((index + o) * ds, 0.0), 1.0), (index + o) * dt, self.motion), 1)[0]
+        n_frames = len(self._poses)
+        views = [render_image(self.quads, self.source_camera, frame_pose(index + o, n_frames, self.fps, self.motion), 1)
                  for o in offsets]
         return np.clip(np.mean(np.stack(views).astype(np.float32), axis=0) + 0.5, 0, 255).astype(np.uint8)
 
