@@ -20,10 +20,10 @@ $(STAMP): requirements.txt setup.py ros_vendor/build_tf2_msgs.sh ros_vendor/tf2_
 	$(PY) -c "import torch, cv2, onnxruntime, rclpy, rosbags; print('set-up ok: torch', torch.__version__)"
 	touch $(STAMP)
 
-# Benchmark-only peers (Open3D, ORB-SLAM3): `make bench` installs them, `make test` never needs them.
+# Benchmark-only peers (Open3D, ORB-SLAM3, GTSAM): `make bench` installs them, `make test` never needs them.
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(PY) -m pip install -q -r requirements-bench.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import open3d, pyorbslam3; print('bench peers ok: open3d', open3d.__version__)"
+	$(PY) -c "import open3d, pyorbslam3, gtsam; print('bench peers ok: open3d', open3d.__version__)"
 	touch $(BENCH_STAMP)
 
 # ORB-SLAM3's vocabulary, trained on the training photos only (never on a benchmark sequence).
@@ -42,6 +42,7 @@ bench: setup $(BENCH_STAMP) $(ORB_VOCABULARY)
 	$(VENV)/bin/silk-vo bench pose-pairs --json runs/bench/pose_pairs.json
 	$(VENV)/bin/silk-vo bench matchers --repeats 5 --threads 2 --json runs/bench/matchers.json
 	$(VENV)/bin/silk-vo bench vo --features silk,silk+attention,orb,open3d-rgbd,orbslam3 --starts 10,20 --orb-vocabulary $(ORB_VOCABULARY) --json runs/bench/vo.json
+	$(VENV)/bin/silk-vo bench bundle --json runs/bench/bundle.json
 	$(VENV)/bin/silk-vo bench node --json runs/bench/node.json
 
 lint: setup

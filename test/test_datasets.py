@@ -248,7 +248,8 @@ def test_synthetic_is_deterministic_and_moves_smoothly():
 
 def test_synthetic_hard_variants_low_texture_fast_motion_and_blur():
     """The failure cases robot users report, rendered with exact poses: blank painted walls (few corners), a fast
-    head shake (up to ~10 degrees per frame) and motion blur over the exposure; bad option values are refused."""
+    head shake (up to ~10 degrees per frame), motion blur over the exposure, and a sweep that comes back over the
+    same area (a revisit); bad option values are refused."""
     rich = open_sequence("synthetic", n_frames=80, max_frames=1)
     low = open_sequence("synthetic", n_frames=80, texture="low", motion="fast", max_frames=1)
     assert low.name == "synthetic/seed0-low-fast" and rich.name == "synthetic/seed0"
@@ -273,6 +274,10 @@ def test_synthetic_hard_variants_low_texture_fast_motion_and_blur():
     blurred = open_sequence("synthetic", n_frames=80, motion="fast", exposure=0.5, start=36, max_frames=1)[0].image
     sharpness = [cv2.Laplacian(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() for i in (sharp, blurred)]
     assert sharpness[1] < 0.5 * sharpness[0]
+    sweep = open_sequence("synthetic", n_frames=81, motion="sweep", with_depth=False).ground_truth.poses
+    # Along the arc and back: the turn at the middle frame, the way back beside the way out, up to 10 cm higher.
+    assert np.allclose(sweep[40], smooth.ground_truth.poses[79], atol=0.06)
+    assert np.allclose(sweep[80, :2, 3], sweep[0, :2, 3]) and 0.09 < sweep[80, 2, 3] - sweep[0, 2, 3] < 0.11
     for bad in ({"texture": "plain"}, {"motion": "shaky"}, {"exposure": 1.5}):
         with pytest.raises(DatasetError, match=next(iter(bad))):
             open_sequence("synthetic", **bad)

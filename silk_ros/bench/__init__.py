@@ -17,6 +17,7 @@ TARGETS: dict[str, str] = {
     "matchers": "silk_ros.bench.matchers",
     "vo": "silk_ros.bench.vo",
     "scale": "silk_ros.bench.scale",
+    "bundle": "silk_ros.bench.bundle",
     "node": "silk_ros.ros.bench_node",  # under ros/: the only part that imports rclpy
 }
 

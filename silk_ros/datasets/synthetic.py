@@ -41,7 +41,7 @@ SUPERSAMPLING = 2
 ROOM_HALF_SIZE = 4.0
 ROOM_HEIGHT = 3.0
 TEXTURES = ("rich", "low")
-MOTIONS = ("smooth", "fast")
+MOTIONS = ("smooth", "fast", "sweep")
 BLUR_SUBFRAMES = 6  # views averaged over the exposure (supersampling 1 each: the blur itself antialiases)
 SHAKE_YAW, SHAKE_YAW_HZ = 0.45, 0.6  # fast motion: yaw amplitude (rad) and frequency
 SHAKE_PITCH, SHAKE_PITCH_HZ = 0.1, 0.9
@@ -182,9 +182,13 @@ def build_room(
 def camera_pose(s: float, time_s: float = 0.0, motion: str = "smooth") -> np.ndarray:
     """T_world_cam at path fraction ``s`` in [0, 1] (a quarter circle, looking outwards and slightly down);
     ``motion="fast"`` adds the head shake, a function of the time ``time_s`` (seconds) so its speed does not
-    depend on the number of frames."""
+    depend on the number of frames; ``motion="sweep"`` goes along the arc and back (a revisit: the way back runs up
+    to 10 cm higher, as a hand-held camera never retraces its path exactly)."""
+    lift = 0.0
+    if motion == "sweep":
+        s, lift = 1.0 - abs(1.0 - 2.0 * s), 0.05 * (1.0 - np.cos(np.pi * s))
     theta = 0.1 + 1.5 * s
-    centre = np.array([1.5 * np.cos(theta), 1.5 * np.sin(theta), 1.4 + 0.15 * np.sin(2 * np.pi * s)])
+    centre = np.array([1.5 * np.cos(theta), 1.5 * np.sin(theta), 1.4 + 0.15 * np.sin(2 * np.pi * s) + lift])
     look = theta + 0.25 * np.sin(np.pi * s)
     tilt = -0.25 + 0.1 * np.cos(3 * np.pi * s)
     if motion == "fast":

@@ -100,6 +100,12 @@ class OdometryConfig:
     window_keyframes: int = setting(
         5, "local map: RGB-D pose refinement on, monocular bundle adjustment of, the last N keyframes", range=(1, 50)
     )
+    #: Monocular: remembered keyframes outside the window whose points project into a new keyframe are matched to it
+    #: (landmark fusion) and held fixed in its bundle adjustment, so the window does not drift off a revisited map.
+    covisible_keyframes: int = setting(
+        4, "monocular: older keyframes seeing a new keyframe's area join its bundle adjustment, fixed (0: off)",
+        range=(0, 20),
+    )
     #: Two passes: all observations, then without the outliers.
     bundle_iterations: int = setting(
         5, "monocular local bundle adjustment: Levenberg-Marquardt iterations per pass (0: off)", range=(0, 100)

@@ -7,6 +7,11 @@ the oldest two keyframes fixed): a keyframe's two-view pose and short-baseline m
 keyframes that see the same points, which is where scale and direction drift come from otherwise.  Holding only
 the oldest keyframe and the distance to the next one (the minimal 7-DoF gauge) was tried: on 7-Scenes mono over
 three start frames it lost more frames (SiLK median ATE 0.31 m against 0.11 m).
+
+Covisibility (``covisible_keyframes``, ``covisibility.KeyframeMemory``): older keyframes that left the window but
+see the newest keyframe's area have their landmarks fused with the newest keyframe's features (descriptor match,
+gated by the reprojection) and join the bundle adjustment held fixed, so the window cannot drift away from a part
+of the map it observes again.
 """
 
 from __future__ import annotations
@@ -49,13 +54,12 @@ class LandmarkMap:
         keyframe.landmarks[i0[known]] = ids
         candidate.landmarks[i1[known]] = ids
 
-    def _associate_window(self, window: list[Keyframe], K: np.ndarray) -> None:
-        """The newest keyframe also observes the landmarks of older window keyframes it matches directly
-        (descriptor match, gated by the landmark's reprojection at the current pose), which gives the bundle
-        adjustment tracks longer than two keyframes."""
-        newest = window[-1]
+    def _associate(self, newest: Keyframe, others: list[Keyframe], K: np.ndarray) -> None:
+        """The newest keyframe also observes the landmarks of older keyframes it matches directly (descriptor
+        match, gated by the landmark's reprojection at the current pose), which gives the bundle adjustment tracks
+        longer than two keyframes and fuses a revisited area's points with the old ones."""
         T_new_world = invert_pose(newest.pose_world)
-        for older in window[:-2]:
+        for older in others:
             matches = self.window_matcher(older.features, newest.features)
             i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
             candidate = (older.landmarks[i0] >= 0) & np.isfinite(older.points[i0, 0]) & (newest.landmarks[i1] < 0)
@@ -67,17 +71,21 @@ class LandmarkMap:
             near = est.reprojection_inliers(T_new_world, world, newest.pixels[i1], K, gate)
             newest.landmarks[i1[near]] = older.landmarks[i0[near]]
 
-    def adjust(self, window: list[Keyframe], K: np.ndarray) -> bool:
+    def adjust(self, window: list[Keyframe], K: np.ndarray, covisible: list[Keyframe] = ()) -> bool:
         """Local bundle adjustment over the window's keyframes (oldest first) and the landmarks two or more of them
         see (``bundle.adjust_bundle``); the oldest two keyframes stay fixed, which fixes position, orientation and
-        scale.  Writes the adjusted poses and points back.  An observation that stays an outlier loses its link to
+        scale, and so do the ``covisible`` older keyframes (their landmarks fused with the newest keyframe's).
+        Writes the adjusted poses and points back.  An observation that stays an outlier loses its link to
         the landmark but not the keyframe's own point: tracking's RANSAC still votes on it (deleting those points
         starved tracking in the hard stretches of 7-Scenes: SiLK lost 13 frames over three start offsets, not 6).
         Returns whether it ran."""
         cfg = self.config
         if cfg.bundle_iterations <= 0 or len(window) <= FIXED_KEYFRAMES:
             return False
-        self._associate_window(window, K)
+        covisible = list(covisible)
+        self._associate(window[-1], window[:-2] + covisible, K)
+        n_fixed = len(covisible) + FIXED_KEYFRAMES  # letting them move too was worse on the synthetic rooms
+        window = covisible + window  # oldest first (the newest estimate of a point wins below)
         frame = np.concatenate([np.full(int((k.landmarks >= 0).sum()), f) for f, k in enumerate(window)])
         feature = np.concatenate([np.flatnonzero(k.landmarks >= 0) for k in window])
         landmark = np.concatenate([k.landmarks[k.landmarks >= 0] for k in window])
@@ -98,7 +106,7 @@ class LandmarkMap:
         offsets = np.cumsum([0] + [len(k.pixels) for k in window])
         problem = bundle.BundleProblem(
             poses_world=np.stack([k.pose_world for k in window]),
-            fixed=np.arange(len(window)) < FIXED_KEYFRAMES,
+            fixed=np.arange(len(window)) < n_fixed,
             points_world=np.nan_to_num(points_world),
             frame_index=frame,
             point_index=point,

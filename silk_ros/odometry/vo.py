@@ -40,7 +40,9 @@ or a hole (``keypoint_depth``): learned keypoints sit on edges, where the neares
 A new RGB-D keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes, not
 only its predecessor's (``rgbd_window.refine_in_window``); tracking between keyframes stays frame-to-keyframe.
 Each new monocular keyframe is bundle-adjusted with the last ``window_keyframes`` keyframes and the landmarks they
-share (``monocular_map.LandmarkMap``).  This module keeps the tracking policy: which pose, which state, which
+share (``monocular_map.LandmarkMap``).  Older keyframes that see a new keyframe's area (``covisible_keyframes``,
+found by ``covisibility.KeyframeMemory``) join its local map: held fixed in the monocular bundle adjustment, their
+depth points added to the RGB-D refinement.  This module keeps the tracking policy: which pose, which state, which
 frame becomes a keyframe.
 
 Units: RGB-D runs are in metres.  Monocular runs are in the map's arbitrary unit unless a scale source is set
@@ -66,6 +68,7 @@ from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
 from . import estimation as est
 from .config import OdometryConfig, uses_depth
+from .covisibility import KeyframeMemory
 from .depth import keypoint_depth
 from .frontend import (
     build_keyframe_matcher,
@@ -185,6 +188,8 @@ class VisualOdometry:
         self._motion: _Motion | None = None
         #: The last ``window_keyframes`` keyframes (the current one last): the local map new keyframes refine against.
         self._window: deque[Keyframe] = deque(maxlen=max(1, self.config.window_keyframes))
+        #: Every keyframe since the map started (bounded): older ones that see a new keyframe's area join its window.
+        self._memory = KeyframeMemory()
         self._pose = np.eye(4)  # internal: map units (monocular), see ``metric_scale``
         self._output_pose = np.eye(4)  # what the trajectory and the results hold
         self._depth_tracking = False
@@ -280,7 +285,7 @@ class VisualOdometry:
             return False
         self._adopt(candidate)
         if last.frame.depth_points is None:
-            self.landmarks.adjust(list(self._window), last.frame.K)
+            self.landmarks.adjust(list(self._window), last.frame.K, self._covisible(candidate.pose_world, last.frame.K))
         self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
         return True
 
@@ -336,7 +341,8 @@ class VisualOdometry:
                 pose = keyframe.pose_world @ invert_pose(T_cur_kf)
                 candidate.pose_world = pose.copy()
                 self._adopt(candidate)
-                if frame.depth_points is None and self.landmarks.adjust(list(self._window), frame.K):
+                monocular = frame.depth_points is None
+                if monocular and self.landmarks.adjust(list(self._window), frame.K, self._covisible(pose, frame.K)):
                     pose = candidate.pose_world.copy()
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
@@ -498,10 +504,12 @@ class VisualOdometry:
         """Make ``keyframe`` the one frames are tracked against and add it to the local-map window."""
         if restart:
             self._window.clear()
+            self._memory.clear()
             self.metric_scale.restart(keyframe.pose_world)
         self._keyframe = keyframe
         self._motion = None
         self._window.append(keyframe)
+        self._memory.remember(keyframe)
         if keyframe.map_size >= self.config.min_inliers:
             self._scene_depth = float(np.median(keyframe.points[np.isfinite(keyframe.points[:, 0]), 2]))
 
@@ -533,7 +541,8 @@ class VisualOdometry:
         K, pixels = frame.K, frame.pixels
         if frame.depth_points is not None:
             points = frame.depth_points.copy()
-            T = refine_in_window(self._window, keyframe, matches, frame, T, self.window_matcher, cfg)
+            local_map = list(self._window) + self._covisible(keyframe.pose_world @ invert_pose(T), frame.K)
+            T = refine_in_window(local_map, keyframe, matches, frame, T, self.window_matcher, cfg)
         else:
             points = np.full((len(frame.features), 3), np.nan)
             T = self._scaled_essential(keyframe, i0, keyframe.pixels[i0], pixels[i1], K, T)
@@ -566,6 +575,10 @@ class VisualOdometry:
         T = solution.T_1_0.copy()
         T[:3, 3] *= scale
         return T
+
+    def _covisible(self, pose_world: np.ndarray, K: np.ndarray) -> list[Keyframe]:
+        """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world``."""
+        return self._memory.covisible(pose_world, K, self._window, self.config.covisible_keyframes)
 
     def _depth_scale(self, xyz_unit: np.ndarray) -> float:
         """Scale giving the unit-baseline points ``xyz_unit`` the median depth of the last map (1 before any)."""
