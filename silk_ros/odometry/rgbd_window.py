@@ -1,8 +1,7 @@
-"""RGB-D local map: a new keyframe's pose refined against the depth points of the last keyframes.
+"""RGB-D local map: a frame's or new keyframe's pose refined against the depth points of the last keyframes.
 
 Chaining keyframe to keyframe keeps each relative error in the trajectory; measured points of older keyframes
-still in view tie the new keyframe to where the map already is.  Tracking between keyframes stays
-frame-to-keyframe.
+still in view tie the frame to where the map already is.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ def refine_in_window(
     window_matcher: Matcher,
     config: OdometryConfig,
 ) -> np.ndarray:
-    """Pose ``T_cur_kf`` of a new keyframe (``frame``, matched to its predecessor ``keyframe`` by ``matches``)
-    against the local map, refined (LM from the tracked pose, inliers gated by reprojection) on the union of the
-    2D-3D matches to every window keyframe's depth points, in the world.
+    """Pose ``T_cur_kf`` of a frame or new keyframe (``frame``, matched to the ``keyframe`` it was tracked on by
+    ``matches``) against the local map, refined (LM from the tracked pose, inliers gated by reprojection) on the
+    union of the 2D-3D matches to every window keyframe's depth points, in the world.
 
     Starting from the tracked pose (not RANSAC) the extra correspondences refine it but cannot swap it for another
     consensus set.  Monocular maps are not used: their depths are triangulated from short baselines, and PnP on

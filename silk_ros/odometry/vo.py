@@ -37,12 +37,13 @@ scale that makes the triangulated depths of the points shared with the old keyfr
 
 RGB-D points take the median depth of a small neighbourhood of the keypoint, and none where it spans a depth edge
 or a hole (``keypoint_depth``): learned keypoints sit on edges, where the nearest sample is often the background.
-A new RGB-D keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes, not
-only its predecessor's (``rgbd_window.refine_in_window``); tracking between keyframes stays frame-to-keyframe.
+RGB-D frames (``local_map_tracking``) and new keyframes have their pose refined against the depth points of the
+last ``window_keyframes`` keyframes, not only those of the keyframe they are tracked on (``refine_in_window``).
 Each new monocular keyframe is bundle-adjusted with the last ``window_keyframes`` keyframes and the landmarks they
 share (``monocular_map.LandmarkMap``).  Older keyframes that see a new keyframe's area (``covisible_keyframes``,
-found by ``covisibility.KeyframeMemory``) join its local map: held fixed in the monocular bundle adjustment, their
-depth points added to the RGB-D refinement.  This module keeps the tracking policy: which pose, which state, which
+found by ``covisibility.KeyframeMemory``) join its local map: their depth points are added to the RGB-D refinement;
+monocular, with ``covisible_bundle``, they are held fixed in the bundle adjustment, their landmarks fused.
+This module keeps the tracking policy: which pose, which state, which
 frame becomes a keyframe.
 
 Units: RGB-D runs are in metres.  Monocular runs are in the map's arbitrary unit unless a scale source is set
@@ -285,7 +286,8 @@ class VisualOdometry:
             return False
         self._adopt(candidate)
         if last.frame.depth_points is None:
-            self.landmarks.adjust(list(self._window), last.frame.K, self._covisible(candidate.pose_world, last.frame.K))
+            covisible = self._covisible(candidate.pose_world, last.frame.K, monocular=True)
+            self.landmarks.adjust(list(self._window), last.frame.K, covisible)
         self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
         return True
 
@@ -342,7 +344,8 @@ class VisualOdometry:
                 candidate.pose_world = pose.copy()
                 self._adopt(candidate)
                 monocular = frame.depth_points is None
-                if monocular and self.landmarks.adjust(list(self._window), frame.K, self._covisible(pose, frame.K)):
+                covisible = self._covisible(pose, frame.K, monocular=True) if monocular else []
+                if monocular and self.landmarks.adjust(list(self._window), frame.K, covisible):
                     pose = candidate.pose_world.copy()
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
@@ -400,6 +403,12 @@ class VisualOdometry:
                 estimate.T_cur_kf = est.refine_pose_with_epipolar(
                     map_points[on_map], u1[on_map], u0, u1, K, estimate.T_cur_kf, cfg.ransac_threshold_px
                 )
+            if use_depth and cfg.local_map_tracking and estimate is not None and estimate.method == "pnp":
+                # Tracking on the local map: the window keyframes' depth points seen by this frame refine its pose
+                # (as ORB-SLAM tracks its local map); on the synthetic rooms with training photos, ATE lower on 5
+                # of 6 sequences (median 2.4 -> 2.0 mm).
+                estimate.T_cur_kf = refine_in_window(self._window, keyframe, matches, frame, estimate.T_cur_kf,
+                                                     self.window_matcher, cfg)
             if use_depth or (estimate is not None and estimate.inliers.sum() >= cfg.min_inliers):
                 return estimate
             # Monocular, the map turning out of view while the camera rotates in place (too little parallax for a
@@ -576,8 +585,11 @@ class VisualOdometry:
         T[:3, 3] *= scale
         return T
 
-    def _covisible(self, pose_world: np.ndarray, K: np.ndarray) -> list[Keyframe]:
-        """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world``."""
+    def _covisible(self, pose_world: np.ndarray, K: np.ndarray, monocular: bool = False) -> list[Keyframe]:
+        """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world`` (monocular:
+        only with ``covisible_bundle``)."""
+        if monocular and not self.config.covisible_bundle:
+            return []
         return self._memory.covisible(pose_world, K, self._window, self.config.covisible_keyframes)
 
     def _depth_scale(self, xyz_unit: np.ndarray) -> float:
