@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -114,7 +115,9 @@ class _PendingFrame:
 class SilkVoNode(Node):
     """Subscribes camera topics, runs the VO in a worker thread, publishes odometry and its by-products."""
 
-    def __init__(self, **node_options: Any) -> None:
+    def __init__(self, params_files: Sequence[str] = (), **node_options: Any) -> None:
+        """``params_files``: the ``--params-file`` paths given on the command line, checked before the node says
+        it is ready (one of them matching no section of this node is warned about)."""
         # Before anything can fail: destroy_node (rclpy's context calls it on shutdown too) must work on a node
         # whose construction failed half-way.
         self._stop = threading.Event()
@@ -123,13 +126,13 @@ class SilkVoNode(Node):
         self._destroyed = False
         super().__init__(NODE_NAME, **node_options)
         try:
-            self._set_up()
+            self._set_up(params_files)
         except BaseException:
             self.destroy_node()
             raise
 
     # ------------------------------------------------------------------------------------------- set-up
-    def _set_up(self) -> None:
+    def _set_up(self, params_files: Sequence[str]) -> None:
         self.settings: Settings = self._declare_parameters()
         self.stats = NodeStats()
         self.config = self.settings.odometry
@@ -163,6 +166,7 @@ class SilkVoNode(Node):
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._warn_unknown_parameters()
+        self.warn_unapplied_params_files(list(params_files))
 
         self._worker = threading.Thread(target=self._work, name="silk_vo_worker", daemon=True)
         self._worker.start()
@@ -694,12 +698,10 @@ def _run(args: list[str] | None, signals: _Signals, logger: Any) -> int:
         logger.fatal(f"cannot start: invalid ROS arguments: {_first_line(error)}")
         return 1
     try:
-        node = SilkVoNode()
-        signals.starting = False
         arguments = sys.argv if args is None else args
-        node.warn_unapplied_params_files(
-            [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == "--params-file"]
-        )
+        # Checked inside the constructor, before "ready": a signal that follows "ready" cannot cut it short.
+        node = SilkVoNode([arguments[i + 1] for i, arg in enumerate(arguments[:-1]) if arg == "--params-file"])
+        signals.starting = False
     except _Interrupted:
         logger.info(f"{signals.received} during start-up: exiting")
         rclpy.try_shutdown()
