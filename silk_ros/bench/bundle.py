@@ -46,8 +46,8 @@ import numpy as np
 from silk_ros.bench.report import cpu_model_name, instruction_set
 from silk_ros.datasets.paths import shared_data_root
 from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config
-from silk_ros.geometry.pose import invert_pose, rotation_angle_deg
-from silk_ros.odometry.bundle import BundleProblem, adjust_bundle
+from silk_ros.geometry.pose import rotation_angle_deg
+from silk_ros.odometry.bundle import BundleProblem, adjust_bundle, huber_cost, reprojection_errors
 
 __all__ = ["add_arguments", "run", "Recorded", "Solution", "record_problems", "solve_ours", "solve_gtsam",
            "evaluate", "TEXTURE_DIR"]
@@ -232,7 +232,7 @@ def solve_gtsam(rec: Recorded, smart: bool = False, ordering: str = "points-firs
                     points[p] = triangulated.get()
         elif point_key:
             points = np.stack([solution.atPoint3(key) for key in point_key])
-        error, visible = reprojection(problem, rec.K, poses, points)
+        error, visible = reprojection_errors(problem, rec.K, poses, points)
         active = visible & (error < 2.0 * k)
     return Solution(poses, points, 1e3 * (time.perf_counter() - start), 1e3 * optimize_s, iterations)
 
@@ -245,31 +245,17 @@ SOLVE = {"ours": solve_ours, "gtsam": solve_gtsam, "gtsam-smart": solve_gtsam_sm
 
 
 # ----------------------------------------------------------------------------------------- figures
-def reprojection(problem: BundleProblem, K: np.ndarray, poses_world: np.ndarray, points_world: np.ndarray):
-    """Per observation: the pixel error and whether the point is in front of its camera with a finite error."""
-    poses_cw = np.stack([invert_pose(T) for T in poses_world])
-    frame, point = problem.frame_index, problem.point_index
-    camera = (poses_cw[frame, :3, :3] @ points_world[point][:, :, None])[:, :, 0] + poses_cw[frame, :3, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uv = camera[:, :2] / camera[:, 2:3] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
-        uv[:, 0] += K[0, 1] * camera[:, 1] / camera[:, 2]
-        error = np.linalg.norm(uv - problem.pixels, axis=1)
-    return error, (camera[:, 2] > 1e-9) & np.isfinite(error)
-
-
 def evaluate(rec: Recorded, poses_world: np.ndarray, points_world: np.ndarray) -> dict[str, float]:
     """Median reprojection error over the inliers (within 2 x threshold, in front), their count, the median over
     every observation (what ``BundleResult.final_median_px`` reports) and the mean Huber cost of every observation
     (the first pass's objective, on the same observations for every solver; one behind its camera counts as
     10 x threshold off, as in ``bundle``)."""
-    error, visible = reprojection(rec.problem, rec.K, poses_world, points_world)
+    error, visible = reprojection_errors(rec.problem, rec.K, poses_world, points_world)
     inliers = visible & (error < 2.0 * rec.threshold)
     finite = error[visible]
-    k = rec.threshold
-    capped = np.where(visible, error, 10.0 * k)
-    cost = np.where(capped <= k, capped**2, 2.0 * k * capped - k**2)
+    every = np.ones(len(error), bool)
     return {
-        "huber_cost": float(cost.mean()) if len(cost) else 0.0,
+        "huber_cost": huber_cost(error, visible, every, rec.threshold) / len(error) if len(error) else 0.0,
         "inlier_median_px": float(np.median(error[inliers])) if inliers.any() else float("nan"),
         "inliers": int(inliers.sum()),
         "all_median_px": float(np.median(finite)) if len(finite) else float("inf"),

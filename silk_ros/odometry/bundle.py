@@ -20,7 +20,7 @@ import numpy as np
 from ..geometry.pose import invert_pose, reprojection_jacobian
 from .estimation import huber_weights, left_increment, project
 
-__all__ = ["BundleProblem", "BundleResult", "adjust_bundle"]
+__all__ = ["BundleProblem", "BundleResult", "adjust_bundle", "huber_cost", "reprojection_errors"]
 
 
 @dataclass
@@ -65,7 +65,15 @@ def _median_px(error: np.ndarray) -> float:
     return float(np.median(finite)) if len(finite) else float("inf")
 
 
-def _huber_cost(errors: np.ndarray, visible: np.ndarray, active: np.ndarray, k: float) -> float:
+def reprojection_errors(problem: BundleProblem, K: np.ndarray, poses_world: np.ndarray, points_world: np.ndarray):
+    """Per observation of a solution (T_world_kf poses, world points): the pixel error and whether the point is in
+    front of its camera with a finite error, as the adjustment itself measures them."""
+    poses_cw = np.stack([invert_pose(T) for T in poses_world])
+    _, _, error, visible = _errors(poses_cw, np.asarray(points_world, dtype=np.float64), problem, K)
+    return error, visible
+
+
+def huber_cost(errors: np.ndarray, visible: np.ndarray, active: np.ndarray, k: float) -> float:
     """Huber cost of the active observations; one behind its camera counts as 10 x ``k`` off (bounded)."""
     e = np.where(visible, errors, 10.0 * k)[active]
     return float(np.sum(np.where(e <= k, e**2, 2.0 * k * e - k**2)))
@@ -107,7 +115,7 @@ def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold:
     n_free, n_points = len(free), len(points)
     moving = slot[frame] >= 0
     camera, residual, error, visible = _errors(poses_cw, points, problem, K)
-    cost = _huber_cost(error, visible, active, threshold)
+    cost = huber_cost(error, visible, active, threshold)
     damping = 1e-4
     accepted = 0
     for _ in range(iterations):
@@ -151,7 +159,7 @@ def _levenberg_marquardt(poses_cw, points, problem: BundleProblem, K, threshold:
                 trial_poses[index] = left_increment(poses_cw[index], delta)
             trial_points = points + step_p
             trial_camera, trial_residual, trial_error, trial_visible = _errors(trial_poses, trial_points, problem, K)
-            trial_cost = _huber_cost(trial_error, trial_visible, active, threshold)
+            trial_cost = huber_cost(trial_error, trial_visible, active, threshold)
             if trial_cost < cost:
                 poses_cw, points, camera, residual = trial_poses, trial_points, trial_camera, trial_residual
                 error, visible, cost = trial_error, trial_visible, trial_cost

@@ -8,10 +8,10 @@ keyframes that see the same points, which is where scale and direction drift com
 the oldest keyframe and the distance to the next one (the minimal 7-DoF gauge) was tried: on 7-Scenes mono over
 three start frames it lost more frames (SiLK median ATE 0.31 m against 0.11 m).
 
-Covisibility (``covisible_keyframes``, ``covisibility.KeyframeMemory``): older keyframes that left the window but
-see the newest keyframe's area have their landmarks fused with the newest keyframe's features (descriptor match,
-gated by the reprojection) and join the bundle adjustment held fixed, so the window cannot drift away from a part
-of the map it observes again.
+Covisibility (``covisible_bundle``, off by default; ``covisible_keyframes``, ``covisibility.KeyframeMemory``): older
+keyframes that left the window but see the newest keyframe's area have their landmarks fused with the newest
+keyframe's features (descriptor match, gated by the reprojection) and join the bundle adjustment held fixed, so the
+window cannot drift away from a part of the map it observes again.
 """
 
 from __future__ import annotations

@@ -286,8 +286,7 @@ class VisualOdometry:
             return False
         self._adopt(candidate)
         if last.frame.depth_points is None:
-            covisible = self._covisible(candidate.pose_world, last.frame.K, monocular=True)
-            self.landmarks.adjust(list(self._window), last.frame.K, covisible)
+            self._adjust_monocular(last.frame.K)
         self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
         return True
 
@@ -343,9 +342,7 @@ class VisualOdometry:
                 pose = keyframe.pose_world @ invert_pose(T_cur_kf)
                 candidate.pose_world = pose.copy()
                 self._adopt(candidate)
-                monocular = frame.depth_points is None
-                covisible = self._covisible(pose, frame.K, monocular=True) if monocular else []
-                if monocular and self.landmarks.adjust(list(self._window), frame.K, covisible):
+                if frame.depth_points is None and self._adjust_monocular(frame.K):
                     pose = candidate.pose_world.copy()
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
@@ -585,12 +582,15 @@ class VisualOdometry:
         T[:3, 3] *= scale
         return T
 
-    def _covisible(self, pose_world: np.ndarray, K: np.ndarray, monocular: bool = False) -> list[Keyframe]:
-        """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world`` (monocular:
-        only with ``covisible_bundle``)."""
-        if monocular and not self.config.covisible_bundle:
-            return []
+    def _covisible(self, pose_world: np.ndarray, K: np.ndarray) -> list[Keyframe]:
+        """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world``."""
         return self._memory.covisible(pose_world, K, self._window, self.config.covisible_keyframes)
+
+    def _adjust_monocular(self, K: np.ndarray) -> bool:
+        """Bundle-adjust the window of the keyframe just adopted (with ``covisible_bundle``, and the older keyframes
+        that see its area, held fixed); whether it ran."""
+        covisible = self._covisible(self._keyframe.pose_world, K) if self.config.covisible_bundle else []
+        return self.landmarks.adjust(list(self._window), K, covisible)
 
     def _depth_scale(self, xyz_unit: np.ndarray) -> float:
         """Scale giving the unit-baseline points ``xyz_unit`` the median depth of the last map (1 before any)."""
