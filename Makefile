@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 ORB_VOCABULARY := runs/bench/orb_vocabulary.txt
 DATA ?= ../shared/data
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-avx2 demo bench lint clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ $(ORB_VOCABULARY): training/orb_vocabulary.py | $(STAMP)
 
 test: setup
 	$(PY) -m pytest -q test
+
+# The suite with torch, oneDNN, OpenBLAS, NumPy and OpenCV held to their AVX2 kernels (test/avx2_only.env).
+test-avx2: setup
+	env $$(grep -v '^#' test/avx2_only.env) $(PY) -m pytest -q test
 
 demo: setup
 	$(VENV)/bin/silk-vo demo --data $(DATA)

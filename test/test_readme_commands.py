@@ -37,6 +37,7 @@ WHERE = {
     "make test": HERE,
     "make setup": HERE,
     "make bench": HERE,
+    "make test-avx2": "test_portability.py::test_make_test_avx2_runs_the_suite_with_that_environment",
     "ros_vendor/build_tf2_msgs.sh": "test_ros_tf.py::test_odometry_is_on_tf_with_the_image_stamps",
     ".venv/bin/silk_vo_node --ros-args --params-file config/silk_vo.yaml":
         "test_ros_node_process.py::test_sigint_and_sigterm_shut_down_in_under_a_second_busy_or_idle",
