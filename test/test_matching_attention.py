@@ -226,10 +226,10 @@ def test_shipped_matcher_beats_mnn_precision_on_hpatches(data_root):
         shipped_weights("silk-mu")
     except WeightsError as exc:
         pytest.skip(str(exc))
-    from silk_ros.features import SilkExtractor
+    from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
     (image0, image1), h = _hpatches_pair(data_root)
-    extractor = SilkExtractor(top_k=1024)
+    extractor = SilkExtractor(top_k=1024, **PAPER_SELECTION)  # the features the shipped matcher was trained on
     f0, f1 = extractor.extract(image0), extractor.extract(image1)
 
     def precision(matches):

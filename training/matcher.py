@@ -201,7 +201,7 @@ def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool 
 
     Returns padded tensors: kpts{0,1} (P, K, 2) pixels, desc (P, K, D), scores (P, K), mask (P, K),
     gt{0,1} (P, K) and h_1_0 (P, 3, 3)."""
-    from silk_ros.features import SilkExtractor
+    from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
     count = config.pool_pairs if split == "train" else config.val_pairs
     silk_path = _silk_path(config.silk_weights)
@@ -213,7 +213,10 @@ def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool 
     root = Path(config.data_root) if config.data_root else shared_data_root()
     folders = config.train_images if split == "train" else config.val_images
     images = load_grey_images(list_images(folders, root), config.crop)
-    extractor = SilkExtractor(weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k)
+    # The shipped matcher was trained on the paper's keypoint selection; the pool key does not name it.
+    extractor = SilkExtractor(
+        weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k, **PAPER_SELECTION
+    )
     k, d, size = config.top_k, extractor.descriptor_dim, (config.crop, config.crop)
     pool = {
         **{f"kpts{v}": torch.zeros(count, k, 2) for v in (0, 1)},

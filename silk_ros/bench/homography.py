@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: Method names of the matching benchmarks (``--methods``): extractor, then ``+matcher`` where it is not MNN.
-METHODS = ("silk", "silk+attention", "sift", "orb")
+#: ``silk`` keeps SiLK's keypoints with the package's selection (``ExtractorConfig``: NMS, sub-pixel),
+#: ``silk-paper`` with the paper's (every cell, integer positions).
+METHODS = ("silk", "silk-paper", "silk+attention", "sift", "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +61,7 @@ def build_methods(
 ) -> dict:
     """{label: (extractor, matcher)}: every extractor has the one ``extract(image) -> Features`` interface, and
     every row says which descriptor and matcher it uses."""
-    from ..features import SilkExtractor
+    from ..features import PAPER_SELECTION, ExtractorConfig, SilkExtractor
     from ..features.classic import ClassicExtractor
 
     unknown = [n for n in names if n not in METHODS]
@@ -67,14 +69,19 @@ def build_methods(
         raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
     silk = None
     methods = {}
+    selection = ExtractorConfig()
+    ours = f"NMS {selection.nms_radius}{', sub-pixel' if selection.subpixel else ''}"
     for name in names:
-        if name.startswith("silk"):
+        if name == "silk-paper":
+            paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
+            methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
+        elif name.startswith("silk"):
             silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
             if name == "silk":
-                methods[f"SiLK-µ ({silk_weights}) + MNN"] = (silk, build_matcher("mnn"))
+                methods[f"SiLK-µ ({silk_weights}, {ours}) + MNN"] = (silk, build_matcher("mnn"))
             else:
                 matcher = build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
-                methods[f"SiLK-µ ({silk_weights}) + attention ({matcher_weights})"] = (silk, matcher)
+                methods[f"SiLK-µ ({silk_weights}, {ours}) + attention ({matcher_weights})"] = (silk, matcher)
         elif name == "sift":
             methods["OpenCV SIFT, RootSIFT descriptors + MNN"] = (
                 ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), build_matcher("mnn"))

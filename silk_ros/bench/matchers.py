@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..datasets.paths import REPO_ROOT, shared_data_root
 from ..evaluation import matching_metrics as mm
-from ..features import SilkExtractor
+from ..features import PAPER_SELECTION, SilkExtractor
 from ..features.types import Features
 from ..geometry.pose import skew
 from ..matching import build_matcher
@@ -146,7 +146,9 @@ def extract_all(extractor: SilkExtractor, pairs: list, args) -> dict[str, tuple[
 
     weights = Path(extractor.config.weights)
     weights = weights if weights.exists() else shipped_weights(extractor.config.weights)
-    settings = f"{hashlib.sha256(weights.read_bytes()).hexdigest()}|{extractor.config.top_k}|{args.max_side}"
+    c = extractor.config
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    settings = f"{digest}|{c.top_k}|{c.nms_radius}|{c.subpixel}|{args.max_side}"
     key = hashlib.sha256(f"{settings}|{[p.name for p in pairs]}".encode()).hexdigest()[:16]
     cache = args.features_cache
     if cache and cache.exists():
@@ -219,7 +221,11 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     sizes = [int(s) for s in args.timing_sizes.split(",")]
     rows = [(label, {"numpy": build_matcher(config)}) for label, config in CLASSIC]
     rows += _attention_rows(args.attention or list(DEFAULT_ATTENTION), args.threads)
-    extractor = SilkExtractor(weights=args.silk_weights, top_k=max([args.top_k, *sizes]), threads=args.threads)
+    # The paper's keypoint selection: the features the attention matchers were trained on, and full counts for
+    # the timing sizes (NMS keeps fewer than 2,048 keypoints on small images).
+    extractor = SilkExtractor(
+        weights=args.silk_weights, top_k=max([args.top_k, *sizes]), threads=args.threads, **PAPER_SELECTION
+    )
     h_pairs, p_pairs = load_pairs(root, args.max_side)
     full = extract_all(extractor, h_pairs + p_pairs, args)
     top = {

@@ -1,6 +1,6 @@
 """SiLK keypoints: the network, its weights and the one ``extract(image) -> Features`` entry point."""
 
-from .config import BACKENDS, FEATURE_KINDS, ExtractorConfig
+from .config import BACKENDS, FEATURE_KINDS, PAPER_SELECTION, ExtractorConfig
 from .extractor import ImageError, SilkExtractor, load_silk_model, to_grey_float
 from .model import SILK_CONFIGS, SilkConfig, SilkNet, count_parameters, multiply_accumulates
 from .types import Features
@@ -11,6 +11,7 @@ __all__ = [
     "FEATURE_KINDS",
     "Features",
     "ImageError",
+    "PAPER_SELECTION",
     "SILK_CONFIGS",
     "SilkConfig",
     "SilkExtractor",
