@@ -5,7 +5,8 @@ them, so they live behind one lock; and every bad input is logged once per kind 
 always, so a user sees both the first clear message and how often it keeps happening.
 
 Every frame received ends as processed (odometry published) or skipped with one reason
-(``frames_without_odometry.<reason>``), or still waits (``frames_pending``): once the input stops,
+(``frames_without_odometry.<reason>``), or still waits (``frames_pending``: queued, being processed, or
+waiting for its depth image): once the input stops,
 received = processed + without odometry + pending.
 """
 

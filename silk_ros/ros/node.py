@@ -138,6 +138,8 @@ class SilkVoNode(Node):
         self.config = self.settings.odometry
         self.vo = VisualOdometry(self.config)
         self._vo_lock = threading.Lock()
+        #: 1 while the worker holds a frame taken from the buffer: it is still pending in /diagnostics.
+        self._in_hand = 0
         # auto and mono: no depth topic, unless depth_scale scales the monocular odometry with it
         self._rgbd = self.config.mode == "rgbd" or self.config.depth_scale
         wiring = self.settings.node
@@ -376,6 +378,7 @@ class SilkVoNode(Node):
             frame = self._buffer.get(timeout=0.1)
             if frame is None or self._stop.is_set():
                 continue
+            self._in_hand = 1
             try:
                 with self._vo_lock:
                     self._process(frame)
@@ -385,6 +388,8 @@ class SilkVoNode(Node):
                 self._bad_input(
                     "processing_error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}", frame=True
                 )
+            finally:
+                self._in_hand = 0
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the worker: nothing is processed or published after the frame in hand.  True when the worker
@@ -596,10 +601,12 @@ class SilkVoNode(Node):
             if stall:
                 warnings.append(f"depth not paired: {stall}")
                 self.get_logger().warning(f"RGB-D: {stall}", throttle_duration_sec=p.depth_pair_timeout)
+        waiting_for_depth = len(self._pairer) if self._pairer is not None else 0
         extra = {
             "tracking_state": self._last_state,
             "camera_info_received": bool(len(self._cameras)),
-            "frames_pending": len(self._buffer) + (len(self._pairer) if self._pairer is not None else 0),
+            # queued, in the worker's hands, or waiting for depth: not yet processed or skipped
+            "frames_pending": len(self._buffer) + self._in_hand + waiting_for_depth,
             "frames_unpaired_depth": self._pairer.unpaired if self._pairer is not None else 0,
             "depth_pairing": depth_pairing,
             "depth_valid_fraction": self._depth_valid_fraction if self._depth_valid_fraction is not None else "n/a",
