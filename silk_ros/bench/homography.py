@@ -61,7 +61,7 @@ def build_methods(
 ) -> dict:
     """{label: (extractor, matcher)}: every extractor has the one ``extract(image) -> Features`` interface, and
     every row says which descriptor and matcher it uses."""
-    from ..features import PAPER_SELECTION, ExtractorConfig, SilkExtractor
+    from ..features import PAPER_SELECTION, SilkExtractor
     from ..features.classic import ClassicExtractor
 
     unknown = [n for n in names if n not in METHODS]
@@ -69,14 +69,13 @@ def build_methods(
         raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
     silk = None
     methods = {}
-    selection = ExtractorConfig()
-    ours = f"NMS {selection.nms_radius}{', sub-pixel' if selection.subpixel else ''}"
     for name in names:
         if name == "silk-paper":
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
         elif name.startswith("silk"):
             silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
+            ours = f"NMS {silk.config.nms_radius}{', sub-pixel' if silk.config.subpixel else ''}"
             if name == "silk":
                 methods[f"SiLK-µ ({silk_weights}, {ours}) + MNN"] = (silk, build_matcher("mnn"))
             else:

@@ -144,9 +144,9 @@ def extract_all(extractor: SilkExtractor, pairs: list, args) -> dict[str, tuple[
     """SiLK features of every pair (optionally cached: extraction dominates the benchmark's run time)."""
     import hashlib
 
-    weights = Path(extractor.config.weights)
-    weights = weights if weights.exists() else shipped_weights(extractor.config.weights)
     c = extractor.config
+    weights = Path(c.weights)
+    weights = weights if weights.exists() else shipped_weights(c.weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     settings = f"{digest}|{c.top_k}|{c.nms_radius}|{c.subpixel}|{args.max_side}"
     key = hashlib.sha256(f"{settings}|{[p.name for p in pairs]}".encode()).hexdigest()[:16]
