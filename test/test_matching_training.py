@@ -19,7 +19,9 @@ from training.matcher import (
     MatcherTrainConfig,
     MatcherTrainer,
     assignment_nll,
+    batch_from_pool,
     build_pool,
+    depth_labels,
     reprojection_labels,
 )
 
@@ -42,6 +44,25 @@ def test_reprojection_labels_mutual_within_radius():
     gt0, gt1 = reprojection_labels(kpts0, kpts1, h, (120, 240), (120, 240), 3.0, 5.0)
     assert gt0.tolist() == [0, IGNORED, 2, UNMATCHED]
     assert gt1.tolist() == [0, IGNORED, 2, IGNORED, UNMATCHED]
+
+
+def test_depth_labels_follow_parallax_and_occlusion():
+    """A wall 2 m ahead, the second camera 0.1 m to the right: partners shift by f * 0.1 / 2 = 5 px to the left;
+    a keypoint whose partner is hidden behind a nearer surface in view 1 is unmatched, never matched."""
+    k = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    depth0 = np.full((120, 160), 2.0, np.float32)
+    depth1 = depth0.copy()
+    depth1[:, 100:] = 1.0  # a nearer box covers the right of view 1
+    t_1_0 = np.eye(4)
+    t_1_0[0, 3] = -0.1  # camera 1 at x = +0.1 m in camera 0's frame
+    kpts0 = np.array([[40.0, 60.0], [70.0, 30.0], [120.0, 60.0], [150.0, 100.0]], np.float32)
+    kpts1 = np.array([[35.5, 60.0], [65.0, 30.0], [115.0, 60.0], [3.0, 3.0]], np.float32)
+    gt0, gt1 = depth_labels(kpts0, kpts1, depth0, depth1, k, k, t_1_0, 3.0, 5.0)
+    assert gt0.tolist() == [0, 1, UNMATCHED, UNMATCHED]  # 2 is occluded in view 1 (its 115 px is the box)
+    assert gt1.tolist()[:2] == [0, 1] and gt1[3] == UNMATCHED
+    # without the box keypoint 2 has its partner
+    gt0, _ = depth_labels(kpts0, kpts1, depth0, depth0, k, k, t_1_0, 3.0, 5.0)
+    assert gt0.tolist()[:3] == [0, 1, 2]
 
 
 def test_assignment_nll_rewards_the_right_assignment():
@@ -80,6 +101,23 @@ def test_pool_is_cached_and_labelled(tiny_config):
     again = build_pool(tiny_config, "train", progress=False)  # from the cache file
     assert torch.equal(again["desc1"], pool["desc1"])
     assert len(list(Path(tiny_config.cache_dir).glob("pool_train_*.pt"))) == 1
+
+
+def test_room_pairs_join_the_pool_with_their_own_size(tiny_config):
+    """3D pairs of a rendered room are labelled from depth and normalised by their own view size."""
+    tiny_config.room_pairs, tiny_config.room_size, tiny_config.keypoint_selection = 2, [96, 64], "default"
+    pool = build_pool(tiny_config, "train", progress=False)
+    assert pool["kpts0"].shape[0] == 8
+    assert pool["size"][-1].tolist() == [64, 96] and pool["size"][0].tolist() == [96, 96]
+    rooms = slice(6, 8)
+    matched = pool["gt0"][rooms] >= 0
+    assert int(matched.sum()) > 0  # the room views overlap
+    rows, cols = matched.nonzero(as_tuple=True)
+    assert torch.equal(pool["gt1"][rooms][rows, pool["gt0"][rooms][rows, cols]], cols)
+    batch = batch_from_pool(pool, np.array([0, 7]), np.zeros(2, bool))
+    valid = batch["mask0"]
+    assert float(batch["kpts0"][valid].abs().max()) <= 1.0 + 1e-6
+    assert len(list(Path(tiny_config.cache_dir).glob("rooms_train_*.pt"))) == 1
 
 
 def test_exact_resume_and_weights(tiny_config, tmp_path):

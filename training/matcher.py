@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from silk_ros.weights import SHIPPED, SHIPPED_DIR, save_weights
 
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import HomographyConfig, PhotometricConfig, config_from_dict, config_from_yaml
-from .data import list_images, load_grey_images, make_pair
+from .data import list_images, load_grey_images, make_pair, photometric
 
 __all__ = [
     "MatcherTrainConfig",
@@ -55,6 +56,9 @@ __all__ = [
 #: ablation variant -> (bias_reweighting, value_reweighting)
 VARIANTS = {"none": (False, False), "bias": (True, False), "value": (False, True), "both": (True, True)}
 UNMATCHED, IGNORED = -1, -2
+KEYPOINT_SELECTIONS = ("paper", "default")
+#: a new room (walls, boxes, photos) every this many 3D pairs
+PAIRS_PER_ROOM = 16
 #: match-probability thresholds tried on the validation pool when the weights are written
 THRESHOLD_CANDIDATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -69,8 +73,17 @@ class MatcherTrainConfig:
     data_root: str = ""
     crop: int = 224
     top_k: int = 512
+    #: SiLK keypoint selection of the pooled features: "paper" (top-k cells, integer positions) or "default"
+    #: (``ExtractorConfig``'s: NMS + sub-pixel, what the benches and ``training.pose_check`` extract)
+    keypoint_selection: str = "paper"
     pool_pairs: int = 1600
     val_pairs: int = 64
+    #: 3D pairs added to each pool: two views of a synthetic room (walls, floor, boxes) papered with the split's
+    #: photos, labels by depth reprojection with occlusion; homographies alone never show parallax or occlusion
+    room_pairs: int = 0
+    val_room_pairs: int = 0
+    #: rendered view size of the room pairs (width, height)
+    room_size: list[int] = field(default_factory=lambda: [320, 240])
     match_radius: float = 3.0
     unmatched_radius: float = 5.0
     batch_size: int = 4
@@ -112,6 +125,14 @@ class MatcherTrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.match_radius <= self.unmatched_radius:
             raise ValueError("need 0 < match_radius <= unmatched_radius")
+        if self.keypoint_selection not in KEYPOINT_SELECTIONS:
+            raise ValueError(
+                f"keypoint_selection must be one of {KEYPOINT_SELECTIONS}, got '{self.keypoint_selection}'"
+            )
+        if self.room_pairs < 0 or self.val_room_pairs < 0:
+            raise ValueError("room_pairs and val_room_pairs must be >= 0")
+        if len(self.room_size) != 2 or min(self.room_size) < 32:
+            raise ValueError(f"room_size must be [width, height] of at least 32 px, got {self.room_size}")
         self.matcher_config()  # raises on bad model options
 
     def matcher_config(self) -> AttentionMatcherConfig:
@@ -130,6 +151,45 @@ def _warp(h: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[:, :2] / np.where(np.abs(z) < 1e-12, 1e-12, z)[:, None], z > 0
 
 
+def _outside(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    return (xy[:, 0] < -0.5) | (xy[:, 1] < -0.5) | (xy[:, 0] > w - 0.5) | (xy[:, 1] > h - 0.5)
+
+
+def labels_from_projections(
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    w0: np.ndarray,
+    w1: np.ndarray,
+    lost0: np.ndarray,
+    lost1: np.ndarray,
+    match_radius: float,
+    unmatched_radius: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets from the keypoints' projections into the other view (``w0``: view-0 keypoints in view 1,
+    ``w1``: view-1 keypoints in view 0); ``lost``: the keypoint has no partner there (outside, behind the
+    camera, occluded).  A match is a mutual nearest neighbour within ``match_radius`` px in both views."""
+    gt0 = np.full(len(kpts0), IGNORED, np.int64)
+    gt1 = np.full(len(kpts1), IGNORED, np.int64)
+    if len(kpts0) == 0 or len(kpts1) == 0:
+        gt0[:] = UNMATCHED
+        gt1[:] = UNMATCHED
+        return gt0, gt1
+    d01 = np.linalg.norm(w0[:, None] - kpts1[None], axis=2)  # in view 1
+    d10 = np.linalg.norm(kpts0[:, None] - w1[None], axis=2)  # in view 0
+    dist = np.maximum(d01, d10)
+    nn01, nn10 = dist.argmin(1), dist.argmin(0)
+    rows = np.arange(len(kpts0))
+    mutual = (nn10[nn01] == rows) & (dist[rows, nn01] <= match_radius)
+    gt0[mutual] = nn01[mutual]
+    gt1[nn01[mutual]] = rows[mutual]
+    far0 = (dist.min(1) > unmatched_radius) | lost0
+    far1 = (dist.min(0) > unmatched_radius) | lost1
+    gt0[~mutual & far0] = UNMATCHED
+    gt1[(gt1 == IGNORED) & far1] = UNMATCHED
+    return gt0, gt1
+
+
 def reprojection_labels(
     kpts0: np.ndarray,
     kpts1: np.ndarray,
@@ -139,53 +199,85 @@ def reprojection_labels(
     match_radius: float = 3.0,
     unmatched_radius: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-keypoint targets ``gt0`` (N0,), ``gt1`` (N1,): partner index, -1 unmatched, -2 ignored.
-
-    A match is a mutual nearest neighbour under the homography within ``match_radius`` px (in both
-    views).  Unmatched: the nearest reprojected partner is beyond ``unmatched_radius`` or the keypoint
+    """Per-keypoint targets ``gt0`` (N0,), ``gt1`` (N1,) of a homography pair: partner index, -1 unmatched,
+    -2 ignored.  Unmatched: the nearest reprojected partner is beyond ``unmatched_radius`` or the keypoint
     warps outside the other view."""
-    gt0 = np.full(len(kpts0), IGNORED, np.int64)
-    gt1 = np.full(len(kpts1), IGNORED, np.int64)
-    if len(kpts0) == 0 or len(kpts1) == 0:
-        gt0[:] = UNMATCHED
-        gt1[:] = UNMATCHED
-        return gt0, gt1
     w0, front0 = _warp(h_1_0, kpts0)
     w1, front1 = _warp(np.linalg.inv(h_1_0), kpts1)
-    d01 = np.linalg.norm(w0[:, None] - kpts1[None], axis=2)  # in view 1
-    d10 = np.linalg.norm(kpts0[:, None] - w1[None], axis=2)  # in view 0
-    dist = np.maximum(d01, d10)
-    nn01, nn10 = dist.argmin(1), dist.argmin(0)
-    rows = np.arange(len(kpts0))
-    mutual = (nn10[nn01] == rows) & (dist[rows, nn01] <= match_radius)
-    gt0[mutual] = nn01[mutual]
-    gt1[nn01[mutual]] = rows[mutual]
-
-    def outside(xy, front, size):
-        h, w = size
-        return ~front | (xy[:, 0] < -0.5) | (xy[:, 1] < -0.5) | (xy[:, 0] > w - 0.5) | (xy[:, 1] > h - 0.5)
-
-    far0 = (dist.min(1) > unmatched_radius) | outside(w0, front0, size1)
-    far1 = (dist.min(0) > unmatched_radius) | outside(w1, front1, size0)
-    gt0[~mutual & far0] = UNMATCHED
-    gt1[(gt1 == IGNORED) & far1] = UNMATCHED
-    return gt0, gt1
+    return labels_from_projections(
+        kpts0, kpts1, w0, w1, ~front0 | _outside(w0, size1), ~front1 | _outside(w1, size0),
+        match_radius, unmatched_radius,
+    )
 
 
-def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Path) -> str:
-    """Cache key: everything that changes the pooled features (weights bytes included)."""
+#: a projected depth that differs from the other view's depth by more than this fraction is occluded there
+OCCLUSION_TOLERANCE = 0.05
+
+
+def _project_with_depth(
+    kpts: np.ndarray, depth: np.ndarray, k_src: np.ndarray, k_dst: np.ndarray, t_dst_src: np.ndarray,
+    depth_dst: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of the source view (their depth read at the nearest pixel) in the other view's pixels, and
+    whether each is lost there: outside, behind the camera, without depth or hidden behind a nearer surface."""
+    h, w = depth.shape
+    cols = np.clip(np.rint(kpts[:, 0]).astype(int), 0, w - 1)
+    rows = np.clip(np.rint(kpts[:, 1]).astype(int), 0, h - 1)
+    z = depth[rows, cols].astype(np.float64)
+    rays = np.c_[kpts.astype(np.float64), np.ones(len(kpts))] @ np.linalg.inv(k_src).T
+    points = (rays * z[:, None]) @ t_dst_src[:3, :3].T + t_dst_src[:3, 3]
+    z_dst = points[:, 2]
+    pixels = points @ k_dst.T
+    xy = pixels[:, :2] / np.where(np.abs(z_dst) < 1e-9, 1e-9, z_dst)[:, None]
+    lost = ~(np.isfinite(z) & (z > 0) & (z_dst > 1e-6)) | _outside(xy, depth_dst.shape)
+    seen = np.zeros(len(kpts), np.float64)
+    inside = ~lost
+    seen[inside] = depth_dst[
+        np.clip(np.rint(xy[inside, 1]).astype(int), 0, depth_dst.shape[0] - 1),
+        np.clip(np.rint(xy[inside, 0]).astype(int), 0, depth_dst.shape[1] - 1),
+    ]
+    lost[inside] |= np.abs(seen[inside] - z_dst[inside]) > OCCLUSION_TOLERANCE * z_dst[inside]
+    xy[lost] = 1e6  # never anyone's neighbour
+    return xy, lost
+
+
+def depth_labels(
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    depth0: np.ndarray,
+    depth1: np.ndarray,
+    k0: np.ndarray,
+    k1: np.ndarray,
+    t_1_0: np.ndarray,
+    match_radius: float = 3.0,
+    unmatched_radius: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets of a 3D pair (depth maps, intrinsics, ``t_1_0`` maps view-0 camera points into view 1), as
+    :func:`reprojection_labels`; keypoints occluded in the other view are unmatched."""
+    w0, lost0 = _project_with_depth(kpts0, depth0, k0, k1, t_1_0, depth1)
+    w1, lost1 = _project_with_depth(kpts1, depth1, k1, k0, np.linalg.inv(t_1_0), depth0)
+    return labels_from_projections(kpts0, kpts1, w0, w1, lost0, lost1, match_radius, unmatched_radius)
+
+
+def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, rooms: bool = False) -> str:
+    """Cache key: everything that changes the pooled features (weights bytes included).  The room pairs are the
+    same for every training seed (rendering is the costly part), the homography pairs are drawn per seed."""
     digest = hashlib.sha256(silk_path.read_bytes()).hexdigest()[:16]
     keys = {
         "silk": digest,
         "images": config.train_images if split == "train" else config.val_images,
-        "crop": config.crop,
         "top_k": config.top_k,
-        "seed": config.seed,
         "count": count,
         "radii": [config.match_radius, config.unmatched_radius],
-        "homography": asdict(config.homography),
         "photometric": asdict(config.photometric),
+        "format": 2,
     }
+    if config.keypoint_selection != "paper":  # keeps the keys of pools built before the option existed
+        keys["selection"] = config.keypoint_selection
+    if rooms:
+        keys.update(rooms=True, room_size=config.room_size, pairs_per_room=PAIRS_PER_ROOM)
+    else:
+        keys.update(crop=config.crop, seed=config.seed, homography=asdict(config.homography))
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -196,66 +288,142 @@ def _silk_path(name: str) -> Path:
     return path if path.suffix or path.exists() else shipped_weights(name)
 
 
-def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool = True) -> dict[str, torch.Tensor]:
-    """SiLK features and labels of ``pool_pairs`` (train) or ``val_pairs`` (val) pairs, cached on disk.
-
-    Returns padded tensors: kpts{0,1} (P, K, 2) pixels, desc (P, K, D), scores (P, K), mask (P, K),
-    gt{0,1} (P, K) and h_1_0 (P, 3, 3)."""
+def _extractor(config: MatcherTrainConfig, silk_path: Path):
     from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
-    count = config.pool_pairs if split == "train" else config.val_pairs
-    silk_path = _silk_path(config.silk_weights)
-    cache = Path(config.cache_dir)
-    cache = cache if cache.is_absolute() else REPO_ROOT / cache
-    path = cache / f"pool_{split}_{_pool_key(config, split, count, silk_path)}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    root = Path(config.data_root) if config.data_root else shared_data_root()
-    folders = config.train_images if split == "train" else config.val_images
-    images = load_grey_images(list_images(folders, root), config.crop)
-    # The shipped matcher was trained on the paper's keypoint selection; the pool key does not name it.
-    extractor = SilkExtractor(
-        weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k, **PAPER_SELECTION
-    )
-    k, d, size = config.top_k, extractor.descriptor_dim, (config.crop, config.crop)
-    pool = {
+    selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {}
+    return SilkExtractor(weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k, **selection)
+
+
+def _empty_pool(count: int, k: int, d: int) -> dict[str, torch.Tensor]:
+    return {
         **{f"kpts{v}": torch.zeros(count, k, 2) for v in (0, 1)},
         **{f"desc{v}": torch.zeros(count, k, d) for v in (0, 1)},
         **{f"scores{v}": torch.zeros(count, k) for v in (0, 1)},
         **{f"mask{v}": torch.zeros(count, k, dtype=torch.bool) for v in (0, 1)},
         **{f"gt{v}": torch.full((count, k), IGNORED, dtype=torch.long) for v in (0, 1)},
-        "h_1_0": torch.zeros(count, 3, 3, dtype=torch.float64),
+        "size": torch.zeros(count, 2, dtype=torch.long),  # (height, width) of each pair's views
     }
-    stream = 1 if split == "train" else 2  # distinct random streams from SiLK's own sampler
-    for i in tqdm(range(count), desc=f"SiLK features ({split} pool)", disable=not progress, dynamic_ncols=True):
-        rng = np.random.default_rng([config.seed, stream, i])
-        image = images[int(rng.integers(len(images)))]
-        view0, view1, h = make_pair(image, config.crop, rng, config.homography, config.photometric)
-        f0, f1 = extractor.extract(view0), extractor.extract(view1)
-        gt0, gt1 = reprojection_labels(
-            f0.keypoints_xy, f1.keypoints_xy, h, size, size, config.match_radius, config.unmatched_radius
-        )
-        for v, (f, gt) in enumerate(((f0, gt0), (f1, gt1))):
-            n = len(f)
-            pool[f"kpts{v}"][i, :n] = torch.from_numpy(f.keypoints_xy)
-            pool[f"desc{v}"][i, :n] = torch.from_numpy(f.descriptors)
-            pool[f"scores{v}"][i, :n] = torch.from_numpy(f.scores)
-            pool[f"mask{v}"][i, :n] = True
-            pool[f"gt{v}"][i, :n] = torch.from_numpy(gt)
-        pool["h_1_0"][i] = torch.from_numpy(h)
-    pool["size"] = torch.tensor(size)
+
+
+def _store(pool: dict[str, torch.Tensor], i: int, features, labels, size: tuple[int, int]) -> None:
+    for v, (f, gt) in enumerate(zip(features, labels, strict=True)):
+        n = len(f)
+        pool[f"kpts{v}"][i, :n] = torch.from_numpy(f.keypoints_xy)
+        pool[f"desc{v}"][i, :n] = torch.from_numpy(f.descriptors)
+        pool[f"scores{v}"][i, :n] = torch.from_numpy(f.scores)
+        pool[f"mask{v}"][i, :n] = True
+        pool[f"gt{v}"][i, :n] = torch.from_numpy(gt)
+    pool["size"][i] = torch.tensor(size)
+
+
+def _cached(path: Path, build) -> dict[str, torch.Tensor]:
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    pool = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(pool, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
     return pool
 
 
+def _homography_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, root: Path,
+                     progress: bool) -> dict[str, torch.Tensor]:
+    folders = config.train_images if split == "train" else config.val_images
+    images = load_grey_images(list_images(folders, root), config.crop)
+    extractor = _extractor(config, silk_path)
+    pool, size = _empty_pool(count, config.top_k, extractor.descriptor_dim), (config.crop, config.crop)
+    stream = 1 if split == "train" else 2  # distinct random streams from SiLK's own sampler
+    for i in tqdm(range(count), desc=f"SiLK features ({split} pool)", disable=not progress, dynamic_ncols=True):
+        rng = np.random.default_rng([config.seed, stream, i])
+        image = images[int(rng.integers(len(images)))]
+        view0, view1, h = make_pair(image, config.crop, rng, config.homography, config.photometric)
+        f0, f1 = extractor.extract(view0), extractor.extract(view1)
+        labels = reprojection_labels(
+            f0.keypoints_xy, f1.keypoints_xy, h, size, size, config.match_radius, config.unmatched_radius
+        )
+        _store(pool, i, (f0, f1), labels, size)
+    return pool
+
+
+def _room_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, root: Path,
+               progress: bool) -> dict[str, torch.Tensor]:
+    """``count`` rendered 3D pairs (``training.pose_check``'s camera pairs: 0.2-0.7 m apart, 5-35 degrees),
+    photometrically augmented as the homography pairs are, labelled with the rendered depth."""
+    from silk_ros.datasets.synthetic import build_room, render
+    from silk_ros.geometry.camera import Camera
+    from silk_ros.geometry.pose import invert_pose
+
+    from .pose_check import camera_pair
+
+    folders = config.train_images if split == "train" else config.val_images
+    photos = load_grey_images(list_images(folders, root), min_side=32)
+    extractor = _extractor(config, silk_path)
+    width, height = config.room_size
+    focal = 0.8 * width
+    camera = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
+    pool = _empty_pool(count, config.top_k, extractor.descriptor_dim)
+    stream = 3 if split == "train" else 4
+    quads = None
+    for i in tqdm(range(count), desc=f"SiLK features ({split} rooms)", disable=not progress, dynamic_ncols=True):
+        rng = np.random.default_rng([stream, i])
+        if i % PAIRS_PER_ROOM == 0:
+            room_rng = np.random.default_rng([stream, i, 1])
+            chosen = room_rng.choice(len(photos), 21, replace=len(photos) < 21)
+            quads = build_room(room_rng, [cv2.cvtColor(photos[j], cv2.COLOR_GRAY2BGR) for j in chosen])
+        pose0, pose1 = camera_pair(rng)
+        views, depths = [], []
+        for pose in (pose0, pose1):
+            image, depth = render(quads, camera, pose)
+            grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+            views.append(photometric(grey, rng, config.photometric))
+            depths.append(depth)
+        f0, f1 = (extractor.extract(v) for v in views)
+        labels = depth_labels(
+            f0.keypoints_xy, f1.keypoints_xy, *depths, camera.K, camera.K, invert_pose(pose1) @ pose0,
+            config.match_radius, config.unmatched_radius,
+        )
+        _store(pool, i, (f0, f1), labels, (height, width))
+    return pool
+
+
+def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool = True) -> dict[str, torch.Tensor]:
+    """SiLK features and labels of ``pool_pairs`` homography pairs + ``room_pairs`` 3D pairs (train) or
+    ``val_pairs`` + ``val_room_pairs`` (val), each part cached on disk.
+
+    Returns padded tensors: kpts{0,1} (P, K, 2) pixels, desc (P, K, D), scores (P, K), mask (P, K),
+    gt{0,1} (P, K) and size (P, 2) (height, width)."""
+    silk_path = _silk_path(config.silk_weights)
+    cache = Path(config.cache_dir)
+    cache = cache if cache.is_absolute() else REPO_ROOT / cache
+    root = Path(config.data_root) if config.data_root else shared_data_root()
+    count, rooms = (config.pool_pairs, config.room_pairs) if split == "train" else (config.val_pairs,
+                                                                                     config.val_room_pairs)
+    parts = []
+    if count:
+        key = _pool_key(config, split, count, silk_path)
+        parts.append(_cached(cache / f"pool_{split}_{key}.pt",
+                             lambda: _homography_pool(config, split, count, silk_path, root, progress)))
+    if rooms:
+        key = _pool_key(config, split, rooms, silk_path, rooms=True)
+        parts.append(_cached(cache / f"rooms_{split}_{key}.pt",
+                             lambda: _room_pool(config, split, rooms, silk_path, root, progress)))
+    if not parts:
+        raise ValueError(f"the {split} pool is empty: set pool_pairs / room_pairs (or val_pairs / val_room_pairs)")
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+def pool_size(pool: dict[str, torch.Tensor]) -> int:
+    return len(pool["size"])
+
+
 def batch_from_pool(pool: dict[str, torch.Tensor], index: np.ndarray, swap: np.ndarray) -> dict[str, torch.Tensor]:
-    """Network inputs and targets for pool rows ``index``; ``swap`` exchanges the two views (augmentation)."""
-    h, w = (int(s) for s in pool["size"])
-    scale = max(h, w) / 2.0
-    centre = torch.tensor([w / 2.0, h / 2.0])
+    """Network inputs and targets for pool rows ``index``; ``swap`` exchanges the two views (augmentation).
+    Keypoints are normalised per pair as the matcher does at inference (``normalize_keypoints``)."""
     idx = torch.from_numpy(index)
+    size = pool["size"][idx].to(torch.float32)  # (B, 2) height, width
+    centre = torch.stack([size[:, 1], size[:, 0]], 1)[:, None] / 2.0
+    scale = size.max(1).values[:, None, None] / 2.0
     out = {}
     for v in (0, 1):
         for name in ("kpts", "desc", "scores", "mask", "gt"):
@@ -335,7 +503,7 @@ class MatcherTrainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.pool = build_pool(config, "train", progress)
-        self.val_pool = build_pool(config, "val", progress) if config.val_pairs else None
+        self.val_pool = build_pool(config, "val", progress) if config.val_pairs or config.val_room_pairs else None
         self.step = 0
         self.wall_s = 0.0
         self.history: list[dict] = []
@@ -382,7 +550,7 @@ class MatcherTrainer:
         cfg = self.config
         self.model.train()
         rng = np.random.default_rng([cfg.seed, self.step])
-        index = rng.choice(len(self.pool["h_1_0"]), cfg.batch_size, replace=False)
+        index = rng.choice(pool_size(self.pool), cfg.batch_size, replace=False)
         batch = batch_from_pool(self.pool, index, rng.random(cfg.batch_size) < 0.5)
         out = self.model(*self._inputs(batch), all_layers=True)
         losses = matcher_loss(out, batch["gt0"], batch["gt1"], cfg.matchability_weight)
@@ -404,7 +572,7 @@ class MatcherTrainer:
         if self.val_pool is None:
             return {}
         self.model.eval()
-        totals, nll, n = np.zeros(3), 0.0, len(self.val_pool["h_1_0"])
+        totals, nll, n = np.zeros(3), 0.0, pool_size(self.val_pool)
         for start in range(0, n, 8):
             index = np.arange(start, min(n, start + 8))
             batch = batch_from_pool(self.val_pool, index, np.zeros(len(index), bool))
@@ -424,7 +592,7 @@ class MatcherTrainer:
         if self.val_pool is None:
             return self.model.config.filter_threshold, {}
         self.model.eval()
-        n, outputs = len(self.val_pool["h_1_0"]), []
+        n, outputs = pool_size(self.val_pool), []
         for start in range(0, n, 8):
             index = np.arange(start, min(n, start + 8))
             batch = batch_from_pool(self.val_pool, index, np.zeros(len(index), bool))
@@ -532,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     config.validate()
     if args.prepare_only:
         build_pool(config, "train", not args.no_progress)
-        if config.val_pairs:
+        if config.val_pairs or config.val_room_pairs:
             build_pool(config, "val", not args.no_progress)
         return 0
     trainer = MatcherTrainer(config, progress=not args.no_progress)

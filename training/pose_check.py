@@ -6,9 +6,9 @@ nothing about 3D scenes, and the pose benchmarks must not decide a default.  So 
 benchmarks on: the synthetic room (``silk_ros.datasets.synthetic``: walls, floor, ceiling and boxes, exact
 ray casting) textured with the held-out validation photos of the SiLK trainer, seen at the odometry's working
 size (320x240) by two cameras 0.2-0.7 m apart that look at about the same point (5-35 degrees of relative
-rotation).  Both matchers see the same SiLK features; the figure is the SuperGlue-protocol pose AUC@10
-(the code of ``silk-vo bench pose-pairs``).  ``--write`` stores ``{"pairs", "metric", "matcher", "mnn"}`` as
-``pose_vs_mnn`` in the matcher's weights file.
+rotation).  Both matchers see the same SiLK features, selected as the odometry selects them; the figure is the
+SuperGlue-protocol pose AUC@10 (the code of ``silk-vo bench pose-pairs``).  ``--write`` stores
+``{"pairs", "metric", "matcher", "mnn"}`` as ``pose_vs_mnn`` in the matcher's weights file.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from silk_ros.geometry.pose import invert_pose, make_pose
 
 from .data import list_images, load_grey_images
 
-__all__ = ["synthetic_pose_pairs", "compare_with_mnn", "main"]
+__all__ = ["camera_pair", "synthetic_pose_pairs", "compare_with_mnn", "main"]
 
 VALIDATION_PHOTOS = (["train/bsds500/test"], 50)  # the SiLK trainer's held-out split (mu_cpu.yaml val_*)
 
@@ -45,7 +45,7 @@ def _looking_at(centre: np.ndarray, target: np.ndarray, roll: float) -> np.ndarr
     return make_pose(rotation, centre)
 
 
-def _camera_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def camera_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     inner = ROOM_HALF_SIZE - 1.2
     centre0 = np.array([*rng.uniform(-inner, inner, 2), rng.uniform(0.8, 2.0)])
     heading = rng.uniform(0, 2 * np.pi)
@@ -68,21 +68,29 @@ def synthetic_pose_pairs(count: int, seed: int = 0, width: int = 320, height: in
     camera = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
     pairs = []
     for i in tqdm(range(count), desc="rendering pose pairs", leave=False):
-        pose0, pose1 = _camera_pair(rng)
+        pose0, pose1 = camera_pair(rng)
         image0, image1 = (cv2.cvtColor(render(quads, camera, p)[0], cv2.COLOR_BGR2GRAY) for p in (pose0, pose1))
         pairs.append(PosePair(f"room{seed}/{i}", image0, image1, camera.K, camera.K, invert_pose(pose1) @ pose0))
     return pairs
 
 
 def compare_with_mnn(matcher_weights: str, silk_weights: str, pairs: list[PosePair], max_keypoints: int) -> dict:
-    """Pose AUC@5/10/20 of the matcher and of MNN on the same SiLK features and pairs."""
-    from silk_ros.bench.homography import build_methods
-    from silk_ros.bench.pose_pairs import evaluate_pose
+    """Pose AUC@5/10/20 of the matcher and of MNN on the same SiLK features and pairs: the odometry's keypoint
+    selection (``OdometryConfig().extractor``), since the check decides whether the odometry may use the matcher."""
+    from dataclasses import replace
 
-    methods = build_methods(["silk", "silk+attention"], max_keypoints, silk_weights, threads=1,
-                            matcher_weights=matcher_weights)
-    (_, (extractor, mnn)), (_, (_, matcher)) = methods.items()
-    return {name: evaluate_pose(extractor, pairs, matcher=m) for name, m in (("mnn", mnn), ("matcher", matcher))}
+    from silk_ros.bench.pose_pairs import evaluate_pose
+    from silk_ros.features import build_extractor
+    from silk_ros.matching import build_matcher
+    from silk_ros.odometry.config import OdometryConfig
+
+    extractor = build_extractor(replace(OdometryConfig().extractor, weights=silk_weights, top_k=max_keypoints,
+                                        threads=1))
+    matchers = {
+        "mnn": build_matcher("mnn"),
+        "matcher": build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"}),
+    }
+    return {name: evaluate_pose(extractor, pairs, matcher=m) for name, m in matchers.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "matcher": result["matcher"]["auc@10"],
         "mnn": result["mnn"]["auc@10"],
         "silk_weights": args.silk_weights,
+        "keypoints": "the odometry's selection (OdometryConfig().extractor)",
     }
     summary = {name: {k: r[k] for k in ("auc@5", "auc@10", "auc@20", "matches")} for name, r in result.items()}
     print(json.dumps({"pose_vs_mnn": record, "detail": summary}, indent=2))
