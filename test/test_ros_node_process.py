@@ -266,14 +266,20 @@ def test_every_start_up_failure_is_one_fatal_line_and_exit_1(tmp_path):
         "ROS arguments": (["--params-file", "/nonexistent/params.yaml"], ["invalid ROS arguments"]),
     }
     processes = {name: start_node(*arguments) for name, (arguments, _) in cases.items()}
-    for name, process in processes.items():
-        output, _ = process.communicate(timeout=300.0)  # each must exit by itself
-        fatal = [line for line in output.splitlines() if "FATAL" in line]
-        assert process.returncode == 1, (name, output)
-        assert "Traceback" not in output and len(fatal) == 1, (name, output)
-        for text in cases[name][1]:
-            assert text in fatal[0], (name, fatal[0])
-        assert "cannot start" in fatal[0]
+    try:
+        for name, process in processes.items():
+            output, _ = process.communicate(timeout=300.0)  # each must exit by itself
+            fatal = [line for line in output.splitlines() if "FATAL" in line]
+            assert process.returncode == 1, (name, output)
+            assert "Traceback" not in output and len(fatal) == 1, (name, output)
+            for text in cases[name][1]:
+                assert text in fatal[0], (name, fatal[0])
+            assert "cannot start" in fatal[0]
+    finally:  # a failed case must not leave nodes running (one hung once in DDS start-up: see the session-13 note)
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def test_unknown_parameters_are_warned_with_the_nearest_names(ros, tmp_path):
