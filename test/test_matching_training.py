@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from silk_ros.features.model import SilkNet
+from silk_ros.geometry.camera import Camera
 from silk_ros.matching.attention import load_attention_net
 from silk_ros.weights import save_weights
 from training.matcher import (
@@ -49,7 +50,7 @@ def test_reprojection_labels_mutual_within_radius():
 def test_depth_labels_follow_parallax_and_occlusion():
     """A wall 2 m ahead, the second camera 0.1 m to the right: partners shift by f * 0.1 / 2 = 5 px to the left;
     a keypoint whose partner is hidden behind a nearer surface in view 1 is unmatched, never matched."""
-    k = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    camera = Camera.from_intrinsics(100.0, 100.0, 79.5, 59.5, 160, 120)
     depth0 = np.full((120, 160), 2.0, np.float32)
     depth1 = depth0.copy()
     depth1[:, 100:] = 1.0  # a nearer box covers the right of view 1
@@ -57,11 +58,11 @@ def test_depth_labels_follow_parallax_and_occlusion():
     t_1_0[0, 3] = -0.1  # camera 1 at x = +0.1 m in camera 0's frame
     kpts0 = np.array([[40.0, 60.0], [70.0, 30.0], [120.0, 60.0], [150.0, 100.0]], np.float32)
     kpts1 = np.array([[35.5, 60.0], [65.0, 30.0], [115.0, 60.0], [3.0, 3.0]], np.float32)
-    gt0, gt1 = depth_labels(kpts0, kpts1, depth0, depth1, k, k, t_1_0, 3.0, 5.0)
+    gt0, gt1 = depth_labels(kpts0, kpts1, depth0, depth1, camera, camera, t_1_0, 3.0, 5.0)
     assert gt0.tolist() == [0, 1, UNMATCHED, UNMATCHED]  # 2 is occluded in view 1 (its 115 px is the box)
     assert gt1.tolist()[:2] == [0, 1] and gt1[3] == UNMATCHED
     # without the box keypoint 2 has its partner
-    gt0, _ = depth_labels(kpts0, kpts1, depth0, depth0, k, k, t_1_0, 3.0, 5.0)
+    gt0, _ = depth_labels(kpts0, kpts1, depth0, depth0, camera, camera, t_1_0, 3.0, 5.0)
     assert gt0.tolist()[:3] == [0, 1, 2]
 
 

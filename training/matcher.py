@@ -214,29 +214,24 @@ def reprojection_labels(
 OCCLUSION_TOLERANCE = 0.05
 
 
-def _project_with_depth(
-    kpts: np.ndarray, depth: np.ndarray, k_src: np.ndarray, k_dst: np.ndarray, t_dst_src: np.ndarray,
-    depth_dst: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_depth(depth: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Depth at the pixels nearest to ``xy`` (the odometry's ``keypoint_depth`` with one sample), NaN without."""
+    from silk_ros.odometry.depth import keypoint_depth
+
+    return keypoint_depth(depth, xy, depth.shape, radius=0, depth_min=1e-6, depth_max=np.inf)
+
+
+def _project_with_depth(kpts: np.ndarray, depth: np.ndarray, camera_src, camera_dst, t_dst_src: np.ndarray,
+                        depth_dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of the source view (their depth read at the nearest pixel) in the other view's pixels, and
     whether each is lost there: outside, behind the camera, without depth or hidden behind a nearer surface."""
-    h, w = depth.shape
-    cols = np.clip(np.rint(kpts[:, 0]).astype(int), 0, w - 1)
-    rows = np.clip(np.rint(kpts[:, 1]).astype(int), 0, h - 1)
-    z = depth[rows, cols].astype(np.float64)
-    rays = np.c_[kpts.astype(np.float64), np.ones(len(kpts))] @ np.linalg.inv(k_src).T
-    points = (rays * z[:, None]) @ t_dst_src[:3, :3].T + t_dst_src[:3, 3]
-    z_dst = points[:, 2]
-    pixels = points @ k_dst.T
-    xy = pixels[:, :2] / np.where(np.abs(z_dst) < 1e-9, 1e-9, z_dst)[:, None]
-    lost = ~(np.isfinite(z) & (z > 0) & (z_dst > 1e-6)) | _outside(xy, depth_dst.shape)
-    seen = np.zeros(len(kpts), np.float64)
+    z = _nearest_depth(depth, kpts)
+    points = camera_src.backproject(kpts, z) @ t_dst_src[:3, :3].T + t_dst_src[:3, 3]
+    xy = camera_dst.project(points)
+    lost = ~np.isfinite(z) | ~camera_dst.in_image(xy)
     inside = ~lost
-    seen[inside] = depth_dst[
-        np.clip(np.rint(xy[inside, 1]).astype(int), 0, depth_dst.shape[0] - 1),
-        np.clip(np.rint(xy[inside, 0]).astype(int), 0, depth_dst.shape[1] - 1),
-    ]
-    lost[inside] |= np.abs(seen[inside] - z_dst[inside]) > OCCLUSION_TOLERANCE * z_dst[inside]
+    z_dst = points[inside, 2]
+    lost[inside] = ~(np.abs(_nearest_depth(depth_dst, xy[inside]) - z_dst) <= OCCLUSION_TOLERANCE * z_dst)
     xy[lost] = 1e6  # never anyone's neighbour
     return xy, lost
 
@@ -246,16 +241,16 @@ def depth_labels(
     kpts1: np.ndarray,
     depth0: np.ndarray,
     depth1: np.ndarray,
-    k0: np.ndarray,
-    k1: np.ndarray,
+    camera0,
+    camera1,
     t_1_0: np.ndarray,
     match_radius: float = 3.0,
     unmatched_radius: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Targets of a 3D pair (depth maps, intrinsics, ``t_1_0`` maps view-0 camera points into view 1), as
-    :func:`reprojection_labels`; keypoints occluded in the other view are unmatched."""
-    w0, lost0 = _project_with_depth(kpts0, depth0, k0, k1, t_1_0, depth1)
-    w1, lost1 = _project_with_depth(kpts1, depth1, k1, k0, np.linalg.inv(t_1_0), depth0)
+    """Targets of a 3D pair (depth maps, ``silk_ros.geometry.camera.Camera`` of each view, ``t_1_0`` maps view-0
+    camera points into view 1), as :func:`reprojection_labels`; keypoints occluded in the other view are unmatched."""
+    w0, lost0 = _project_with_depth(kpts0, depth0, camera0, camera1, t_1_0, depth1)
+    w1, lost1 = _project_with_depth(kpts1, depth1, camera1, camera0, np.linalg.inv(t_1_0), depth0)
     return labels_from_projections(kpts0, kpts1, w0, w1, lost0, lost1, match_radius, unmatched_radius)
 
 
@@ -270,10 +265,9 @@ def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Pat
         "count": count,
         "radii": [config.match_radius, config.unmatched_radius],
         "photometric": asdict(config.photometric),
+        "selection": config.keypoint_selection,
         "format": 2,
     }
-    if config.keypoint_selection != "paper":  # keeps the keys of pools built before the option existed
-        keys["selection"] = config.keypoint_selection
     if rooms:
         keys.update(rooms=True, room_size=config.room_size, pairs_per_room=PAIRS_PER_ROOM)
     else:
@@ -380,7 +374,7 @@ def _room_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Pa
             depths.append(depth)
         f0, f1 = (extractor.extract(v) for v in views)
         labels = depth_labels(
-            f0.keypoints_xy, f1.keypoints_xy, *depths, camera.K, camera.K, invert_pose(pose1) @ pose0,
+            f0.keypoints_xy, f1.keypoints_xy, *depths, camera, camera, invert_pose(pose1) @ pose0,
             config.match_radius, config.unmatched_radius,
         )
         _store(pool, i, (f0, f1), labels, (height, width))
