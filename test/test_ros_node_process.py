@@ -50,9 +50,9 @@ def weights_arguments() -> list[str]:
         return ["-p", "weights:=untrained", "-p", "allow_untrained:=true"]
 
 
-def start_node(*arguments: str) -> subprocess.Popen:
+def start_node(*arguments: str, **environment: str) -> subprocess.Popen:
     command = [node_executable(), "--ros-args", "--params-file", str(REPO_ROOT / "config" / "silk_vo.yaml"), *arguments]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **environment)
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -265,7 +265,11 @@ def test_every_start_up_failure_is_one_fatal_line_and_exit_1(tmp_path):
         "weights": (["-p", "weights:=/nonexistent/silk.pt"], ["/nonexistent/silk.pt"]),
         "ROS arguments": (["--params-file", "/nonexistent/params.yaml"], ["invalid ROS arguments"]),
     }
-    processes = {name: start_node(*arguments) for name, (arguments, _) in cases.items()}
+    # These nodes never exchange messages: UDP only keeps seven simultaneous participants off Fast DDS's
+    # shared-memory transport, whose start-up hung one of them once (stale /dev/shm segments of killed runs,
+    # eProsima/Fast-DDS#1144; session-13 note).
+    udp_only = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
+    processes = {name: start_node(*arguments, **udp_only) for name, (arguments, _) in cases.items()}
     try:
         for name, process in processes.items():
             output, _ = process.communicate(timeout=300.0)  # each must exit by itself
