@@ -1,8 +1,7 @@
 """``silk-vo bench matchers``: every matcher on the same SiLK-µ features of real pairs.
 
-Rows: MNN, ratio test, double-softmax (SiLK's own) and the attention matcher in its four ablation
-variants (no reweighting, logit bias only, value rescaling only, both), each with a second and a third
-training seed.  Columns:
+Rows: MNN, ratio test, double-softmax (SiLK's own), the shipped attention matcher and its ablation: trained
+with and without the matchability reweighting (bias + value), three training seeds each.  Columns:
 
 * homography pairs (HPatches v_churchill, Oxford graf: image 1 against 2..6): match count, precision
   (reprojection error < 3 px under the true homography), homography AUC@1/3/5 px of the mean corner
@@ -37,23 +36,16 @@ from ..weights import shipped_weights
 from . import pair_data
 from .pair_data import HomographyPair, PosePair
 
-#: ablation weights written by ``python -m training.matcher --variant ...`` (matcher-mu is "both")
 ABLATION_DIR = REPO_ROOT / "training" / "ablation"
+#: ablation weights written by ``python -m training.matcher --config training/configs/matcher_mu_rooms.yaml --variant V
+#: --seed S --copy-to ...`` (homography + 3D room pairs, on the shipped SiLK-µ): with and without the reweighting
 DEFAULT_ATTENTION = (
-    f"attention (no reweighting)={ABLATION_DIR / 'matcher_mu_none.pt'}",
-    f"attention (bias only)={ABLATION_DIR / 'matcher_mu_bias.pt'}",
-    f"attention (value only)={ABLATION_DIR / 'matcher_mu_value.pt'}",
-    "attention (bias + value)=matcher-mu",
-    # a second training seed of every variant (its own pair pool and initialisation)
-    f"attention (no reweighting, seed 1)={ABLATION_DIR / 'matcher_mu_none_seed1.pt'}",
-    f"attention (bias only, seed 1)={ABLATION_DIR / 'matcher_mu_bias_seed1.pt'}",
-    f"attention (value only, seed 1)={ABLATION_DIR / 'matcher_mu_value_seed1.pt'}",
-    f"attention (bias + value, seed 1)={ABLATION_DIR / 'matcher_mu_both_seed1.pt'}",
-    # a third seed of every variant
-    f"attention (no reweighting, seed 2)={ABLATION_DIR / 'matcher_mu_none_seed2.pt'}",
-    f"attention (bias only, seed 2)={ABLATION_DIR / 'matcher_mu_bias_seed2.pt'}",
-    f"attention (value only, seed 2)={ABLATION_DIR / 'matcher_mu_value_seed2.pt'}",
-    f"attention (bias + value, seed 2)={ABLATION_DIR / 'matcher_mu_both_seed2.pt'}",
+    "attention (shipped: matcher-mu)=matcher-mu",
+    *(
+        f"attention ({label}, seed {seed})={ABLATION_DIR / f'matcher_mu_rooms_{variant}_seed{seed}.pt'}"
+        for seed in (0, 1, 2)
+        for variant, label in (("none", "no reweighting"), ("both", "bias + value"))
+    ),
 )
 CLASSIC = (("MNN", "mnn"), ("ratio test 0.9", {"name": "ratio", "ratio": 0.9}), ("double-softmax", "double_softmax"))
 
@@ -67,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attention",
         action="append",
         metavar="LABEL=WEIGHTS",
-        help="attention matcher rows (repeatable; default: the four ablation variants)",
+        help="attention matcher rows (repeatable; default: the shipped file and the ablation files)",
     )
     parser.add_argument("--timing-sizes", default="512,1024,2048")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per matcher and size (median)")
@@ -221,20 +213,16 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     sizes = [int(s) for s in args.timing_sizes.split(",")]
     rows = [(label, {"numpy": build_matcher(config)}) for label, config in CLASSIC]
     rows += _attention_rows(args.attention or list(DEFAULT_ATTENTION), args.threads)
-    # The paper's keypoint selection: the features the attention matchers were trained on, and full counts for
-    # the timing sizes (NMS keeps fewer than 2,048 keypoints on small images).
-    extractor = SilkExtractor(
-        weights=args.silk_weights, top_k=max([args.top_k, *sizes]), threads=args.threads, **PAPER_SELECTION
-    )
+    # Accuracy on the default keypoint selection (NMS + sub-pixel: the other benches', the pose check's and the
+    # ablation matchers' training features); timing on the paper's selection, which keeps the full counts of the
+    # timing sizes (NMS keeps fewer than 2,048 keypoints on small images).
+    extractor = SilkExtractor(weights=args.silk_weights, top_k=args.top_k, threads=args.threads)
     h_pairs, p_pairs = load_pairs(root, args.max_side)
-    full = extract_all(extractor, h_pairs + p_pairs, args)
-    top = {
-        k: (a.subset(np.arange(min(args.top_k, len(a)))), b.subset(np.arange(min(args.top_k, len(b)))))
-        for k, (a, b) in full.items()
-    }
+    top = extract_all(extractor, h_pairs + p_pairs, args)
     h_features = [top[p.name] for p in h_pairs]
     p_features = [top[p.name] for p in p_pairs]
-    timing_pair = full[p_pairs[0].name]
+    timing = SilkExtractor(weights=args.silk_weights, top_k=max(sizes), threads=args.threads, **PAPER_SELECTION)
+    timing_pair = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
 
     results: dict = {"top_k": args.top_k, "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
     for label, backends in tqdm(rows, desc="matchers", dynamic_ncols=True):
@@ -253,7 +241,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 def markdown(results: dict, sizes: list[int], silk_backend: str, args) -> str:
     n_h, n_p = results["pairs"]["homography"], results["pairs"]["pose"]
     head = (
-        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image, "
+        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image (NMS 4, sub-pixel; timing: "
+        f"the paper's selection, full counts), "
         f"longer side {args.max_side} px; "
         f"{n_h} homography pairs (HPatches v_churchill + Oxford graf), {n_p} pose pairs (ScanNet sample + Strecha "
         f"consecutive views). Precision: reprojection < 3 px (homography) or epipolar < 5e-4 (pose). "
