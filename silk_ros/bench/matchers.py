@@ -224,7 +224,10 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     timing = SilkExtractor(weights=args.silk_weights, top_k=max(sizes), threads=args.threads, **PAPER_SELECTION)
     timing_pair = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
 
-    results: dict = {"top_k": args.top_k, "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
+    c = extractor.config
+    selection = f"NMS {c.nms_radius}" + (", sub-pixel" if c.subpixel else "")
+    results: dict = {"top_k": args.top_k, "selection": selection,
+                     "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
     for label, backends in tqdm(rows, desc="matchers", dynamic_ncols=True):
         reference = next(iter(backends.values()))
         timings = {name: time_matcher(m, *timing_pair, sizes, args.repeats) for name, m in backends.items()}
@@ -241,8 +244,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 def markdown(results: dict, sizes: list[int], silk_backend: str, args) -> str:
     n_h, n_p = results["pairs"]["homography"], results["pairs"]["pose"]
     head = (
-        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image (NMS 4, sub-pixel; timing: "
-        f"the paper's selection, full counts), "
+        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image ({results['selection']}; "
+        f"timing: the paper's selection, full counts), "
         f"longer side {args.max_side} px; "
         f"{n_h} homography pairs (HPatches v_churchill + Oxford graf), {n_p} pose pairs (ScanNet sample + Strecha "
         f"consecutive views). Precision: reprojection < 3 px (homography) or epipolar < 5e-4 (pose). "
