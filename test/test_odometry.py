@@ -249,6 +249,44 @@ def test_monocular_map_rebuilt_from_few_carried_points_keeps_their_scale(room):
     assert abs(ratio - 1.0) < 0.1, ratio
 
 
+def test_new_keyframe_scale_comes_from_points_triangulated_well_above_the_gate(monkeypatch):
+    """A new monocular keyframe's scale is the median map-to-triangulated depth ratio of the shared points whose
+    triangulation angle is SCALE_ANGLE_FACTOR x the map's gate.  Moving forward, the points near the image centre
+    triangulate just above the gate; here they are the majority and their map depths are 1.5x off (as short-baseline
+    depths are): they must not set the scale."""
+    import silk_ros.odometry.vo as vo_module
+    from silk_ros.geometry.pose import transform_points
+    from silk_ros.odometry.estimation import project
+    from silk_ros.odometry.keyframe import Keyframe
+
+    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(0)
+
+    def along(x_over_z: np.ndarray, y_over_z: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return np.column_stack([x_over_z * z, y_over_z * z, z])
+
+    side = rng.choice([-1, 1], 80)
+    wide = along(side * rng.uniform(0.42, 0.5, 80), rng.uniform(-0.35, 0.35, 80), rng.uniform(2.0, 2.8, 80))
+    radius, phase = rng.uniform(0.24, 0.34, 220), rng.uniform(0, 2 * np.pi, 220)
+    central = along(radius * np.cos(phase), 0.8 * radius * np.sin(phase), rng.uniform(2.8, 3.4, 220))
+    points = np.vstack([wide, central])
+    T_1_0 = make_pose(so3_exp([0.0, 0.01, 0.0]), [0.0, 0.0, -0.15])  # 15 cm forward: central 0.5-1.0 deg, wide > 1.1
+    u0 = project(points, K) + rng.normal(scale=0.2, size=(len(points), 2))
+    u1 = project(transform_points(T_1_0, points), K) + rng.normal(scale=0.2, size=(len(points), 2))
+    map_points = 2.0 * points  # the map's unit: 2 per metre
+    map_points[len(wide):] *= 1.5  # the near-gate points' depths are off
+    keyframe = Keyframe(None, u0, np.eye(4), map_points, 0.0)
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
+
+    def scale_error() -> float:
+        T = vo._scaled_essential(keyframe, np.arange(len(points)), u0, u1, K, np.eye(4))
+        return float(np.linalg.norm(T[:3, 3]) / (2.0 * 0.15)) - 1.0
+
+    assert abs(scale_error()) < 0.05
+    monkeypatch.setattr(vo_module, "SCALE_ANGLE_FACTOR", 1.0)  # every point the map itself keeps votes
+    assert scale_error() > 0.3
+
+
 def test_monocular_restart_after_a_loss_keeps_about_the_same_scale(room):
     """After a loss the monocular map starts again; its scale comes from the last map's scene depth, so the
     trajectory after the restart keeps roughly the scale before it (with the last keyframe baseline as the guess,
