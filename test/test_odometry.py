@@ -279,7 +279,8 @@ def test_new_keyframe_scale_comes_from_points_triangulated_well_above_the_gate(m
     vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono"))
 
     def scale_error() -> float:
-        T = vo._scaled_essential(keyframe, np.arange(len(points)), u0, u1, K, np.eye(4))
+        tracked = make_pose(translation=[0.3, 0.0, 0.0])  # a wrong tracked pose: the essential matrix's is kept
+        T = vo._scaled_essential(keyframe, np.arange(len(points)), u0, u1, K, tracked)
         return float(np.linalg.norm(T[:3, 3]) / (2.0 * 0.15)) - 1.0
 
     assert abs(scale_error()) < 0.05

@@ -164,6 +164,24 @@ def test_bundle_adjustment_keeps_a_free_keyframe_that_lost_every_observation():
     assert max(np.linalg.norm(result.poses_world[f][:3, 3] - poses[f][:3, 3]) for f in (2, 4)) < 5e-3
 
 
+def test_pose_support_prefers_the_pose_the_matches_and_the_map_agree_on():
+    """Candidate poses of a new monocular keyframe are compared on the same evidence: the true pose explains every
+    match and map point; a wrong translation direction, or no translation (no epipolar geometry), explains fewer."""
+    rng = np.random.default_rng(3)
+    points = scene(200, seed=3)
+    T_true = make_pose(so3_exp([0.01, -0.02, 0.0]), [0.1, 0.02, 0.03])
+    u0 = est.project(points, K) + rng.normal(scale=0.2, size=(200, 2))
+    u1 = est.project(transform_points(T_true, points), K) + rng.normal(scale=0.2, size=(200, 2))
+    on_map = np.arange(200) < 120  # the keyframe's map holds 120 of the matched features
+
+    def support(T: np.ndarray) -> int:
+        return est.pose_support(T, u0, u1, K, 1.0, points[on_map], on_map)
+
+    assert support(T_true) >= 0.95 * (200 + 120)
+    assert support(make_pose(T_true[:3, :3], [0.02, 0.1, 0.03])) < 0.5 * support(T_true)
+    assert support(make_pose(T_true[:3, :3], [0.0, 0.0, 0.0])) < 0.5 * support(T_true)
+
+
 def test_epipolar_refinement_corrects_pnp_on_a_distorted_monocular_map():
     """A short-baseline map with depth errors biases PnP; the 2D-2D matches without map points pull rotation and
     direction back while the map keeps the scale."""

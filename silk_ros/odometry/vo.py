@@ -573,8 +573,10 @@ class VisualOdometry:
         """Essential-matrix pose (rotation and direction from every 2D-2D match) with the map's scale: the median
         ratio of the old keyframe's depths to the unit-baseline triangulated depths of the shared points whose
         triangulation angle is well above the map's gate (``SCALE_ANGLE_FACTOR``).  PnP on a monocular map trades
-        rotation for translation where the map's depths are noisy; the essential matrix does not.  Falls back to the
-        PnP pose when too few shared points triangulate."""
+        rotation for translation where the map's depths are noisy; the essential matrix does not.  But its direction
+        is ill-conditioned at a keyframe's few pixels of parallax, so the tracked pose (PnP refined on the map and the
+        epipolar distances) stays when it is supported by more matches (``estimation.pose_support``), and when too
+        few shared points triangulate."""
         cfg = self.config
         solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations,
                                       cfg.ransac_seed)
@@ -588,7 +590,10 @@ class VisualOdometry:
             return T_pnp
         T = solution.T_1_0.copy()
         T[:3, 3] *= scale
-        return T
+        on_map = np.isfinite(keyframe.points[i0, 0])
+        support = [est.pose_support(candidate, u0, u1, K, cfg.ransac_threshold_px, keyframe.points[i0[on_map]], on_map)
+                   for candidate in (T, T_pnp)]
+        return T if support[0] >= support[1] else T_pnp
 
     def _covisible(self, pose_world: np.ndarray, K: np.ndarray) -> list[Keyframe]:
         """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world``."""
