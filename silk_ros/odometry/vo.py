@@ -32,8 +32,9 @@ Pose of a frame relative to its keyframe, in order of preference:
 A new keyframe is taken when the parallax to the keyframe passes ``keyframe_parallax_px`` or the inliers fall
 below ``keyframe_min_inliers`` (monocular: only with enough parallax to triangulate).  RGB-D keyframes take their
 points from depth.  Monocular keyframes re-estimate their pose from all 2D-2D matches (essential matrix), with the
-scale that makes the triangulated depths of the points shared with the old keyframe's map agree with that map
-(median ratio); they then triangulate every essential inlier and carry the old inlier points over.
+scale that makes the triangulated depths of the well-triangulated points shared with the old keyframe's map agree
+with that map (median ratio, ``SCALE_ANGLE_FACTOR``), unless the tracked pose explains more matches and map points
+(``estimation.pose_support``); they then triangulate every essential inlier and carry the old inlier points over.
 
 RGB-D points take the median depth of a small neighbourhood of the keypoint, and none where it spans a depth edge
 or a hole (``keypoint_depth``): learned keypoints sit on edges, where the nearest sample is often the background.
