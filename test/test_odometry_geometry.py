@@ -172,10 +172,10 @@ def test_pose_support_prefers_the_pose_the_matches_and_the_map_agree_on():
     T_true = make_pose(so3_exp([0.01, -0.02, 0.0]), [0.1, 0.02, 0.03])
     u0 = est.project(points, K) + rng.normal(scale=0.2, size=(200, 2))
     u1 = est.project(transform_points(T_true, points), K) + rng.normal(scale=0.2, size=(200, 2))
-    on_map = np.arange(200) < 120  # the keyframe's map holds 120 of the matched features
+    map_points = np.where((np.arange(200) < 120)[:, None], points, np.nan)  # the map holds 120 of the features
 
     def support(T: np.ndarray) -> int:
-        return est.pose_support(T, u0, u1, K, 1.0, points[on_map], on_map)
+        return est.pose_support(T, u0, u1, K, 1.0, map_points)
 
     assert support(T_true) >= 0.95 * (200 + 120)
     assert support(make_pose(T_true[:3, :3], [0.02, 0.1, 0.03])) < 0.5 * support(T_true)

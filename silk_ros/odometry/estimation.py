@@ -228,14 +228,12 @@ def sampson_errors(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndar
     return numerator / np.maximum(denominator, 1e-12)
 
 
-def pose_support(
-    T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float,
-    points0: np.ndarray, on_map: np.ndarray,
-) -> int:
+def pose_support(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float,
+                 points0: np.ndarray) -> int:
     """How many observations pose ``T_1_0`` explains: the matches ``u0 -> u1`` within ``threshold`` px of its
-    epipolar geometry, plus the map points ``points0`` (of the matches ``on_map``) it reprojects onto their pixels
+    epipolar geometry, plus the matches' map points ``points0`` (NaN where none) it reprojects onto their pixels
     (``reprojection_inliers``).  Compares candidate poses of one frame on the same evidence."""
-    on_map_count = int(reprojection_inliers(T_1_0, points0, u1[on_map], K, threshold).sum())
+    on_map_count = int(reprojection_inliers(T_1_0, points0, u1, K, threshold).sum())
     if np.linalg.norm(T_1_0[:3, 3]) < 1e-12:  # no baseline, no epipolar geometry: every match would fit it
         return on_map_count
     return int((np.abs(sampson_errors(T_1_0, u0, u1, K)) < threshold).sum()) + on_map_count

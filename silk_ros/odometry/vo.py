@@ -591,8 +591,7 @@ class VisualOdometry:
             return T_pnp
         T = solution.T_1_0.copy()
         T[:3, 3] *= scale
-        on_map = np.isfinite(keyframe.points[i0, 0])
-        support = [est.pose_support(candidate, u0, u1, K, cfg.ransac_threshold_px, keyframe.points[i0[on_map]], on_map)
+        support = [est.pose_support(candidate, u0, u1, K, cfg.ransac_threshold_px, keyframe.points[i0])
                    for candidate in (T, T_pnp)]
         return T if support[0] >= support[1] else T_pnp
 
