@@ -257,6 +257,19 @@ def test_benches_name_the_keypoint_selection_of_each_silk_row():
     assert "paper selection" in paper_label and paper.config.nms_radius == 0 and not paper.config.subpixel
 
 
+def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
+    from silk_ros.bench.homography import build_methods
+    from silk_ros.matching.classic import MutualNearestNeighbour, RatioTest
+
+    methods = build_methods(["silk", "silk+ratio", "sift+ratio"], 500)
+    (mnn_label, (silk, mnn)), (ratio_label, (silk_again, ratio)), (sift_label, (_, sift_ratio)) = methods.items()
+    assert mnn_label.endswith("+ MNN") and isinstance(mnn, MutualNearestNeighbour)
+    assert "ratio test 0.9" in ratio_label and isinstance(ratio, RatioTest) and silk_again is silk
+    assert sift_label.startswith("OpenCV SIFT, RootSIFT") and isinstance(sift_ratio, RatioTest)
+    with pytest.raises(ValueError, match="unknown methods"):
+        build_methods(["orb+ratio"], 500)
+
+
 def test_subpixel_refinement_finds_the_peak_of_a_parabola():
     from silk_ros.features.extractor import _quadratic_offsets
 

@@ -1,5 +1,5 @@
-"""``silk-vo bench homography``: SiLK's HPatches protocol for SiLK-µ (MNN and the shipped attention matcher),
-OpenCV SIFT with RootSIFT descriptors and OpenCV ORB.
+"""``silk-vo bench homography``: SiLK's HPatches protocol for SiLK-µ (MNN, the ratio test and the
+shipped attention matcher), OpenCV SIFT with RootSIFT descriptors (MNN and the ratio test) and OpenCV ORB.
 
 Pairs: HPatches v_churchill and Oxford graf, image 1 against 2..6, resized so the short side is 480 px
 (homographies rescaled).  Every method keeps at most ``--max-keypoints`` per image; matches are mutual
@@ -43,8 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Method names of the matching benchmarks (``--methods``): extractor, then ``+matcher`` where it is not MNN.
 #: ``silk`` keeps SiLK's keypoints with the package's selection (``ExtractorConfig``: NMS, sub-pixel),
-#: ``silk-paper`` with the paper's (every cell, integer positions).
-METHODS = ("silk", "silk-paper", "silk+attention", "sift", "orb")
+#: ``silk-paper`` with the paper's (every cell, integer positions).  ``+ratio`` is Lowe's ratio test with its
+#: default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK it was chosen on the validation pose pairs
+#: of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching SiLK-µ"), never on these benchmarks.
+METHODS = ("silk", "silk+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio", "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,24 +72,39 @@ def build_methods(
     silk = None
     methods = {}
     for name in names:
+        extractor_name, _, matcher_name = name.partition("+")
         if name == "silk-paper":
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
-        elif name.startswith("silk"):
+        elif extractor_name == "silk":
             silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
             ours = f"NMS {silk.config.nms_radius}{', sub-pixel' if silk.config.subpixel else ''}"
-            if name == "silk":
-                methods[f"SiLK-µ ({silk_weights}, {ours}) + MNN"] = (silk, build_matcher("mnn"))
-            else:
-                matcher = build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
-                methods[f"SiLK-µ ({silk_weights}, {ours}) + attention ({matcher_weights})"] = (silk, matcher)
-        elif name == "sift":
-            methods["OpenCV SIFT, RootSIFT descriptors + MNN"] = (
-                ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), build_matcher("mnn"))
+            methods[f"SiLK-µ ({silk_weights}, {ours}) + {_matcher_label(matcher_name, matcher_weights)}"] = (
+                silk, _bench_matcher(matcher_name, matcher_weights))
+        elif extractor_name == "sift":
+            methods[f"OpenCV SIFT, RootSIFT descriptors + {_matcher_label(matcher_name, matcher_weights)}"] = (
+                ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), _bench_matcher(matcher_name, ""))
         else:
             methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", top_k=max_keypoints),
                                                     build_matcher("mnn"))
     return methods
+
+
+def _bench_matcher(name: str, matcher_weights: str):
+    """The matcher a ``+name`` suffix asks for: MNN (no suffix), the ratio test or the attention matcher."""
+    if name == "attention":
+        return build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
+    return build_matcher(name or "mnn")
+
+
+def _matcher_label(name: str, matcher_weights: str) -> str:
+    if name == "attention":
+        return f"attention ({matcher_weights})"
+    if name == "ratio":
+        from ..matching.classic import RatioTest
+
+        return f"ratio test {RatioTest().ratio} (mutual)"
+    return "MNN"
 
 
 def evaluate_method(extractor, pairs, ransac_px: float = 3.0, progress: str | None = None, matcher=None) -> dict:

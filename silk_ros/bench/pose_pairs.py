@@ -1,5 +1,5 @@
-"""``silk-vo bench pose-pairs``: relative pose AUC@5/10/20 deg for SiLK-µ (MNN and the shipped attention
-matcher), OpenCV SIFT with RootSIFT descriptors and OpenCV ORB.
+"""``silk-vo bench pose-pairs``: relative pose AUC@5/10/20 deg for SiLK-µ (MNN, the ratio test and the
+shipped attention matcher), OpenCV SIFT with RootSIFT descriptors (MNN and the ratio test) and OpenCV ORB.
 
 SuperGlue's protocol: the matches of each method's matcher (MNN unless it names another), essential matrix
 by OpenCV RANSAC on normalised coordinates (threshold 0.5 px / mean focal), ``recoverPose``; pose error =
