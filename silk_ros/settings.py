@@ -97,6 +97,12 @@ class NodeConfig:
         "this long (s); repeated every such period while it lasts",
         range=(0.1, 3600.0),
     )
+    input_timeout: float = setting(
+        5.0,
+        "warn (and report in /diagnostics) when no image has arrived for this long (s) since start-up or the last "
+        "image, saying why where the graph shows it (nothing publishes the topic, a QoS mismatch); 0: never",
+        range=(0.0, 3600.0),
+    )
     diagnostics_period: float = setting(1.0, "seconds between /diagnostics messages", range=(0.05, 60.0))
     max_debug_tracks: int = setting(
         300, "matches drawn in ~/debug_image", range=(0, 100000), read_only=False

@@ -22,7 +22,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from silk_ros.geometry.camera import Camera  # noqa: E402
 from silk_ros.ros import conversions as conv  # noqa: E402
-from silk_ros.ros.diagnostics import NodeStats  # noqa: E402
+from silk_ros.ros.diagnostics import NodeStats, explain_missing_input  # noqa: E402
 
 STAMP0 = 1_700_000_000.0
 
@@ -217,3 +217,51 @@ def test_rgbd_depth_problems_are_counted_and_said(running, frames):
     assert int(diagnostics["frames_pending"]) == 3  # colour frames still waiting for depth
     assert int(diagnostics["frames_processed"]) == 3 == harness.count("odometry")
     assert int(diagnostics["frames_without_odometry"]) == sent - 3 - 3
+
+
+def test_a_silent_image_topic_is_explained_from_the_graph():
+    """The three usual causes of a VO node that never gets an image, each named with its fix."""
+    wrong_topic = explain_missing_input("/image", 5.2, [], False, ["/cam/image_raw"], ever_received=False)
+    assert "no image on /image for 5.2 s: nothing publishes it" in wrong_topic and "/cam/image_raw" in wrong_topic
+    nothing = explain_missing_input("/image", 5.0, [], False, [], ever_received=False)
+    assert "no topic of its type exists" in nothing and "ROS_DOMAIN_ID" in nothing
+    qos = explain_missing_input("/image", 6.0, [("/camera/driver", False)], True, [], ever_received=False)
+    assert "offer best_effort" in qos and "set qos_reliability best_effort" in qos
+    stopped = explain_missing_input("/image", 7.0, [("/camera/driver", True)], True, [], ever_received=True)
+    assert "the camera stopped?" in stopped and "1 publisher(s) (/camera/driver) but no message came" in stopped
+
+
+@pytest.mark.parametrize("case", ["another topic", "qos mismatch", "silent driver"])
+def test_the_input_watchdog_says_why_no_image_arrives_over_dds(running, frames, case):
+    """Over real DDS: a camera on another namespace, a best-effort camera against a reliable subscription, and a
+    connected camera that sends nothing: after ``input_timeout`` /diagnostics turns WARN with the reason; images
+    the node can hear clear it, images it cannot hear do not."""
+    wiring = {"another topic": {"camera_namespace": "/elsewhere"}, "qos mismatch": {}, "silent driver": {}}[case]
+    node, harness = running(
+        [
+            Parameter("features", value="orb"),
+            Parameter("input_timeout", value=0.5),
+            Parameter("diagnostics_period", value=0.2),
+            Parameter("qos_reliability", value="reliable" if case == "qos mismatch" else "best_effort"),
+        ],
+        connected=case == "silent driver",
+        **wiring,
+    )
+
+    def message() -> str:
+        return harness.latest_diagnostics().get("_message", "")
+
+    expected = {
+        "another topic": "nothing publishes it; topics of its type: /elsewhere/image",
+        "qos mismatch": "offer best_effort but qos_reliability is reliable",
+        "silent driver": "1 publisher(s) (/silk_vo_harness) but no message came",
+    }[case]
+    assert harness.wait_for(lambda: expected in message(), 15.0), harness.latest_diagnostics()
+    assert "no image on /image for" in message() and harness.latest_diagnostics()["_level"] == "1"
+    harness.publish_camera_info(frames[0].camera, stamp(0.0))
+    harness.publish_frame(frames[0].image, stamp(0.0))
+    if case == "silent driver":
+        assert harness.wait_for(lambda: "no image" not in message(), 15.0), harness.latest_diagnostics()
+    else:
+        time.sleep(1.0)
+        assert harness.count("odometry") == 0 and "no image on /image" in message()

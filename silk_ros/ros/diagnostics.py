@@ -18,7 +18,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["NodeStats", "QUIET_REASONS"]
+__all__ = ["NodeStats", "QUIET_REASONS", "explain_missing_input"]
 
 #: reasons a frame gave no odometry that are a live stream's normal life (the newest frame wins) or are reported
 #: by a warning of their own (waiting for camera_info, depth not pairing): they alone do not make the status WARN
@@ -142,3 +142,34 @@ def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def explain_missing_input(
+    topic: str,
+    waited: float,
+    publishers: list[tuple[str, bool]],
+    reliable_requested: bool,
+    other_topics: list[str],
+    ever_received: bool,
+) -> str:
+    """Why no image has come for ``waited`` seconds, from what the ROS graph shows: the usual causes of a silent
+    VO node are a topic nobody publishes (a missing remap or namespace), a best-effort camera driver and a reliable
+    subscription (QoS mismatch: DDS never connects them), or a driver that is up but not streaming.
+
+    ``publishers``: (node name, offers reliable) of each publisher of ``topic``; ``other_topics``: topics of the
+    same message type that exist."""
+    head = f"no image on {topic} for {waited:.1f} s"
+    if ever_received:
+        head += " (images came before: the camera stopped?)"
+    if not publishers:
+        if other_topics:
+            shown = ", ".join(sorted(other_topics)[:5]) + (", ..." if len(other_topics) > 5 else "")
+            return (f"{head}: nothing publishes it; topics of its type: {shown} (remap 'image', or set "
+                    "camera_namespace / image_topic in the launch file)")
+        return (f"{head}: nothing publishes it and no topic of its type exists (camera driver running? the same "
+                "ROS_DOMAIN_ID?)")
+    best_effort = [name for name, reliable in publishers if not reliable]
+    if reliable_requested and len(best_effort) == len(publishers):
+        return (f"{head}: {len(publishers)} publisher(s) ({', '.join(best_effort)}) offer best_effort but "
+                "qos_reliability is reliable, so DDS never connects them: set qos_reliability best_effort")
+    return f"{head}: {len(publishers)} publisher(s) ({', '.join(name for name, _ in publishers)}) but no message came"

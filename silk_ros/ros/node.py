@@ -69,7 +69,7 @@ from silk_ros.odometry.output_geometry import BaseFrameOdometry, BaseTwist, base
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.ros import conversions as conv
 from silk_ros.ros.debug_image import draw_debug_image
-from silk_ros.ros.diagnostics import NodeStats
+from silk_ros.ros.diagnostics import NodeStats, explain_missing_input
 from silk_ros.ros.frame_buffer import CameraInfoHistory, DepthPairer, FrameQueue, LatestFrameSlot
 from silk_ros.ros.parameters import NODE_PARAMETERS, descriptor
 from silk_ros.ros.topics import NODE_NAME, OUTPUTS
@@ -157,6 +157,9 @@ class SilkVoNode(Node):
         self._last_stamp_msg = None
         self._last_state = "WAITING"
         self._depth_valid_fraction: float | None = None
+        # input watchdog (steady clock): since start-up, then since the last image
+        self._input_since = time.monotonic()
+        self._images_seen = False
 
         if wiring.process_every_frame:
             self._buffer = FrameQueue(wiring.queue_size)
@@ -241,11 +244,13 @@ class SilkVoNode(Node):
         image_group = MutuallyExclusiveCallbackGroup()
         other_group = ReentrantCallbackGroup()
         if p.image_transport == "compressed":
-            self.create_subscription(
+            self._image_sub = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_image, input_qos, callback_group=image_group
             )
         else:
-            self.create_subscription(Image, "image", self._on_image, input_qos, callback_group=image_group)
+            self._image_sub = self.create_subscription(
+                Image, "image", self._on_image, input_qos, callback_group=image_group
+            )
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos, callback_group=other_group)
         if self._rgbd:
             self.create_subscription(Image, "depth", self._on_depth, input_qos, callback_group=image_group)
@@ -330,6 +335,7 @@ class SilkVoNode(Node):
             return
         self.stats.frame_received()
         received = time.monotonic()
+        self._input_since, self._images_seen = received, True
         if self._pairer is None:
             self._enqueue(_PendingFrame(msg, None, received))
             return
@@ -601,6 +607,10 @@ class SilkVoNode(Node):
             if stall:
                 warnings.append(f"depth not paired: {stall}")
                 self.get_logger().warning(f"RGB-D: {stall}", throttle_duration_sec=p.depth_pair_timeout)
+        missing = self._missing_input(time.monotonic())
+        if missing:
+            warnings.append(missing)
+            self.get_logger().warning(missing, throttle_duration_sec=p.input_timeout)
         waiting_for_depth = len(self._pairer) if self._pairer is not None else 0
         extra = {
             "tracking_state": self._last_state,
@@ -622,6 +632,24 @@ class SilkVoNode(Node):
             "silk_vo_node: visual odometry", self._backend(), self._last_stamp_msg, extra, warnings
         )
         self._diagnostics_pub.publish(message)
+
+    def _missing_input(self, now: float) -> str | None:
+        """The input watchdog: None while images come (or ``input_timeout`` is 0), else why none has come for
+        ``input_timeout`` seconds, from the publishers the graph shows for the image topic."""
+        timeout, waited = self.settings.node.input_timeout, now - self._input_since
+        if timeout <= 0 or waited < timeout:
+            return None
+        topic = self._image_sub.topic_name
+        kind = "sensor_msgs/msg/CompressedImage" if self.settings.node.image_transport == "compressed" else (
+            "sensor_msgs/msg/Image")
+        publishers = [
+            (f"{info.node_namespace.rstrip('/')}/{info.node_name}",
+             info.qos_profile.reliability == ReliabilityPolicy.RELIABLE)
+            for info in self.get_publishers_info_by_topic(topic)
+        ]
+        others = [name for name, types in self.get_topic_names_and_types() if kind in types and name != topic]
+        reliable = self.settings.node.qos_reliability == "reliable"
+        return explain_missing_input(topic, waited, publishers, reliable, others, self._images_seen)
 
     def destroy_node(self) -> None:
         if self._destroyed:
