@@ -100,7 +100,8 @@ class NodeConfig:
     input_timeout: float = setting(
         5.0,
         "warn (and report in /diagnostics) when no image has arrived for this long (s) since start-up or the last "
-        "image, saying why where the graph shows it (nothing publishes the topic, a QoS mismatch); 0: never",
+        "image, or images have waited this long for camera_info, saying why where the graph shows it (nothing "
+        "publishes the topic, a QoS mismatch); 0: never",
         range=(0.0, 3600.0),
     )
     diagnostics_period: float = setting(1.0, "seconds between /diagnostics messages", range=(0.05, 60.0))

@@ -229,6 +229,9 @@ def test_a_silent_image_topic_is_explained_from_the_graph():
     assert "offer best_effort" in qos and "set qos_reliability best_effort" in qos
     stopped = explain_missing_input("/image", 7.0, [("/camera/driver", True)], True, [], ever_received=True)
     assert "the camera stopped?" in stopped and "1 publisher(s) (/camera/driver) but no message came" in stopped
+    info = explain_missing_input("/camera_info", 5.0, [], False, ["/cam/camera_info"], False, what="camera_info")
+    assert info.startswith("no camera_info on /camera_info for 5.0 s: nothing publishes it")
+    assert "remap 'camera_info'" in info
 
 
 @pytest.mark.parametrize("case", ["another topic", "qos mismatch", "silent driver"])
@@ -265,3 +268,32 @@ def test_the_input_watchdog_says_why_no_image_arrives_over_dds(running, frames, 
     else:
         time.sleep(1.0)
         assert harness.count("odometry") == 0 and "no image on /image" in message()
+
+
+def test_images_waiting_for_camera_info_are_explained_over_dds(running, frames):
+    """Images come, camera_info never does (a driver without it, a missing remap): after ``input_timeout`` the
+    warning names the camera_info topic and its publishers; the first camera_info clears it and frames flow."""
+    node, harness = running(
+        [
+            Parameter("features", value="orb"),
+            Parameter("input_timeout", value=0.5),
+            Parameter("diagnostics_period", value=0.2),
+        ]
+    )
+
+    def message() -> str:
+        return harness.latest_diagnostics().get("_message", "")
+
+    expected = "no camera_info on /camera_info for"
+    deadline = time.monotonic() + 15.0
+    while expected not in message() and time.monotonic() < deadline:
+        harness.publish_frame(frames[0].image, stamp(0.0))
+        time.sleep(0.1)
+    assert "1 publisher(s) (/silk_vo_harness) but no message came" in message(), harness.latest_diagnostics()
+    assert harness.count("odometry") == 0
+    for i in range(1, 4):
+        harness.publish_camera_info(frames[i].camera, stamp(i))
+        harness.publish_frame(frames[i].image, stamp(i))
+        time.sleep(0.2)
+    assert harness.wait_for(lambda: harness.count("odometry") >= 1, 30.0), harness.latest_diagnostics()
+    assert harness.wait_for(lambda: "no camera_info" not in message(), 10.0), harness.latest_diagnostics()

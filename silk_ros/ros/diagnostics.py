@@ -151,21 +151,23 @@ def explain_missing_input(
     reliable_requested: bool,
     other_topics: list[str],
     ever_received: bool,
+    what: str = "image",
 ) -> str:
-    """Why no image has come for ``waited`` seconds, from what the ROS graph shows: the usual causes of a silent
-    VO node are a topic nobody publishes (a missing remap or namespace), a best-effort camera driver and a reliable
-    subscription (QoS mismatch: DDS never connects them), or a driver that is up but not streaming.
+    """Why no ``what`` (an image, a camera_info) has come for ``waited`` seconds, from what the ROS graph shows: the
+    usual causes of a silent VO node are a topic nobody publishes (a missing remap or namespace), a best-effort
+    camera driver and a reliable subscription (QoS mismatch: DDS never connects them), or a driver that is up but
+    not streaming.
 
     ``publishers``: (node name, offers reliable) of each publisher of ``topic``; ``other_topics``: topics of the
     same message type that exist."""
-    head = f"no image on {topic} for {waited:.1f} s"
+    head = f"no {what} on {topic} for {waited:.1f} s"
     if ever_received:
-        head += " (images came before: the camera stopped?)"
+        head += f" ({what} messages came before: the camera stopped?)"
     if not publishers:
         if other_topics:
             shown = ", ".join(sorted(other_topics)[:5]) + (", ..." if len(other_topics) > 5 else "")
-            return (f"{head}: nothing publishes it; topics of its type: {shown} (remap 'image', or set "
-                    "camera_namespace / image_topic in the launch file)")
+            return (f"{head}: nothing publishes it; topics of its type: {shown} (remap '{what}', or set "
+                    "camera_namespace / the topic arguments of the launch file)")
         return (f"{head}: nothing publishes it and no topic of its type exists (camera driver running? the same "
                 "ROS_DOMAIN_ID?)")
     best_effort = [name for name, reliable in publishers if not reliable]

@@ -160,6 +160,7 @@ class SilkVoNode(Node):
         # input watchdog (steady clock): since start-up, then since the last image
         self._input_since = time.monotonic()
         self._images_seen = False
+        self._first_image = 0.0  # steady-clock time of the first image: how long images wait for camera_info
 
         if wiring.process_every_frame:
             self._buffer = FrameQueue(wiring.queue_size)
@@ -251,7 +252,9 @@ class SilkVoNode(Node):
             self._image_sub = self.create_subscription(
                 Image, "image", self._on_image, input_qos, callback_group=image_group
             )
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos, callback_group=other_group)
+        self._camera_info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, input_qos, callback_group=other_group
+        )
         if self._rgbd:
             self.create_subscription(Image, "depth", self._on_depth, input_qos, callback_group=image_group)
 
@@ -335,6 +338,8 @@ class SilkVoNode(Node):
             return
         self.stats.frame_received()
         received = time.monotonic()
+        if not self._images_seen:
+            self._first_image = received
         self._input_since, self._images_seen = received, True
         if self._pairer is None:
             self._enqueue(_PendingFrame(msg, None, received))
@@ -634,14 +639,22 @@ class SilkVoNode(Node):
         self._diagnostics_pub.publish(message)
 
     def _missing_input(self, now: float) -> str | None:
-        """The input watchdog: None while images come (or ``input_timeout`` is 0), else why none has come for
-        ``input_timeout`` seconds, from the publishers the graph shows for the image topic."""
-        timeout, waited = self.settings.node.input_timeout, now - self._input_since
-        if timeout <= 0 or waited < timeout:
+        """The input watchdog: None while images and camera_info come (or ``input_timeout`` is 0), else why no image
+        has come for ``input_timeout`` seconds, or why images have waited that long for their first camera_info,
+        from the publishers the graph shows for the topic."""
+        timeout = self.settings.node.input_timeout
+        if timeout <= 0:
             return None
-        topic = self._image_sub.topic_name
-        kind = "sensor_msgs/msg/CompressedImage" if self.settings.node.image_transport == "compressed" else (
-            "sensor_msgs/msg/Image")
+        if now - self._input_since >= timeout:
+            kind = "CompressedImage" if self.settings.node.image_transport == "compressed" else "Image"
+            return self._explain(self._image_sub.topic_name, f"sensor_msgs/msg/{kind}", now - self._input_since,
+                                 "image", self._images_seen)
+        if self._images_seen and not len(self._cameras) and now - self._first_image >= timeout:
+            return self._explain(self._camera_info_sub.topic_name, "sensor_msgs/msg/CameraInfo",
+                                 now - self._first_image, "camera_info", False)
+        return None
+
+    def _explain(self, topic: str, kind: str, waited: float, what: str, ever_received: bool) -> str:
         publishers = [
             (f"{info.node_namespace.rstrip('/')}/{info.node_name}",
              info.qos_profile.reliability == ReliabilityPolicy.RELIABLE)
@@ -649,7 +662,7 @@ class SilkVoNode(Node):
         ]
         others = [name for name, types in self.get_topic_names_and_types() if kind in types and name != topic]
         reliable = self.settings.node.qos_reliability == "reliable"
-        return explain_missing_input(topic, waited, publishers, reliable, others, self._images_seen)
+        return explain_missing_input(topic, waited, publishers, reliable, others, ever_received, what)
 
     def destroy_node(self) -> None:
         if self._destroyed:
