@@ -157,10 +157,10 @@ class SilkVoNode(Node):
         self._last_stamp_msg = None
         self._last_state = "WAITING"
         self._depth_valid_fraction: float | None = None
-        # input watchdog (steady clock): since start-up, then since the last image
+        # input watchdog (steady clock): since start-up, then since the last image; the first image's time says how
+        # long images have waited for camera_info (None: no image yet)
         self._input_since = time.monotonic()
-        self._images_seen = False
-        self._first_image = 0.0  # steady-clock time of the first image: how long images wait for camera_info
+        self._first_image: float | None = None
 
         if wiring.process_every_frame:
             self._buffer = FrameQueue(wiring.queue_size)
@@ -338,9 +338,9 @@ class SilkVoNode(Node):
             return
         self.stats.frame_received()
         received = time.monotonic()
-        if not self._images_seen:
+        if self._first_image is None:
             self._first_image = received
-        self._input_since, self._images_seen = received, True
+        self._input_since = received
         if self._pairer is None:
             self._enqueue(_PendingFrame(msg, None, received))
             return
@@ -646,15 +646,15 @@ class SilkVoNode(Node):
         if timeout <= 0:
             return None
         if now - self._input_since >= timeout:
-            kind = "CompressedImage" if self.settings.node.image_transport == "compressed" else "Image"
-            return self._explain(self._image_sub.topic_name, f"sensor_msgs/msg/{kind}", now - self._input_since,
-                                 "image", self._images_seen)
-        if self._images_seen and not len(self._cameras) and now - self._first_image >= timeout:
-            return self._explain(self._camera_info_sub.topic_name, "sensor_msgs/msg/CameraInfo",
-                                 now - self._first_image, "camera_info", False)
+            return self._explain(self._image_sub, now - self._input_since, "image", self._first_image is not None)
+        if self._first_image is not None and not len(self._cameras) and now - self._first_image >= timeout:
+            return self._explain(self._camera_info_sub, now - self._first_image, "camera_info", False)
         return None
 
-    def _explain(self, topic: str, kind: str, waited: float, what: str, ever_received: bool) -> str:
+    def _explain(self, subscription, waited: float, what: str, ever_received: bool) -> str:
+        """``explain_missing_input`` for ``subscription``, from its resolved topic and message type in the graph."""
+        topic, msg_type = subscription.topic_name, subscription.msg_type
+        kind = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"  # e.g. sensor_msgs/msg/Image
         publishers = [
             (f"{info.node_namespace.rstrip('/')}/{info.node_name}",
              info.qos_profile.reliability == ReliabilityPolicy.RELIABLE)
