@@ -79,11 +79,12 @@ def build_methods(
         elif extractor_name == "silk":
             silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
             ours = f"NMS {silk.config.nms_radius}{', sub-pixel' if silk.config.subpixel else ''}"
-            methods[f"SiLK-µ ({silk_weights}, {ours}) + {_matcher_label(matcher_name, matcher_weights)}"] = (
-                silk, _bench_matcher(matcher_name, matcher_weights))
+            matcher = _bench_matcher(matcher_name, matcher_weights)
+            methods[f"SiLK-µ ({silk_weights}, {ours}) + {_matcher_label(matcher, matcher_weights)}"] = (silk, matcher)
         elif extractor_name == "sift":
-            methods[f"OpenCV SIFT, RootSIFT descriptors + {_matcher_label(matcher_name, matcher_weights)}"] = (
-                ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), _bench_matcher(matcher_name, ""))
+            matcher = _bench_matcher(matcher_name, matcher_weights)
+            methods[f"OpenCV SIFT, RootSIFT descriptors + {_matcher_label(matcher, matcher_weights)}"] = (
+                ClassicExtractor("sift", top_k=max_keypoints, root_sift=True), matcher)
         else:
             methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", top_k=max_keypoints),
                                                     build_matcher("mnn"))
@@ -97,14 +98,15 @@ def _bench_matcher(name: str, matcher_weights: str):
     return build_matcher(name or "mnn")
 
 
-def _matcher_label(name: str, matcher_weights: str) -> str:
-    if name == "attention":
-        return f"attention ({matcher_weights})"
-    if name == "ratio":
-        from ..matching.classic import RatioTest
+def _matcher_label(matcher, matcher_weights: str) -> str:
+    """The row's matcher as built (its settings, not a restatement of their defaults)."""
+    from ..matching.classic import MutualNearestNeighbour, RatioTest
 
-        return f"ratio test {RatioTest().ratio} (mutual)"
-    return "MNN"
+    if isinstance(matcher, RatioTest):
+        return f"ratio test {matcher.ratio}{' (mutual)' if matcher.mutual else ''}"
+    if isinstance(matcher, MutualNearestNeighbour):
+        return "MNN"
+    return f"attention ({matcher_weights})"
 
 
 def evaluate_method(extractor, pairs, ransac_px: float = 3.0, progress: str | None = None, matcher=None) -> dict:
