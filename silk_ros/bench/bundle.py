@@ -111,7 +111,7 @@ def record_problems(frames: int, seed: int = 0, config_path: str | Path | None =
     Returns ``(recorded, sequence, stats)``: the problems (deep copies, taken before the solver runs), the
     sequence (its ``ground_truth``) and the replay statistics."""
     from silk_ros.datasets import open_sequence
-    from silk_ros.odometry import VisualOdometry, monocular_map, run_sequence
+    from silk_ros.odometry import VisualOdometry, local_map, run_sequence
 
     if texture_dir is None:
         texture_dir = shared_data_root() / TEXTURE_DIR
@@ -120,8 +120,8 @@ def record_problems(frames: int, seed: int = 0, config_path: str | Path | None =
     config = load_config(config_path, features=features).replace(mode="mono")
     recorded: list[Recorded] = []
     candidates: list[Any] = []  # the keyframes the current adjust() may put into its problem
-    original_adjust = monocular_map.LandmarkMap.adjust
-    solver = monocular_map.bundle.adjust_bundle
+    original_adjust = local_map.LandmarkMap.adjust
+    solver = local_map.bundle.adjust_bundle
 
     def adjust(self, window, *args, **kwargs):
         # the problem's keyframes: the window, and the covisible ones (an argument, or the map's own memory)
@@ -145,8 +145,8 @@ def record_problems(frames: int, seed: int = 0, config_path: str | Path | None =
         return solver(problem, K, threshold, iterations)
 
     vo = VisualOdometry(config)
-    with mock.patch.object(monocular_map.LandmarkMap, "adjust", adjust), \
-            mock.patch.object(monocular_map.bundle, "adjust_bundle", record):
+    with mock.patch.object(local_map.LandmarkMap, "adjust", adjust), \
+            mock.patch.object(local_map.bundle, "adjust_bundle", record):
         _, stats = run_sequence(vo, sequence, progress=False)
     return recorded, sequence, stats
 

@@ -40,12 +40,12 @@ RGB-D points take the median depth of a small neighbourhood of the keypoint, and
 or a hole (``keypoint_depth``): learned keypoints sit on edges, where the nearest sample is often the background.
 RGB-D frames (``local_map_tracking``) and new keyframes have their pose refined against the depth points of the
 last ``window_keyframes`` keyframes, not only those of the keyframe they are tracked on (``refine_in_window``).
-Each new monocular keyframe is bundle-adjusted with the last ``window_keyframes`` keyframes and the landmarks they
-share (``monocular_map.LandmarkMap``).  Older keyframes that see a new keyframe's area (``covisible_keyframes``,
-found by ``covisibility.KeyframeMemory``) join its local map: their depth points are added to the RGB-D refinement;
-monocular, with ``covisible_bundle``, they are held fixed in the bundle adjustment, their landmarks fused.
-This module keeps the tracking policy: which pose, which state, which
-frame becomes a keyframe.
+Each new monocular keyframe (RGB-D: with ``rgbd_bundle``) is bundle-adjusted with the last ``window_keyframes``
+keyframes and the landmarks they share (``local_map.LandmarkMap``).  Older keyframes that see a new keyframe's area
+(``covisible_keyframes``, found by ``covisibility.KeyframeMemory``) join its local map: their depth points are
+added to the RGB-D refinement; monocular, with ``covisible_bundle``, they are held fixed in the bundle adjustment,
+their landmarks fused.  This module keeps the tracking policy: which pose, which state, which frame becomes a
+keyframe.
 
 Units: RGB-D runs are in metres.  Monocular runs are in the map's arbitrary unit unless a scale source is set
 (``camera_height`` or ``depth_scale``): then each new keyframe measures metres per map unit and the poses,
@@ -82,8 +82,8 @@ from .frontend import (
 )
 from .input_checks import image_size_problem
 from .keyframe import Keyframe, Observation, carry_points
+from .local_map import LandmarkMap
 from .metric_scale import MetricScale, ScaleState
-from .monocular_map import LandmarkMap
 from .rgbd_window import refine_in_window
 from .types import FrameResult, TrackingState
 
@@ -293,8 +293,7 @@ class VisualOdometry:
         if candidate.map_size < self.config.init_min_points:
             return False
         self._adopt(candidate)
-        if last.frame.depth_points is None:
-            self._adjust_monocular(last.frame.K)
+        self._adjust_window(last.frame)
         self._scale_reference = max(float(np.linalg.norm(T_last_kf[:3, 3])), 1e-6)
         return True
 
@@ -350,7 +349,7 @@ class VisualOdometry:
                 pose = keyframe.pose_world @ invert_pose(T_cur_kf)
                 candidate.pose_world = pose.copy()
                 self._adopt(candidate)
-                if frame.depth_points is None and self._adjust_monocular(frame.K):
+                if self._adjust_window(frame):
                     pose = candidate.pose_world.copy()
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
@@ -511,8 +510,8 @@ class VisualOdometry:
         if points is None:
             points = np.full((len(frame.features), 3), np.nan)
         self.keyframe_count += 1
-        return Keyframe(frame.features, frame.pixels, pose_world.copy(), points, frame.timestamp,
-                        depth_z=frame.scale_depth)
+        measured = frame.scale_depth if frame.depth_points is None else frame.depth_points[:, 2].copy()
+        return Keyframe(frame.features, frame.pixels, pose_world.copy(), points, frame.timestamp, depth_z=measured)
 
     def _adopt(self, keyframe: Keyframe, restart: bool = False) -> None:
         """Make ``keyframe`` the one frames are tracked against and add it to the local-map window."""
@@ -566,8 +565,9 @@ class VisualOdometry:
         carry_points(keyframe, i0, i1, estimate.inliers, T, points)
         pose = keyframe.pose_world @ invert_pose(T)
         candidate = self._new_keyframe(frame, pose, points)
-        if frame.depth_points is None:
-            self.landmarks.link(keyframe, candidate, i0, i1)
+        if frame.depth_points is not None:  # every match has a depth point: only the tracking inliers are the same
+            i0, i1 = i0[estimate.inliers], i1[estimate.inliers]
+        self.landmarks.link(keyframe, candidate, i0, i1)
         return candidate, T
 
     def _scaled_essential(self, keyframe, i0, u0, u1, K, T_pnp) -> np.ndarray:
@@ -599,11 +599,16 @@ class VisualOdometry:
         """Remembered keyframes outside the window that see the area of a new keyframe at ``pose_world``."""
         return self._memory.covisible(pose_world, K, self._window, self.config.covisible_keyframes)
 
-    def _adjust_monocular(self, K: np.ndarray) -> bool:
-        """Bundle-adjust the window of the keyframe just adopted (with ``covisible_bundle``, and the older keyframes
-        that see its area, held fixed); whether it ran."""
+    def _adjust_window(self, frame: Observation) -> bool:
+        """Bundle-adjust the window of the keyframe just adopted from ``frame`` (with ``covisible_bundle``, and the
+        older keyframes that see its area, held fixed; RGB-D only with ``rgbd_bundle``, with the measured depths);
+        whether it ran."""
+        depth = frame.depth_points is not None
+        if depth and not self.config.rgbd_bundle:
+            return False
+        K = frame.K
         covisible = self._covisible(self._keyframe.pose_world, K) if self.config.covisible_bundle else []
-        return self.landmarks.adjust(list(self._window), K, covisible)
+        return self.landmarks.adjust(list(self._window), K, covisible, depth=depth)
 
     def _depth_scale(self, xyz_unit: np.ndarray) -> float:
         """Scale giving the unit-baseline points ``xyz_unit`` the median depth of the last map (1 before any)."""
