@@ -131,3 +131,30 @@ def test_rgbd_keyframes_are_bundle_adjusted_with_their_depths_only_when_asked(sw
         assert sum(ran for _, ran, _ in calls) >= 3 and min(linked for _, _, linked in calls[2:]) > 100
         # SE(3), no scale fitted: the depths keep the adjusted map metric (measured 2 mm; a lost scale: > 0.05 m).
         assert ate(trajectory, sweep.ground_truth, align="se3")["rmse"] < 0.02
+
+
+def test_monocular_frames_are_refined_on_the_window_landmarks_only_when_asked(sweep, monkeypatch):
+    """``landmark_tracking``: a monocular frame's pose is also refined on the landmarks of the window's other
+    keyframes that it matches (bundle-adjusted points two or more keyframes observed), none of which its keyframe's
+    own matches already give; off by default (measured mixed on the benchmarks: BENCHMARKS.md, session 17)."""
+    found = []
+
+    def spy(self, window, keyframe, used, features, pixels):
+        points, image = correspondences(self, window, keyframe, used, features, pixels)
+        assert len(points) == len(image) and np.isfinite(points).all()
+        found.append(len(points))
+        return points, image
+
+    correspondences = LandmarkMap.window_correspondences
+    monkeypatch.setattr(LandmarkMap, "window_correspondences", spy)
+    for on in (False, True):
+        found.clear()
+        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", landmark_tracking=on))
+        trajectory, stats = run_sequence(vo, sweep, progress=False)
+        assert stats["lost_frames"] == 0
+        if not on:
+            assert found == []
+            continue
+        assert len(found) > 20 and np.median(found) > 100  # measured: median 351 landmarks per frame
+        # Sim(3) (monocular): measured ~0.01 m; a frame pulled off by wrong landmarks: > 0.1 m.
+        assert ate(trajectory, sweep.ground_truth, align="sim3")["rmse"] < 0.05

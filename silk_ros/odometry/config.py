@@ -107,6 +107,13 @@ class OdometryConfig:
     local_map_tracking: bool = setting(
         True, "RGB-D: every tracked frame is refined on the window keyframes' depth points (false: new keyframes only)"
     )
+    #: Monocular tracking on the local map: each frame's pose (PnP on its keyframe's map, refined with the epipolar
+    #: distances) is also refined on the landmarks of the window's other keyframes that it matches (points two or
+    #: more keyframes observed, bundle-adjusted).  Off: measured mixed over 5 perturbed runs (KITTI 07 worst ATE
+    #: 0.668 -> 0.522 m, TUM desk median 0.0089 -> 0.0082 m, 7-Scenes mono median 0.0577 -> 0.0623 m).
+    landmark_tracking: bool = setting(
+        False, "monocular: every tracked frame is also refined on the window keyframes' landmarks it matches"
+    )
     #: Remembered keyframes outside the window whose points project into a new keyframe's view join its local map,
     #: so the window does not drift off an area it comes back to: RGB-D, their depth points refine the keyframe's pose.
     covisible_keyframes: int = setting(

@@ -58,6 +58,36 @@ class LandmarkMap:
         keyframe.landmarks[i0[known]] = ids
         candidate.landmarks[i1[known]] = ids
 
+    def window_correspondences(self, window: list[Keyframe], keyframe: Keyframe, used: np.ndarray,
+                               frame_features, frame_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks of the window's other keyframes that a frame tracked on ``keyframe`` sees: their points in the
+        keyframe's frame and the frame's pixels, for the frame's pose refinement (tracking on the local map).
+
+        Only landmarks, the points two or more keyframes observed and the bundle adjustment kept, newest keyframe
+        first; none that ``keyframe``'s own matches already give (``used``: the frame's features on its map)."""
+        taken = np.zeros(len(frame_pixels), bool)
+        taken[used] = True
+        seen = set()
+        T_kf_world = invert_pose(keyframe.pose_world)
+        points, pixels = [], []
+        for older in reversed(window):
+            if older is keyframe:
+                continue
+            mapped = np.flatnonzero((older.landmarks >= 0) & np.isfinite(older.points[:, 0]))
+            if len(mapped) == 0:
+                continue
+            matches = self.window_matcher(older.features.subset(mapped), frame_features)
+            i0, i1 = mapped[matches.indices[:, 0]], matches.indices[:, 1]
+            keep = ~taken[i1] & ~np.isin(older.landmarks[i0], np.fromiter(seen, np.int64, len(seen)))
+            i0, i1 = i0[keep], i1[keep]
+            taken[i1] = True
+            seen.update(older.landmarks[i0].tolist())
+            points.append(transform_points(T_kf_world @ older.pose_world, older.points[i0]))
+            pixels.append(frame_pixels[i1])
+        if not points:
+            return np.zeros((0, 3)), np.zeros((0, 2))
+        return np.concatenate(points), np.concatenate(pixels)
+
     def _associate(self, newest: Keyframe, others: list[Keyframe], K: np.ndarray) -> None:
         """The newest keyframe also observes the landmarks of older keyframes it matches directly (descriptor
         match, gated by the landmark's reprojection at the current pose), which gives the bundle adjustment tracks

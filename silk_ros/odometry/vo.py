@@ -404,8 +404,13 @@ class VisualOdometry:
             estimate = self._estimate_pnp(keyframe, frame.timestamp, map_points, on_map, u0, u1, K, solver)
             if cfg.epipolar_refinement and not use_depth and estimate is not None and estimate.method == "pnp":
                 # Monocular maps cover part of the matches and are noisy: the rest pin rotation and direction.
+                p0, q1 = map_points[on_map], u1[on_map]
+                if cfg.landmark_tracking:  # tracking on the local map: the window's landmarks this frame sees
+                    more_p, more_q = self.landmarks.window_correspondences(
+                        list(self._window), keyframe, i1[on_map], frame.features, frame.pixels)
+                    p0, q1 = np.concatenate([p0, more_p]), np.concatenate([q1, more_q])
                 estimate.T_cur_kf = est.refine_pose_with_epipolar(
-                    map_points[on_map], u1[on_map], u0, u1, K, estimate.T_cur_kf, cfg.ransac_threshold_px
+                    p0, q1, u0, u1, K, estimate.T_cur_kf, cfg.ransac_threshold_px
                 )
             if use_depth and cfg.local_map_tracking and estimate is not None and estimate.method == "pnp":
                 # Tracking on the local map: the window keyframes' depth points seen by this frame refine its pose
