@@ -56,6 +56,15 @@ def sweep():
     return RenderedFrames(open_sequence("synthetic", n_frames=60, motion="sweep"))
 
 
+def runs_off_and_on(sequence, mode: str, setting: str):
+    """The sequence run with a boolean setting off, then on: (on, trajectory), neither losing a frame."""
+    for on in (False, True):
+        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode=mode, **{setting: on}))
+        trajectory, stats = run_sequence(vo, sequence, progress=False)
+        assert stats["lost_frames"] == 0
+        yield on, trajectory
+
+
 def test_rgbd_keyframes_on_the_way_back_are_refined_on_the_keyframes_that_mapped_the_area(sweep, monkeypatch):
     """RGB-D frames are refined on the depth points of the window's keyframes (tracking on the local map); coming
     back over the area mapped on the way out, a new keyframe's pose is refined on the depth points of the older
@@ -96,12 +105,9 @@ def test_monocular_covisible_keyframes_join_the_bundle_adjustment_only_when_aske
 
     adjust = LandmarkMap.adjust
     monkeypatch.setattr(LandmarkMap, "adjust", spy)
-    for on in (False, True):
+    for on, trajectory in runs_off_and_on(sweep, "mono", "covisible_bundle"):
+        assert len(joined) >= 4 and (max(joined) > 0) == on
         joined.clear()
-        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", covisible_bundle=on))
-        trajectory, stats = run_sequence(vo, sweep, progress=False)
-        assert stats["lost_frames"] == 0 and len(joined) >= 4
-        assert (max(joined) > 0) == on
         # Measured (Sim(3)): 0.013 m without, 0.012 m with; the bound leaves ~4x margin (a broken map: > 0.1 m).
         assert ate(trajectory, sweep.ground_truth, align="sim3")["rmse"] < 0.05
 
@@ -119,11 +125,7 @@ def test_rgbd_keyframes_are_bundle_adjusted_with_their_depths_only_when_asked(sw
 
     adjust = LandmarkMap.adjust
     monkeypatch.setattr(LandmarkMap, "adjust", spy)
-    for on in (False, True):
-        calls.clear()
-        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="rgbd", rgbd_bundle=on))
-        trajectory, stats = run_sequence(vo, sweep, progress=False)
-        assert stats["lost_frames"] == 0
+    for on, trajectory in runs_off_and_on(sweep, "rgbd", "rgbd_bundle"):
         if not on:
             assert calls == []
             continue
@@ -147,11 +149,7 @@ def test_monocular_frames_are_refined_on_the_window_landmarks_only_when_asked(sw
 
     correspondences = LandmarkMap.window_correspondences
     monkeypatch.setattr(LandmarkMap, "window_correspondences", spy)
-    for on in (False, True):
-        found.clear()
-        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", landmark_tracking=on))
-        trajectory, stats = run_sequence(vo, sweep, progress=False)
-        assert stats["lost_frames"] == 0
+    for on, trajectory in runs_off_and_on(sweep, "mono", "landmark_tracking"):
         if not on:
             assert found == []
             continue
