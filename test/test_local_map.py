@@ -135,10 +135,10 @@ def test_rgbd_keyframes_are_bundle_adjusted_with_their_depths_only_when_asked(sw
         assert ate(trajectory, sweep.ground_truth, align="se3")["rmse"] < 0.02
 
 
-def test_monocular_frames_are_refined_on_the_window_landmarks_only_when_asked(sweep, monkeypatch):
+def test_monocular_frames_are_refined_on_the_window_landmarks_with_landmark_tracking(sweep, monkeypatch):
     """``landmark_tracking``: a monocular frame's pose is also refined on the landmarks of the window's other
     keyframes that it matches (bundle-adjusted points two or more keyframes observed), none of which its keyframe's
-    own matches already give; off by default (measured mixed on the benchmarks: BENCHMARKS.md, session 17)."""
+    own matches already give (on by default: BENCHMARKS.md, session 17)."""
     found = []
 
     def spy(self, window, keyframe, used, features, pixels):
