@@ -4,13 +4,18 @@ Keyframes keep map points as landmarks shared between the keyframes that observe
 keyframe, plus direct matches of the new keyframe to older window keyframes).  Each new keyframe is bundle-adjusted
 with the last ``window_keyframes`` keyframes and their shared landmarks (``bundle.adjust_bundle``, the oldest two
 keyframes fixed).  Monocular: a keyframe's two-view pose and short-baseline map are corrected by the older keyframes
-that see the same points, which is where scale and direction drift come from otherwise.  RGB-D (``rgbd_bundle``,
-off by default): each keyframe's depth measurement of a landmark adds a residual (``BundleProblem.depths``), so the
-landmarks average the depth of several keyframes and the keyframe poses move with them.  Measured worse than the
-default pose-only refinement of RGB-D keyframes on the window's depth points (``rgbd_window``): 7-Scenes RGB-D
-ATE 0.0394 -> 0.0430 m, the synthetic rooms with noisy depth 1.46 -> 1.65 mm.  Holding only
-the oldest keyframe and the distance to the next one (the minimal 7-DoF gauge) was tried: on 7-Scenes mono over
-three start frames it lost more frames (SiLK median ATE 0.31 m against 0.11 m).
+that see the same points, which is where scale and direction drift come from otherwise.  Holding only the oldest
+keyframe and the distance to the next one (the minimal 7-DoF gauge) was tried: on 7-Scenes mono over three start
+frames it lost more frames (SiLK median ATE 0.31 m against 0.11 m).
+
+Monocular frames between keyframes are tracked on the same landmarks (``window_correspondences``,
+``landmark_tracking``): the ones the other window keyframes observed join the keyframe's own map points in the
+frame's pose refinement, as ORB-SLAM tracks its local map.
+
+RGB-D (``rgbd_bundle``, off by default): each keyframe's depth measurement of a landmark adds a residual
+(``BundleProblem.depths``), so the landmarks average the depth of several keyframes and the keyframe poses move with
+them.  Measured worse than the default pose-only refinement of RGB-D keyframes on the window's depth points
+(``rgbd_window``): 7-Scenes RGB-D ATE 0.0394 -> 0.0430 m, the synthetic rooms with noisy depth 1.46 -> 1.65 mm.
 
 Covisibility (``covisible_bundle``, off by default; ``covisible_keyframes``, ``covisibility.KeyframeMemory``): older
 keyframes that left the window but see the newest keyframe's area have their landmarks fused with the newest
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..features.types import Features
 from ..geometry.pose import invert_pose, transform_points
 from ..matching import Matcher
 from . import bundle
@@ -59,7 +65,7 @@ class LandmarkMap:
         candidate.landmarks[i1[known]] = ids
 
     def window_correspondences(self, window: list[Keyframe], keyframe: Keyframe, used: np.ndarray,
-                               frame_features, frame_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                               frame_features: Features, frame_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks of the window's other keyframes that a frame tracked on ``keyframe`` sees: their points in the
         keyframe's frame and the frame's pixels, for the frame's pose refinement (tracking on the local map).
 

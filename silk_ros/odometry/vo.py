@@ -14,7 +14,8 @@ Pose of a frame relative to its keyframe, in order of preference:
   ``good_inliers`` or 80 % of the last frame's (as ORB-SLAM tracks with its motion model first).
   Monocular scale therefore stays that of the first baseline.  Monocular poses are then refined jointly on the
   map points and the epipolar distance of every match (``epipolar_refinement``): a short-baseline map alone
-  trades rotation for translation.
+  trades rotation for translation.  With ``landmark_tracking`` the landmarks of the window's other keyframes that
+  the frame matches join that refinement (tracking on the local map, ``LandmarkMap.window_correspondences``).
 * ``essential``: monocular without a map -> essential matrix (MAGSAC++, cheirality by ``recoverPose``); it
   initialises the map once the rotation-compensated parallax exceeds ``init_parallax_px`` and enough points
   triangulate.  The first map has a unit baseline; a later one (after a loss or a turn) takes the scale of the
