@@ -111,7 +111,7 @@ class OdometryConfig:
     #: distances) is also refined on the landmarks of the window's other keyframes that it matches (points two or
     #: more keyframes observed, bundle-adjusted).  Over 10 perturbed runs (BENCHMARKS.md, session 17): KITTI 07's
     #: worst ATE 0.680 -> 0.521 m and lost frames 4 -> 0 (worst/median 1.91 -> 1.41), medians within 5 % (KITTI
-    #: +3.9 %, 7-Scenes mono +1.8 %, TUM desk -4.7 %); fast synthetic motion 4-15 % lower; ~6 ms more per frame.
+    #: +3.9 %, 7-Scenes mono +1.8 %, TUM desk -4.7 %); fast synthetic motion 4-18 % lower; ~6 ms more per frame.
     landmark_tracking: bool = setting(
         True, "monocular: every tracked frame is also refined on the window keyframes' landmarks it matches"
     )
