@@ -73,7 +73,7 @@ class LandmarkMap:
         first; none that ``keyframe``'s own matches already give (``used``: the frame's features on its map)."""
         taken = np.zeros(len(frame_pixels), bool)
         taken[used] = True
-        seen = set()
+        seen = np.zeros(0, np.int64)  # landmark ids already given
         T_kf_world = invert_pose(keyframe.pose_world)
         points, pixels = [], []
         for older in reversed(window):
@@ -84,10 +84,10 @@ class LandmarkMap:
                 continue
             matches = self.window_matcher(older.features.subset(mapped), frame_features)
             i0, i1 = mapped[matches.indices[:, 0]], matches.indices[:, 1]
-            keep = ~taken[i1] & ~np.isin(older.landmarks[i0], np.fromiter(seen, np.int64, len(seen)))
+            keep = ~taken[i1] & ~np.isin(older.landmarks[i0], seen)
             i0, i1 = i0[keep], i1[keep]
             taken[i1] = True
-            seen.update(older.landmarks[i0].tolist())
+            seen = np.concatenate([seen, older.landmarks[i0]])
             points.append(transform_points(T_kf_world @ older.pose_world, older.points[i0]))
             pixels.append(frame_pixels[i1])
         if not points:

@@ -571,9 +571,10 @@ class VisualOdometry:
         carry_points(keyframe, i0, i1, estimate.inliers, T, points)
         pose = keyframe.pose_world @ invert_pose(T)
         candidate = self._new_keyframe(frame, pose, points)
-        if frame.depth_points is not None:  # every match has a depth point: only the tracking inliers are the same
-            i0, i1 = i0[estimate.inliers], i1[estimate.inliers]
-        self.landmarks.link(keyframe, candidate, i0, i1)
+        if self._bundle_adjusts(frame):
+            if frame.depth_points is not None:  # every match has a depth point: only the tracking inliers are the same
+                i0, i1 = i0[estimate.inliers], i1[estimate.inliers]
+            self.landmarks.link(keyframe, candidate, i0, i1)
         return candidate, T
 
     def _scaled_essential(self, keyframe, i0, u0, u1, K, T_pnp) -> np.ndarray:
@@ -609,12 +610,16 @@ class VisualOdometry:
         """Bundle-adjust the window of the keyframe just adopted from ``frame`` (with ``covisible_bundle``, and the
         older keyframes that see its area, held fixed; RGB-D only with ``rgbd_bundle``, with the measured depths);
         whether it ran."""
-        depth = frame.depth_points is not None
-        if depth and not self.config.rgbd_bundle:
+        if not self._bundle_adjusts(frame):
             return False
         K = frame.K
         covisible = self._covisible(self._keyframe.pose_world, K) if self.config.covisible_bundle else []
-        return self.landmarks.adjust(list(self._window), K, covisible, depth=depth)
+        return self.landmarks.adjust(list(self._window), K, covisible, depth=frame.depth_points is not None)
+
+    def _bundle_adjusts(self, frame: Observation) -> bool:
+        """Keyframes made from frames like ``frame`` share landmarks and are bundle-adjusted: monocular always,
+        RGB-D with ``rgbd_bundle`` (otherwise linking their landmarks would be work nothing reads)."""
+        return frame.depth_points is None or self.config.rgbd_bundle
 
     def _depth_scale(self, xyz_unit: np.ndarray) -> float:
         """Scale giving the unit-baseline points ``xyz_unit`` the median depth of the last map (1 before any)."""
