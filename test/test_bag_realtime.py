@@ -9,9 +9,11 @@ replay mode of the node) nothing is dropped and the node must reproduce the dete
 from __future__ import annotations
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rclpy")
 
@@ -38,9 +40,12 @@ def _report(folder):
     return json.loads((folder / "report.json").read_text()), read_tum(folder / "trajectory.tum")
 
 
-def test_realtime_rate_1_live_node_is_within_tolerance(tum_bag, tmp_path):
+def test_realtime_rate_1_live_node_is_within_tolerance(tum_bag, tmp_path, monkeypatch):
     bag, deterministic = tum_bag
     out = tmp_path / "realtime"
+    scratch = tmp_path / "scratch"  # where the replay makes its temporary folder
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     # Reliable transport: best-effort 1 MB images can be lost by DDS itself on an overloaded CI machine; the
     # node still keeps only the newest frame (live mode), so frames are dropped when it is busy, as on a robot.
     live = ["--realtime", "--rate", "1", "--set", "qos_reliability=reliable"]
@@ -58,6 +63,10 @@ def test_realtime_rate_1_live_node_is_within_tolerance(tum_bag, tmp_path):
         connections = [c for c in reader.connections if c.topic == "/silk_vo_node/odometry"]
         assert connections and connections[0].msgtype == "nav_msgs/msg/Odometry"
         assert sum(1 for _ in reader.messages(connections=connections)) == report["received_odometry"]
+    # So do the node's log and the exact params it ran with; the replay's temporary folder is gone.
+    assert (out / "silk_vo_node.log").is_file() and report["node_params"] == str(out / "silk_vo_params.yaml")
+    assert yaml.safe_load((out / "silk_vo_params.yaml").read_text())["/**"]["ros__parameters"]["use_sim_time"]
+    assert "work_dir" not in report and not any(scratch.iterdir())
 
 
 def test_realtime_every_frame_reproduces_the_deterministic_trajectory(tum_bag, data_root, tmp_path):

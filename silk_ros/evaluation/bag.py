@@ -39,6 +39,13 @@ from silk_ros.odometry.config import uses_depth
 from silk_ros.schema import ConfigError
 from silk_ros.settings import DEFAULT_NODE_PARAMS, Settings, load
 
+#: What a --realtime replay leaves in its temporary folder (stats key -> name in the report folder).
+REALTIME_FILES = {
+    "recorded_bag": "recorded_odometry",
+    "node_log": "silk_vo_node.log",
+    "node_params": "silk_vo_params.yaml",
+}
+
 __all__ = ["BagEvaluation", "RealtimeReplay", "convert_dataset", "evaluate", "replay_deterministic", "check_overlap"]
 
 
@@ -146,7 +153,7 @@ def evaluate(request: BagEvaluation, realtime: RealtimeReplay | None = None) -> 
         "ground_truth_source": gt_name,
     }
     realtime_keys = ("dropped_frames", "received_odometry", "published_images", "latency_ms", "node_diagnostics")
-    for key in (*realtime_keys, "recorded_bag", "node_log"):
+    for key in (*realtime_keys, *REALTIME_FILES, "work_dir"):
         if key in stats:
             extra[key] = stats[key]
     return _write_report_atomically(out, estimate, ground_truth, stats, title, max_dt, extra)
@@ -257,10 +264,11 @@ def _write_report_atomically(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         metrics = write_report(staging, estimate, ground_truth, stats, title, max_dt=max_dt)
-        for key, name in (("recorded_bag", "recorded_odometry"), ("node_log", "silk_vo_node.log")):
-            if extra.get(key):  # --realtime: the node's recorded output and log travel with the report
+        for key, name in REALTIME_FILES.items():
+            if extra.get(key):  # --realtime: the node's recorded output, log and params travel with the report
                 shutil.move(extra[key], staging / name)
                 extra[key] = str(out / name)
+        work_dir = extra.pop("work_dir", None)
         metrics.update(extra)
         (staging / "report.json").write_text(json.dumps(metrics, indent=2) + "\n")
         with open(staging / "report.md", "a") as md:
@@ -273,6 +281,8 @@ def _write_report_atomically(
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
+        if work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)  # the replay's temporary folder, emptied above
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

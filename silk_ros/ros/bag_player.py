@@ -169,15 +169,15 @@ def replay_realtime(
     rate: float = 1.0,
     node_timeout: float = 60.0,
     progress: bool = True,
-    work_dir: Path | None = None,
 ):
     """Play ``source`` (an open BagSource) to a fresh silk_vo_node at ``rate`` x real time.
 
     Returns ``(trajectory T_world_cam, stats)`` like ``run_sequence``; stats add published_images,
-    received_odometry, dropped_frames, end-to-end latency and the recorded bag's path.
+    received_odometry, dropped_frames, end-to-end latency, and the paths of the recorded bag, the node's log and
+    params file in a temporary folder (``work_dir``) that the caller moves into its report and then removes; on an
+    error the folder stays, for the log the error message names.
     """
-    work = Path(work_dir or tempfile.mkdtemp(prefix="silk_vo_realtime_"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="silk_vo_realtime_"))
     compressed = m.short_type(source.image_connections[0].msgtype) == m.short_type(m.COMPRESSED_IMAGE)
     params_file, settings = node_params_file(params, overrides, bool(source.depth_index), compressed, work)
     base_cam = settings.node.base_from_camera_matrix()
@@ -240,7 +240,8 @@ def replay_realtime(
             f"silk_vo_node published no odometry for {len(published)} frames; by its /diagnostics it received "
             f"{received} images{hint} (exit code {return_code}); its log ends:\n{_log_tail(log_path)}"
         )
-    return _trajectory_and_stats(recorder, published, base_cam, work, rate, lost_variance)
+    trajectory, stats = _trajectory_and_stats(recorder, published, base_cam, work, rate, lost_variance)
+    return trajectory, {**stats, "node_params": str(params_file), "work_dir": str(work)}
 
 
 def _wait_for_node(node, process, publishers, odometry_topic, recorder, source, timeout: float, log_path) -> None:
