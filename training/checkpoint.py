@@ -12,6 +12,8 @@ CHECKPOINT_NAME = "checkpoint_last.pt"
 #: The checkpoint of the best validation F1 so far (same record): the one to export, since the last one is
 #: overwritten every ``checkpoint_every`` steps.
 BEST_CHECKPOINT_NAME = "checkpoint_best.pt"
+#: The checkpoint of the best validation pose AUC@10 so far (``val_pose_pairs`` > 0).
+BEST_POSE_CHECKPOINT_NAME = "checkpoint_best_pose.pt"
 
 
 def save_checkpoint_atomically(record: dict[str, Any], path: Path) -> Path:

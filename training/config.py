@@ -56,6 +56,11 @@ class TrainConfig:
     #: Paths above are relative to this folder; "" means silk_ros.datasets.paths.shared_data_root().
     data_root: str = ""
     crop: int = 152  # square crop side in pixels (grid = crop - 2 * border)
+    #: Side of the validation crops (0 = ``crop``): runs at other crops then validate on the same pairs.
+    val_crop: int = 0
+    #: Weights the model starts from when the run has no checkpoint yet: a SiLK weights file (shipped name or
+    #: path) or a training checkpoint; "" = random initialisation.  Fine-tuning, e.g. at a larger crop.
+    init_weights: str = ""
     batch_size: int = 2  # image pairs per step (per process)
     steps: int = 100_000
     lr: float = 1e-4
@@ -77,6 +82,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     val_every: int = 500
     val_pairs: int = 32
+    #: Synthetic-room pose pairs (640x480, textured with the validation photos; ``training.pose_check``) whose
+    #: pose AUC@10 with MNN is logged at each validation as ``val_pose_auc10``, the best kept as
+    #: checkpoint_best_pose.pt: unlike the F1 on homography crops, it follows the pose benchmarks (0 = off).
+    val_pose_pairs: int = 0
     log_every: int = 10
     #: Threads for intra-op parallelism (0 = torch default).
     threads: int = 0
@@ -111,6 +120,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.crop < 16:
             raise ValueError(f"crop must be at least 16 pixels, got {self.crop}")
+        if 0 < self.val_crop < 16 or self.val_crop < 0:
+            raise ValueError(f"val_crop must be 0 (= crop) or at least 16 pixels, got {self.val_crop}")
         for name in ("batch_size", "steps", "block_size", "checkpoint_every", "val_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -118,7 +129,7 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.temperature < MIN_TEMPERATURE:
             raise ValueError(f"temperature must be >= {MIN_TEMPERATURE} (float32 softmax), got {self.temperature}")
-        for name in ("anchors", "val_count", "val_pairs", "threads"):
+        for name in ("anchors", "val_count", "val_pairs", "val_pose_pairs", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.keypoint_mask not in KEYPOINT_MASKS:

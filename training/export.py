@@ -17,7 +17,9 @@ from silk_ros.datasets.paths import REPO_ROOT
 from silk_ros.features.model import SILK_CONFIGS
 from silk_ros.weights import save_weights
 
-from .checkpoint import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME
+from .checkpoint import BEST_CHECKPOINT_NAME, BEST_POSE_CHECKPOINT_NAME, CHECKPOINT_NAME
+
+CHECKPOINTS = {"best": BEST_CHECKPOINT_NAME, "best_pose": BEST_POSE_CHECKPOINT_NAME, "last": CHECKPOINT_NAME}
 
 __all__ = ["export_checkpoint", "hardware_description", "git_commit"]
 
@@ -69,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", required=True, help=f"training run folder holding {CHECKPOINT_NAME}")
     parser.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best",
-        help=f"best: the best validation F1 ({BEST_CHECKPOINT_NAME}, what ships); last: {CHECKPOINT_NAME}",
+        "--checkpoint", choices=tuple(CHECKPOINTS), default="best",
+        help=f"best: the best validation F1 ({BEST_CHECKPOINT_NAME}); best_pose: the best validation pose AUC@10 "
+        f"({BEST_POSE_CHECKPOINT_NAME}, runs with val_pose_pairs); last: {CHECKPOINT_NAME}",
     )
     parser.add_argument("--out", default=str(REPO_ROOT / "silk_ros/weights/silk_vggnp_mu.pt"))
     parser.add_argument("--config-file", help="the YAML the run was started with (recorded in provenance)")
     parser.add_argument("--code-commit", help="commit of the training code the run used (default: git HEAD)")
     args = parser.parse_args(argv)
-    name = BEST_CHECKPOINT_NAME if args.checkpoint == "best" else CHECKPOINT_NAME
+    name = CHECKPOINTS[args.checkpoint]
     path = export_checkpoint(Path(args.run_dir) / name, Path(args.out), args.config_file, args.code_commit)
     print(f"wrote {path}")
     return 0

@@ -57,17 +57,20 @@ def camera_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_pose_pairs(count: int, seed: int = 0, width: int = 320, height: int = 240,
-                         data_root: Path | None = None) -> list[PosePair]:
-    """``count`` rendered pairs with their intrinsics and T_1_0, textured with the held-out photos."""
-    root = data_root or shared_data_root()
-    folders, first = VALIDATION_PHOTOS
-    photos = load_grey_images(list_images(folders, root)[:first], min_side=32)
+                         data_root: Path | None = None, photo_paths: list[Path] | None = None,
+                         progress: bool = True) -> list[PosePair]:
+    """``count`` rendered pairs with their intrinsics and T_1_0, textured with the held-out photos (or
+    ``photo_paths``)."""
+    if photo_paths is None:
+        folders, first = VALIDATION_PHOTOS
+        photo_paths = list_images(folders, data_root or shared_data_root())[:first]
+    photos = load_grey_images(photo_paths, min_side=32)
     rng = np.random.default_rng(seed)
     quads = build_room(rng, [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in photos])
     focal = 0.8 * width
     camera = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
     pairs = []
-    for i in tqdm(range(count), desc="rendering pose pairs", leave=False):
+    for i in tqdm(range(count), desc="rendering pose pairs", leave=False, disable=not progress):
         pose0, pose1 = camera_pair(rng)
         image0, image1 = (cv2.cvtColor(render(quads, camera, p)[0], cv2.COLOR_BGR2GRAY) for p in (pose0, pose1))
         pairs.append(PosePair(f"room{seed}/{i}", image0, image1, camera.K, camera.K, invert_pose(pose1) @ pose0))

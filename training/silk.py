@@ -13,6 +13,7 @@ it had never stopped.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import os
@@ -30,13 +31,16 @@ from tqdm import tqdm
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.features.model import SILK_CONFIGS, SilkNet
 
-from .checkpoint import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, save_checkpoint_atomically
+from .checkpoint import BEST_CHECKPOINT_NAME, BEST_POSE_CHECKPOINT_NAME, CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import HomographyConfig, PhotometricConfig, TrainConfig
 from .correspondence import grid_correspondences
 from .data import PairSampler, list_images, load_grey_images
 from .losses import mnn_labels, pair_loss
 
 __all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
+
+#: Scene and camera draws of the pose-validation pairs: one fixed set, so every run is validated on the same pairs.
+POSE_VALIDATION_SEED = 0
 
 
 
@@ -95,6 +99,7 @@ class Trainer:
         self.model = SilkNet(SILK_CONFIGS[config.model]).to(self.device)
         self.border = self.model.border
         self.grid = config.crop - 2 * self.border
+        self.val_crop = config.val_crop or config.crop
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.ddp = None
         if self.world > 1:
@@ -113,6 +118,7 @@ class Trainer:
             config.seed, self.rank,
         )
         self._val_batches = None
+        self._val_pose_pairs = None
         self.step = 0
         self.wall_s = 0.0
         self.history: list[dict] = []
@@ -155,6 +161,19 @@ class Trainer:
         self.wall_s = float(record["wall_s"])
         self.history = list(record.get("history", []))
         return True
+
+    def initialise_from(self, weights: str) -> None:
+        """Start from ``weights`` (a SiLK weights file, shipped name or path, or a training checkpoint); the
+        optimizer starts afresh.  Only for a run without a checkpoint: resuming restores everything instead."""
+        path = Path(weights)
+        if path.suffix and path.is_file():
+            record = torch.load(path, map_location=self.device, weights_only=False)
+            if isinstance(record, dict) and "optimizer" in record and "model" in record:  # a training checkpoint
+                self.model.load_state_dict(record["model"])
+                return
+        from silk_ros.features.extractor import load_silk_model
+
+        self.model.load_state_dict(load_silk_model(weights).state_dict())
 
     # ---------------------------------------------------------------- training
     def _forward(self, views0: torch.Tensor, views1: torch.Tensor):
@@ -206,7 +225,7 @@ class Trainer:
             # SiLK's sampler and the default augmentation whatever the training config says, so that runs with
             # other training distributions (the ablations) are validated on the same pairs.
             sampler = PairSampler(
-                load_grey_images(self.val_paths, self.config.crop), self.config.crop, HomographyConfig(),
+                load_grey_images(self.val_paths, self.val_crop), self.val_crop, HomographyConfig(),
                 PhotometricConfig(), seed=self.config.seed + 10_000,
             )
             self._val_batches = [sampler.batch(i, 1) for i in range(self.config.val_pairs)]
@@ -215,7 +234,7 @@ class Trainer:
         kp_agree, kp_total = 0, 0
         for v0, v1, hs in self._val_batches:
             logits, desc = self.model(torch.from_numpy(np.concatenate([v0, v1])).to(self.device))
-            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[0]), self.grid, self.border)
+            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[0]), self.val_crop - 2 * self.border, self.border)
             d0 = torch.nn.functional.normalize(desc[0].flatten(1).T, dim=1)
             d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
             label0, _, mutual0 = mnn_labels(d0, d1, gt01.to(self.device), gt10.to(self.device), self.config.block_size)
@@ -223,10 +242,29 @@ class Trainer:
             has_partner = gt01.to(self.device) >= 0  # the cells the keypoint head is trained on
             kp_agree += int(((logits[0, 0].flatten() > 0) == label0)[has_partner].sum())
             kp_total += int(has_partner.sum())
-        self.model.train()
         precision, recall, f1 = match_f1(*(int(t) for t in totals))
-        return {"val_precision": precision, "val_recall": recall, "val_f1": f1,
-                "val_keypoint_acc": kp_agree / max(kp_total, 1)}
+        metrics = {"val_precision": precision, "val_recall": recall, "val_f1": f1,
+                   "val_keypoint_acc": kp_agree / max(kp_total, 1)}
+        if self.config.val_pose_pairs:
+            metrics["val_pose_auc10"] = self.validation_pose_auc()
+        self.model.train()
+        return metrics
+
+    def validation_pose_auc(self) -> float:
+        """Pose AUC@10 (SuperGlue protocol) with MNN on synthetic-room pairs of the validation photos, the
+        keypoints selected as ``silk-vo bench pose-pairs`` selects them (640x480, <= 2,000)."""
+        from silk_ros.bench.pose_pairs import evaluate_pose
+        from silk_ros.features import SilkExtractor
+
+        from .pose_check import synthetic_pose_pairs
+
+        if self._val_pose_pairs is None:
+            self._val_pose_pairs = synthetic_pose_pairs(
+                self.config.val_pose_pairs, POSE_VALIDATION_SEED, width=640, height=480, photo_paths=self.val_paths,
+                progress=self.progress,
+            )
+        extractor = SilkExtractor(model=copy.deepcopy(self.model).cpu(), top_k=2000, backend="torch", threads=0)
+        return float(evaluate_pose(extractor, self._val_pose_pairs)["auc@10"])  # RANSAC seeded: repeatable
 
     def parameter_digest(self) -> str:
         """SHA-256 of every parameter and buffer: equal digests = bit-identical replicas."""
@@ -268,9 +306,12 @@ class Trainer:
             if self.step % cfg.val_every == 0 or self.step == total:
                 entry = {**(entry or {"step": self.step, "wall_s": round(self.wall_s, 2)}), **self.validate()}
                 best = max((h["val_f1"] for h in self.history if "val_f1" in h), default=-1.0)
+                best_pose = max((h["val_pose_auc10"] for h in self.history if "val_pose_auc10" in h), default=-1.0)
                 self.history.append(entry)
                 if entry["val_f1"] > best:
                     self.save_checkpoint(BEST_CHECKPOINT_NAME)
+                if entry.get("val_pose_auc10", -1.0) > best_pose:
+                    self.save_checkpoint(BEST_POSE_CHECKPOINT_NAME)
             if entry is not None:
                 entry["utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
                 with log_path.open("a") as log:
@@ -310,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(config, progress=not args.no_progress)
     if not args.fresh and trainer.load_checkpoint():
         print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)
+    elif config.init_weights:
+        trainer.initialise_from(config.init_weights)
+        print(f"started from the weights {config.init_weights}", file=sys.stderr)
     trainer.fit(stop_after=args.stop_after)
     if trainer.rank == 0 and trainer.history:
         print(json.dumps(trainer.history[-1]))
