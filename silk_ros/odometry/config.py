@@ -170,6 +170,12 @@ class OdometryConfig:
         3, "consecutive lost frames before the current frame becomes a new keyframe (re-initialisation)",
         range=(0, 10000),
     )
+    #: A frame its keyframe cannot track (motion blur, a fast turn) is matched to the window's other keyframes,
+    #: newest first; PnP on one's map with twice ``min_inliers`` resumes tracking in the same map (monocular: with its
+    #: scale) instead of re-initialising a new one after ``max_lost_frames``.
+    relocalise_keyframes: int = setting(
+        4, "window keyframes a lost frame is matched to, to resume tracking on their map (0: none)", range=(0, 50)
+    )
     # --- covariance ------------------------------------------------------------------------------
     min_pixel_sigma: float = setting(
         0.3, "floor of the reprojection residual sigma (px) scaling the pose covariance", range=(0.0, 100.0)
