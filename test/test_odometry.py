@@ -235,10 +235,12 @@ def test_monocular_resumes_on_a_window_keyframe_after_motion_blur():
         vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", relocalise_keyframes=count))
         trajectory, stats = run_sequence(vo, frames, progress=False, keep_results=True)
         states = "".join(r.state.value[0] for r in stats["results"])
-        runs[count] = (stats["lost_frames"], ate(trajectory, sequence.ground_truth, align="sim3")["rmse"], states)
+        runs[count] = (stats["lost_frames"], ate(trajectory, sequence.ground_truth, align="sim3")["rmse"], states,
+                       stats["relocalisations"], stats["map_restarts"])
     without, with_it = runs[0], runs[OdometryConfig().relocalise_keyframes]
     assert with_it[0] <= 1 and with_it[1] < 0.04, runs
     assert without[0] > with_it[0] or without[1] > 2.0 * with_it[1], runs  # the blur costs frames or accuracy without
+    assert without[3] == 0 and with_it[3] >= 1 and with_it[4] <= without[4], runs  # counted, as /diagnostics shows
 
 
 def test_monocular_map_rebuilt_from_few_carried_points_keeps_their_scale(room):

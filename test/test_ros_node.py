@@ -147,6 +147,7 @@ def test_rgbd_node_publishes_every_output_and_tracks_ground_truth(running, frame
     assert diagnostics["scale"] == "metric (depth)"
     assert diagnostics["frames_dropped"] == "0" and diagnostics["tracking_state"] in ("TRACKING", "DEGRADED")
     assert int(diagnostics["inliers"]) > 0 and diagnostics["camera_info_received"] == "True"
+    assert diagnostics["relocalisations"] == diagnostics["map_restarts"] == "0"  # a smooth sweep: never lost
 
 
 def test_live_mode_keeps_the_newest_frame_and_counts_drops(running, frames):

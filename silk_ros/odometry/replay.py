@@ -76,6 +76,9 @@ def run_sequence(vo: VisualOdometry, sequence, progress: bool = True, keep_resul
         "backend": getattr(vo.extractor, "backend", vo.config.extractor.features),
         "working_size": list(vo.working_size) if vo.working_size else None,
     }
+    for event in ("relocalisations", "map_restarts"):  # silk_ros' odometry (an external peer has no such count)
+        if hasattr(vo, event):
+            stats[event] = getattr(vo, event)
     scale = getattr(vo, "scale_state", None)
     if scale is not None:  # the unit of the trajectory: the report's SE(3) or Sim(3) headline follows it
         stats.update(metric=scale.metric, scale=scale.describe(), scale_factor=scale.scale,

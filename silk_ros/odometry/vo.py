@@ -220,6 +220,9 @@ class VisualOdometry:
         self._timestamps: deque[float] = deque(maxlen=history)
         self._poses: deque[np.ndarray] = deque(maxlen=history)
         self.keyframe_count = 0
+        #: Lost frames that resumed on a window keyframe's map, and maps started afresh after a loss.
+        self.relocalisations = 0
+        self.map_restarts = 0
         self.working_size: tuple[int, int] | None = None
 
     @property
@@ -661,6 +664,7 @@ class VisualOdometry:
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
             self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
             self._lost_count = 0
+            self.map_restarts += 1
             is_keyframe = True
         covariance = np.eye(6) * cfg.lost_variance
         outcome = _Outcome(self._pose, covariance, "lost", keyframe.features, (*times, time.perf_counter()), matches,
@@ -680,6 +684,7 @@ class VisualOdometry:
                 continue
             if int(estimate.inliers.sum()) >= RELOCALISE_INLIER_FACTOR * cfg.min_inliers:
                 self._keyframe, self._motion, self._last_tracked = keyframe, None, None
+                self.relocalisations += 1
                 return keyframe, matches, estimate
         return None
 

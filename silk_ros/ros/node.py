@@ -630,6 +630,9 @@ class SilkVoNode(Node):
             "features": self.config.extractor.features,
             "mode": self.config.mode,
             "scale": self.vo.scale_state.describe(),
+            # since the odometry (re)started: lost frames that resumed on a window keyframe, maps begun afresh
+            "relocalisations": self.vo.relocalisations,
+            "map_restarts": self.vo.map_restarts,
             "image_transport": p.image_transport,
             "tf": self._tf_status if p.publish_tf else "disabled (publish_tf false)",
         }
