@@ -27,7 +27,10 @@ PROGRAM = re.compile(
     r"^(silk-vo|silk_vo_node|python -m|make |ros2 |colcon|pip |rosdep|source |cd |\.venv/bin/|ros_vendor/)"
 )
 #: Names of programs and files in running text, not commands.
-MENTIONS = {"ros2 launch", "silk-vo", "silk_vo_node", "silk-vo run-dataset", "ros_vendor/requirements-build.txt"}
+MENTIONS = {
+    "ros2 launch", "silk-vo", "silk_vo_node", "silk-vo run-dataset", "ros_vendor/requirements-build.txt",
+    "silk_vo_node.log",
+}
 HERE = "test_readme_commands.py"
 
 DESK = "../shared/data/sequences/tum_rgbd/rgbd_dataset_freiburg2_desk_mini"
