@@ -78,6 +78,9 @@ class TrainConfig:
     descriptor_weight: float = 1.0
     #: Cells the keypoint BCE trains on: "correspondences" (SiLK) or "all" (cells outside the overlap are negatives).
     keypoint_mask: str = "correspondences"
+    #: Share of the training pairs that are two views of a 3D room papered with the training photos
+    #: (training.room_pairs: depth, occlusions, parallax) instead of a homographic warp of one photo.
+    room_pairs: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500
     val_every: int = 500
@@ -132,6 +135,8 @@ class TrainConfig:
         for name in ("anchors", "val_count", "val_pairs", "val_pose_pairs", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.room_pairs <= 1.0:
+            raise ValueError(f"room_pairs is a share of the pairs, in [0, 1], got {self.room_pairs}")
         if self.keypoint_mask not in KEYPOINT_MASKS:
             raise ValueError(f"keypoint_mask must be one of {KEYPOINT_MASKS}, got {self.keypoint_mask!r}")
         if self.homography.plane_distance <= 0:

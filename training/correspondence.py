@@ -1,17 +1,25 @@
-"""Dense ground-truth correspondences between the output grids of two views related by a homography.
+"""Dense ground-truth correspondences between the output grids of two views: related by a homography, or seen
+by two cameras with known depth (rendered scenes).
 
 Grid cell ``(i, j)`` sits on view pixel ``(x, y) = (j + border, i + border)`` (see silk_ros.features.model).
 A cell of view 0 corresponds to the view-1 cell nearest to its warped centre, kept only when that is
 inside the view-1 grid and warping it back lands on the same view-0 cell (cycle-consistent, so the
 relation is one-to-one and mutual).  A homography is defined up to scale, sign included: points count as
-in front of the camera (z > 0) on the side of the vanishing line where the grid centre is.
+in front of the camera (z > 0) on the side of the vanishing line where the grid centre is.  With depth, a cell
+keeps its partner only where the other view sees the same surface there (its depth agrees: not occluded).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
-__all__ = ["grid_correspondences"]
+__all__ = ["DepthPairGeometry", "grid_correspondences", "depth_correspondences", "pair_correspondences"]
+
+#: Relative depth disagreement above which a projected cell counts as occluded in the other view.
+OCCLUSION_TOLERANCE = 0.03
 
 
 def _warp_to_cells(h: torch.Tensor, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,14 +39,8 @@ def _warp_to_cells(h: torch.Tensor, grid: int, border: int) -> tuple[torch.Tenso
     return index, inside
 
 
-def grid_correspondences(h_1_0: torch.Tensor, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(gt01 (N,), gt10 (N,)) int64 flat cell indices, -1 where a cell has no cycle-consistent partner.
-
-    ``h_1_0`` (3, 3) maps view-0 pixels to view-1 pixels; ``N = grid * grid``.
-    """
-    fwd, inside0 = _warp_to_cells(h_1_0, grid, border)
-    bwd, inside1 = _warp_to_cells(torch.linalg.inv(h_1_0.to(torch.float64)), grid, border)
-    n = grid * grid
+def _mutual(fwd: torch.Tensor, inside0: torch.Tensor, bwd: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the cells whose partner maps back onto them: (gt01, gt10), -1 without a partner."""
     cells = torch.arange(n)
     back = torch.where(inside0, bwd[fwd.clamp(min=0)], torch.full_like(fwd, -1))
     ok = inside0 & (back == cells)
@@ -46,3 +48,64 @@ def grid_correspondences(h_1_0: torch.Tensor, grid: int, border: int) -> tuple[t
     gt10 = torch.full((n,), -1, dtype=torch.long)
     gt10[gt01[ok]] = cells[ok]
     return gt01, gt10
+
+
+def grid_correspondences(h_1_0: torch.Tensor, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gt01 (N,), gt10 (N,)) int64 flat cell indices, -1 where a cell has no cycle-consistent partner.
+
+    ``h_1_0`` (3, 3) maps view-0 pixels to view-1 pixels; ``N = grid * grid``.
+    """
+    fwd, inside0 = _warp_to_cells(h_1_0, grid, border)
+    bwd, _ = _warp_to_cells(torch.linalg.inv(h_1_0.to(torch.float64)), grid, border)
+    return _mutual(fwd, inside0, bwd, grid * grid)
+
+
+def _project_to_cells(depth_from: np.ndarray, depth_to: np.ndarray, k_from: np.ndarray, k_to: np.ndarray,
+                      t_to_from: np.ndarray, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat index of the target cell each source cell's surface point projects to, and whether the target view
+    sees that point there (inside its grid, in front, depth agreeing within ``OCCLUSION_TOLERANCE``)."""
+    cells = np.arange(grid, dtype=np.float64) + border
+    xs, ys = np.meshgrid(cells, cells)
+    z = depth_from[border:border + grid, border:border + grid].astype(np.float64)
+    points = np.stack([(xs - k_from[0, 2]) / k_from[0, 0] * z, (ys - k_from[1, 2]) / k_from[1, 1] * z, z], -1)
+    moved = points.reshape(-1, 3) @ t_to_from[:3, :3].T + t_to_from[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = k_to[0, 0] * moved[:, 0] / moved[:, 2] + k_to[0, 2]
+        v = k_to[1, 1] * moved[:, 1] / moved[:, 2] + k_to[1, 2]
+        x = np.round(u) - border
+        y = np.round(v) - border
+        inside = np.isfinite(z.ravel()) & (moved[:, 2] > 0) & (x >= 0) & (x < grid) & (y >= 0) & (y < grid)
+    xi, yi = np.where(inside, x, 0).astype(np.int64), np.where(inside, y, 0).astype(np.int64)
+    seen = depth_to[yi + border, xi + border].astype(np.float64)
+    inside &= np.abs(seen - moved[:, 2]) <= OCCLUSION_TOLERANCE * moved[:, 2]
+    index = np.where(inside, yi * grid + xi, -1)
+    return torch.from_numpy(index), torch.from_numpy(inside)
+
+
+def depth_correspondences(depth0: np.ndarray, depth1: np.ndarray, k0: np.ndarray, k1: np.ndarray,
+                          t_1_0: np.ndarray, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gt01, gt10) as :func:`grid_correspondences`, for two views of a scene: z-depth maps (H, W) at pixel
+    centres, intrinsics ``k0``/``k1`` (3, 3) and ``t_1_0`` (4, 4) taking view-0 camera points to view 1."""
+    fwd, inside0 = _project_to_cells(depth0, depth1, k0, k1, t_1_0, grid, border)
+    bwd, _ = _project_to_cells(depth1, depth0, k1, k0, np.linalg.inv(t_1_0), grid, border)
+    return _mutual(fwd, inside0, bwd, grid * grid)
+
+
+@dataclass(frozen=True)
+class DepthPairGeometry:
+    """What relates two rendered views: z-depth maps at pixel centres, intrinsics, view-0 to view-1 motion."""
+
+    depth0: np.ndarray
+    depth1: np.ndarray
+    k0: np.ndarray
+    k1: np.ndarray
+    t_1_0: np.ndarray
+
+
+def pair_correspondences(geometry: np.ndarray | DepthPairGeometry, grid: int, border: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gt01, gt10) of a training pair, related by a homography H_1_0 (3, 3) or by rendered depth."""
+    if isinstance(geometry, DepthPairGeometry):
+        g = geometry
+        return depth_correspondences(g.depth0, g.depth1, g.k0, g.k1, g.t_1_0, grid, border)
+    return grid_correspondences(torch.as_tensor(geometry), grid, border)

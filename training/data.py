@@ -162,7 +162,12 @@ def make_pair(
 
 
 class PairSampler:
-    """Batches of pairs as a pure function of (seed, rank, step): exact resume without sampler state."""
+    """Batches of pairs as a pure function of (seed, rank, step): exact resume without sampler state.
+
+    With ``rooms`` (a :class:`training.room_pairs.RoomPairSource`), a share ``room_share`` of the pairs are two
+    views of a 3D room instead of a homographic warp; that draw has its own generator, so the homography pairs of
+    a run without rooms are unchanged.
+    """
 
     def __init__(
         self,
@@ -172,20 +177,28 @@ class PairSampler:
         photo: PhotometricConfig,
         seed: int,
         rank: int = 0,
+        rooms=None,
+        room_share: float = 0.0,
     ):
         if not images:
             raise ValueError("PairSampler needs at least one image")
         self.images, self.crop, self.homography, self.photo = images, crop, homography, photo
         self.seed, self.rank = seed, rank
+        self.rooms, self.room_share = rooms, room_share
 
-    def batch(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(views0 (B, 1, S, S), views1 (B, 1, S, S), H_1_0 (B, 3, 3)) for one training step."""
-        v0, v1, hs = [], [], []
+    def batch(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """(views0 (B, 1, S, S), views1 (B, 1, S, S), B geometries: H_1_0 (3, 3) or a DepthPairGeometry;
+        :func:`training.correspondence.pair_correspondences` turns either into correspondences)."""
+        v0, v1, geometries = [], [], []
         for i in range(batch_size):
-            rng = np.random.default_rng([self.seed, self.rank, step, i])
-            image = self.images[int(rng.integers(len(self.images)))]
-            a, b, h = make_pair(image, self.crop, rng, self.homography, self.photo)
+            room_rng = np.random.default_rng([self.seed, self.rank, step, i, 1]) if self.rooms else None
+            if room_rng is not None and room_rng.random() < self.room_share:
+                a, b, g = self.rooms.pair(room_rng, self.photo)
+            else:
+                rng = np.random.default_rng([self.seed, self.rank, step, i])
+                image = self.images[int(rng.integers(len(self.images)))]
+                a, b, g = make_pair(image, self.crop, rng, self.homography, self.photo)
             v0.append(a)
             v1.append(b)
-            hs.append(h)
-        return np.stack(v0)[:, None], np.stack(v1)[:, None], np.stack(hs)
+            geometries.append(g)
+        return np.stack(v0)[:, None], np.stack(v1)[:, None], geometries

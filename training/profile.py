@@ -77,7 +77,7 @@ def profile_steps(config: TrainConfig, steps: int, warmup: int = 2) -> dict:
         "forward": trainer._forward,
         "step": trainer.optimizer.step,
         "backward": torch.Tensor.backward,
-        "grid": silk_module.grid_correspondences,
+        "grid": silk_module.pair_correspondences,
         "pair_loss": silk_module.pair_loss,
         "labels": getattr(losses_module, "mnn_labels", None),
     }
@@ -93,7 +93,7 @@ def profile_steps(config: TrainConfig, steps: int, warmup: int = 2) -> dict:
     trainer._forward = clock.wrap("forward", originals["forward"])
     trainer.optimizer.step = clock.wrap("optimizer", originals["step"])
     torch.Tensor.backward = clock.wrap("backward", originals["backward"])
-    silk_module.grid_correspondences = clock.wrap("correspondences", originals["grid"])
+    silk_module.pair_correspondences = clock.wrap("correspondences", originals["grid"])
     silk_module.pair_loss = counted_pair_loss
     if originals["labels"] is not None:
         losses_module.mnn_labels = clock.wrap("labels", originals["labels"])
@@ -108,7 +108,7 @@ def profile_steps(config: TrainConfig, steps: int, warmup: int = 2) -> dict:
         wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
     finally:
         torch.Tensor.backward = originals["backward"]
-        silk_module.grid_correspondences = originals["grid"]
+        silk_module.pair_correspondences = originals["grid"]
         silk_module.pair_loss = originals["pair_loss"]
         if originals["labels"] is not None:
             losses_module.mnn_labels = originals["labels"]

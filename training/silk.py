@@ -33,9 +33,10 @@ from silk_ros.features.model import SILK_CONFIGS, SilkNet
 
 from .checkpoint import BEST_CHECKPOINT_NAME, BEST_POSE_CHECKPOINT_NAME, CHECKPOINT_NAME, save_checkpoint_atomically
 from .config import HomographyConfig, PhotometricConfig, TrainConfig
-from .correspondence import grid_correspondences
+from .correspondence import pair_correspondences
 from .data import PairSampler, list_images, load_grey_images
 from .losses import mnn_labels, pair_loss
+from .room_pairs import RoomPairSource
 
 __all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
 
@@ -113,9 +114,11 @@ class Trainer:
         self.train_paths = [p for p in list_images(config.train_images, root) if p not in held_out]
         if not self.train_paths:
             raise ValueError(f"no training images left in {config.train_images} after the validation split")
+        images = load_grey_images(self.train_paths, config.crop)
+        rooms = RoomPairSource(images, config.crop, self.border, config.seed) if config.room_pairs else None
         self.sampler = PairSampler(
-            load_grey_images(self.train_paths, config.crop), config.crop, config.homography, config.photometric,
-            config.seed, self.rank,
+            images, config.crop, config.homography, config.photometric, config.seed, self.rank, rooms,
+            config.room_pairs,
         )
         self._val_batches = None
         self._val_pose_pairs = None
@@ -190,7 +193,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.rank * 7919 + self.step)
         losses = []
         for k in range(len(hs)):
-            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[k]), self.grid, self.border)
+            gt01, gt10 = pair_correspondences(hs[k], self.grid, self.border)
             losses.append(
                 pair_loss(
                     logits0[k], desc0[k], logits1[k], desc1[k], gt01.to(self.device), gt10.to(self.device),
@@ -234,7 +237,7 @@ class Trainer:
         kp_agree, kp_total = 0, 0
         for v0, v1, hs in self._val_batches:
             logits, desc = self.model(torch.from_numpy(np.concatenate([v0, v1])).to(self.device))
-            gt01, gt10 = grid_correspondences(torch.from_numpy(hs[0]), self.val_crop - 2 * self.border, self.border)
+            gt01, gt10 = pair_correspondences(hs[0], self.val_crop - 2 * self.border, self.border)
             d0 = torch.nn.functional.normalize(desc[0].flatten(1).T, dim=1)
             d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
             label0, _, mutual0 = mnn_labels(d0, d1, gt01.to(self.device), gt10.to(self.device), self.config.block_size)
