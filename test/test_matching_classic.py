@@ -78,3 +78,26 @@ def test_empty_inputs_and_registry():
     assert build_matcher({"name": "ratio", "ratio": 0.7}).ratio == 0.7
     with pytest.raises(ValueError, match="unknown matcher 'nope'"):
         build_matcher("nope")
+
+
+def test_mutual_within_radius_tells_repeated_descriptors_apart_by_position():
+    """Four copies of one pattern (a tiled wall): global MNN can pair at most one, the radius pairs each copy with
+    its own neighbour; no prediction (NaN) or a prediction too far matches nothing."""
+    from silk_ros.matching.classic import mutual_within_radius
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=32).astype(np.float32)
+    d /= np.linalg.norm(d)
+    xy1 = np.array([[10, 10], [60, 10], [10, 60], [60, 60]], np.float32)
+    descriptors = np.repeat(d[None], 4, axis=0)
+    f0 = Features(xy1 + 3.0, np.ones(4, np.float32), descriptors, (100, 100))
+    f1 = Features(xy1, np.ones(4, np.float32), descriptors + 0.01 * rng.normal(size=(4, 32)).astype(np.float32),
+                  (100, 100))
+    assert len(MutualNearestNeighbour()(f0, f1)) <= 1
+    predicted = xy1 + np.array([[2, -1], [0, 3], [-2, 2], [1, 1]], np.float32)
+    matches = mutual_within_radius(f0, predicted, f1, xy1, radius=8.0)
+    assert sorted(map(tuple, matches.indices.tolist())) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    predicted[1] = np.nan
+    predicted[2] += 20.0
+    matches = mutual_within_radius(f0, predicted, f1, xy1, radius=8.0)
+    assert sorted(map(tuple, matches.indices.tolist())) == [(0, 0), (3, 3)]

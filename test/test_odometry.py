@@ -243,6 +243,20 @@ def test_monocular_resumes_on_a_window_keyframe_after_motion_blur():
     assert without[3] == 0 and with_it[3] >= 1 and with_it[4] <= without[4], runs  # counted, as /diagnostics shows
 
 
+def test_guided_matching_adds_map_matches_near_the_prediction():
+    """``guided_radius_px``: map points without a global mutual match are matched near where the motion model
+    projects them, so frames with a prediction get more matches (the option is off by default: measured mixed)."""
+    sequence = open_sequence("synthetic", None, n_frames=120, max_frames=16, with_depth=False)
+    frames = [sequence[i] for i in range(len(sequence))]
+    counts = {}
+    for radius in (0.0, 8.0):
+        vo = VisualOdometry(OdometryConfig.from_settings(**silk_options(), mode="mono", guided_radius_px=radius))
+        _, stats = run_sequence(vo, frames, progress=False, keep_results=True)
+        assert stats["lost_frames"] == 0
+        counts[radius] = [len(r.matches) for r in stats["results"][1:]]
+    assert np.median(counts[8.0]) > np.median(counts[0.0]), counts
+
+
 def test_monocular_map_rebuilt_from_few_carried_points_keeps_their_scale(room):
     """A keyframe left with fewer map points than PnP needs (after a turn in place) re-triangulates from the 2D-2D
     matches; the points it still carries set that map's scale, not a guess from the last keyframe baseline."""

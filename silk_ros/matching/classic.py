@@ -13,7 +13,7 @@ import numpy as np
 from ..features.types import Features
 from .base import Matches
 
-__all__ = ["MutualNearestNeighbour", "RatioTest", "DoubleSoftmax", "similarity"]
+__all__ = ["MutualNearestNeighbour", "RatioTest", "DoubleSoftmax", "similarity", "mutual_within_radius"]
 
 
 def similarity(features0: Features, features1: Features) -> np.ndarray:
@@ -36,6 +36,24 @@ def _mutual(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best0 = sim.argmax(axis=0)
     i = np.flatnonzero(best0[best1] == np.arange(sim.shape[0]))
     return i, best1[i]
+
+
+def mutual_within_radius(features0: Features, predicted0: np.ndarray, features1: Features, pixels1: np.ndarray,
+                         radius: float) -> Matches:
+    """Mutual nearest neighbours among the pairs whose view-1 pixel lies within ``radius`` of where the view-0
+    feature is predicted (``predicted0``, NaN: no prediction): a descriptor only has to be the most similar in its
+    neighbourhood, not in the whole image, which keeps matches on repetitive or weak texture (ORB-SLAM's search
+    by projection)."""
+    if _empty_if_needed(features0, features1):
+        return Matches.empty()
+    sim = similarity(features0, features1)
+    with np.errstate(invalid="ignore"):
+        near = ((predicted0[:, None, :] - pixels1[None, :, :]) ** 2).sum(-1) <= radius * radius
+    sim = np.where(near, sim, -np.inf)
+    i, j = _mutual(sim)
+    keep = near[i, j]
+    i, j = i[keep], j[keep]
+    return Matches(np.stack([i, j], 1).astype(np.int64), ((sim[i, j] + 1) / 2).astype(np.float32))
 
 
 def _empty_if_needed(features0: Features, features1: Features) -> bool:

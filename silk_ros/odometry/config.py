@@ -96,6 +96,11 @@ class OdometryConfig:
         True, "track from the constant-velocity prediction on the keyframe's map; robust estimation only when the "
         "prediction loses inliers (false: robust estimation every frame)"
     )
+    guided_radius_px: float = setting(
+        0.0, "with a motion prediction, the keyframe's map points are matched to the frame's features within this "
+        "radius (px, working resolution) of where the prediction projects them: mutual nearest neighbours in the "
+        "neighbourhood, not the whole image (0: off)", range=(0.0, 100.0)
+    )
     #: RGB-D: a new keyframe's pose is refined against the depth points of the last ``window_keyframes`` keyframes
     #: (the new one included; 1 = chaining only).  Monocular: they are bundle-adjusted together, the oldest two fixed.
     window_keyframes: int = setting(

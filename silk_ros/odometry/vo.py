@@ -69,6 +69,7 @@ from ..geometry.camera import Camera
 from ..geometry.pose import invert_pose, make_pose, so3_exp, so3_log, transform_points
 from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
+from ..matching.classic import mutual_within_radius
 from . import estimation as est
 from .config import OdometryConfig, uses_depth
 from .covisibility import KeyframeMemory
@@ -271,7 +272,7 @@ class VisualOdometry:
         matcher (slower, better: the new map is triangulated from its matches).  Also returns the seconds spent
         matching."""
         start = time.perf_counter()
-        matches = self.matcher(keyframe.features, frame.features)
+        matches = self._guided(keyframe, frame, self.matcher(keyframe.features, frame.features))
         spent = time.perf_counter() - start
         estimate = self._estimate(keyframe, matches, frame)
         if self.keyframe_matcher is None or estimate is None or not self._builds_map(keyframe, estimate, frame):
@@ -283,6 +284,26 @@ class VisualOdometry:
         if better is not None and better.inliers.sum() >= self.config.min_inliers:
             return strong, better, spent
         return matches, estimate, spent
+
+    def _guided(self, keyframe: Keyframe, frame: Observation, matches: Matches) -> Matches:
+        """``matches`` and, for the keyframe's map points they leave unmatched, matches near where the motion model
+        projects them (``guided_radius_px``) to frame features they leave unmatched."""
+        cfg, motion = self.config, self._motion
+        if cfg.guided_radius_px <= 0 or motion is None or motion.keyframe is not keyframe or not cfg.motion_prior:
+            return matches
+        mapped = np.flatnonzero(np.isfinite(keyframe.points[:, 0]))
+        T = motion.predict(frame.timestamp)
+        xyz = transform_points(T, keyframe.points[mapped])
+        predicted = np.full((len(mapped), 2), np.nan)
+        ahead = xyz[:, 2] > 1e-6
+        projected = xyz[ahead] @ frame.K.T
+        predicted[ahead] = projected[:, :2] / projected[:, 2:]
+        guided = mutual_within_radius(keyframe.features.subset(mapped), predicted, frame.features, frame.pixels,
+                                      cfg.guided_radius_px)
+        i0, i1 = mapped[guided.indices[:, 0]], guided.indices[:, 1]
+        new = ~np.isin(i0, matches.indices[:, 0]) & ~np.isin(i1, matches.indices[:, 1])
+        indices = np.concatenate([matches.indices, np.stack([i0[new], i1[new]], 1)])
+        return Matches(indices, np.concatenate([matches.confidence, guided.confidence[new]]))
 
     def _promote_last_tracked(self) -> bool:
         """Make the last tracked frame the keyframe, as it would have become had its parallax or inlier count
