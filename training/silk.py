@@ -40,6 +40,9 @@ from .room_pairs import RoomPairSource
 
 __all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
 
+#: The checkpoint kept for the best value of each validation figure.
+BEST_CHECKPOINTS = {"val_f1": BEST_CHECKPOINT_NAME, "val_pose_auc10": BEST_POSE_CHECKPOINT_NAME}
+
 #: Scene and camera draws of the pose-validation pairs: one fixed set, so every run is validated on the same pairs.
 POSE_VALIDATION_SEED = 0
 
@@ -101,6 +104,7 @@ class Trainer:
         self.border = self.model.border
         self.grid = config.crop - 2 * self.border
         self.val_crop = config.val_crop or config.crop
+        self.val_grid = self.val_crop - 2 * self.border
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.ddp = None
         if self.world > 1:
@@ -237,7 +241,7 @@ class Trainer:
         kp_agree, kp_total = 0, 0
         for v0, v1, hs in self._val_batches:
             logits, desc = self.model(torch.from_numpy(np.concatenate([v0, v1])).to(self.device))
-            gt01, gt10 = pair_correspondences(hs[0], self.val_crop - 2 * self.border, self.border)
+            gt01, gt10 = pair_correspondences(hs[0], self.val_grid, self.border)
             d0 = torch.nn.functional.normalize(desc[0].flatten(1).T, dim=1)
             d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
             label0, _, mutual0 = mnn_labels(d0, d1, gt01.to(self.device), gt10.to(self.device), self.config.block_size)
@@ -308,13 +312,11 @@ class Trainer:
                 entry = {"step": self.step, "wall_s": round(self.wall_s, 2), **rounded}
             if self.step % cfg.val_every == 0 or self.step == total:
                 entry = {**(entry or {"step": self.step, "wall_s": round(self.wall_s, 2)}), **self.validate()}
-                best = max((h["val_f1"] for h in self.history if "val_f1" in h), default=-1.0)
-                best_pose = max((h["val_pose_auc10"] for h in self.history if "val_pose_auc10" in h), default=-1.0)
+                for metric, name in BEST_CHECKPOINTS.items():
+                    best = max((h[metric] for h in self.history if metric in h), default=-np.inf)
+                    if entry.get(metric, -np.inf) > best:
+                        self.save_checkpoint(name)
                 self.history.append(entry)
-                if entry["val_f1"] > best:
-                    self.save_checkpoint(BEST_CHECKPOINT_NAME)
-                if entry.get("val_pose_auc10", -1.0) > best_pose:
-                    self.save_checkpoint(BEST_POSE_CHECKPOINT_NAME)
             if entry is not None:
                 entry["utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
                 with log_path.open("a") as log:
