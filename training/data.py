@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .config import HomographyConfig, PhotometricConfig
+
+if TYPE_CHECKING:
+    from .room_pairs import RoomPairSource
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -177,7 +181,7 @@ class PairSampler:
         photo: PhotometricConfig,
         seed: int,
         rank: int = 0,
-        rooms=None,
+        rooms: RoomPairSource | None = None,
         room_share: float = 0.0,
     ):
         if not images:
@@ -191,7 +195,7 @@ class PairSampler:
         :func:`training.correspondence.pair_correspondences` turns either into correspondences)."""
         v0, v1, geometries = [], [], []
         for i in range(batch_size):
-            room_rng = np.random.default_rng([self.seed, self.rank, step, i, 1]) if self.rooms else None
+            room_rng = np.random.default_rng([self.seed, self.rank, step, i, 1]) if self.rooms is not None else None
             if room_rng is not None and room_rng.random() < self.room_share:
                 a, b, g = self.rooms.pair(room_rng, self.photo)
             else:
