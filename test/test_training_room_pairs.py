@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from silk_ros.datasets.paths import REPO_ROOT
+from silk_ros.geometry.camera import Camera
 from training.config import HomographyConfig, PhotometricConfig, TrainConfig
 from training.correspondence import DepthPairGeometry, depth_correspondences, pair_correspondences
 from training.data import PairSampler
@@ -29,11 +30,11 @@ def _photos(count: int = 8) -> list[np.ndarray]:
 
 def test_depth_correspondences_of_a_sideways_step_in_front_of_a_wall():
     focal, z = 40.0, 2.0
-    k = np.array([[focal, 0, (CROP - 1) / 2], [0, focal, (CROP - 1) / 2], [0, 0, 1]])
+    camera = Camera.from_intrinsics(focal, focal, (CROP - 1) / 2, (CROP - 1) / 2, CROP, CROP)
     wall = np.full((CROP, CROP), z, np.float32)
     t_1_0 = np.eye(4)
     t_1_0[0, 3] = -0.1  # the camera steps 0.1 m right: the wall moves focal * 0.1 / z = 2 px left
-    gt01, gt10 = depth_correspondences(wall, wall, k, k, t_1_0, GRID, BORDER)
+    gt01, gt10 = depth_correspondences(wall, wall, camera, camera, t_1_0, GRID, BORDER)
     for i, j in ((0, 5), (20, 20), (41, 2)):
         assert gt01[i * GRID + j] == i * GRID + (j - 2)
     assert int((gt01 >= 0).sum()) == GRID * (GRID - 2)  # the 2 columns leaving the view have no partner
@@ -42,7 +43,7 @@ def test_depth_correspondences_of_a_sideways_step_in_front_of_a_wall():
 
     occluded = wall.copy()
     occluded[:, 30:] = 1.0  # something 1 m away covers view 1's right part: the wall behind it is hidden
-    hidden, _ = depth_correspondences(wall, occluded, k, k, t_1_0, GRID, BORDER)
+    hidden, _ = depth_correspondences(wall, occluded, camera, camera, t_1_0, GRID, BORDER)
     lands = (np.arange(GRID * GRID) % GRID) - 2 + BORDER  # view-1 column each view-0 cell lands on
     assert not (hidden.numpy()[lands >= 30] >= 0).any()
     assert (hidden.numpy()[(lands >= BORDER) & (lands < 30)] >= 0).all()

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from silk_ros.geometry.camera import Camera
+from silk_ros.geometry.pose import transform_points
+
 __all__ = ["DepthPairGeometry", "grid_correspondences", "depth_correspondences", "pair_correspondences"]
 
 #: Relative depth disagreement above which a projected cell counts as occluded in the other view.
@@ -60,21 +63,17 @@ def grid_correspondences(h_1_0: torch.Tensor, grid: int, border: int) -> tuple[t
     return _mutual(fwd, inside0, bwd, grid * grid)
 
 
-def _project_to_cells(depth_from: np.ndarray, depth_to: np.ndarray, k_from: np.ndarray, k_to: np.ndarray,
+def _project_to_cells(depth_from: np.ndarray, depth_to: np.ndarray, camera_from: Camera, camera_to: Camera,
                       t_to_from: np.ndarray, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat index of the target cell each source cell's surface point projects to, and whether the target view
     sees that point there (inside its grid, in front, depth agreeing within ``OCCLUSION_TOLERANCE``)."""
     cells = np.arange(grid, dtype=np.float64) + border
     xs, ys = np.meshgrid(cells, cells)
-    z = depth_from[border:border + grid, border:border + grid].astype(np.float64)
-    points = np.stack([(xs - k_from[0, 2]) / k_from[0, 0] * z, (ys - k_from[1, 2]) / k_from[1, 1] * z, z], -1)
-    moved = points.reshape(-1, 3) @ t_to_from[:3, :3].T + t_to_from[:3, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = k_to[0, 0] * moved[:, 0] / moved[:, 2] + k_to[0, 2]
-        v = k_to[1, 1] * moved[:, 1] / moved[:, 2] + k_to[1, 2]
-        x = np.round(u) - border
-        y = np.round(v) - border
-        inside = np.isfinite(z.ravel()) & (moved[:, 2] > 0) & (x >= 0) & (x < grid) & (y >= 0) & (y < grid)
+    z = depth_from[border:border + grid, border:border + grid].astype(np.float64).ravel()
+    with np.errstate(invalid="ignore"):  # no surface (infinite depth): NaN pixels, never inside
+        moved = transform_points(t_to_from, camera_from.backproject(np.column_stack([xs.ravel(), ys.ravel()]), z))
+        x, y = (np.round(camera_to.project(moved)) - border).T
+        inside = (x >= 0) & (x < grid) & (y >= 0) & (y < grid)
     xi, yi = np.where(inside, x, 0).astype(np.int64), np.where(inside, y, 0).astype(np.int64)
     seen = depth_to[yi + border, xi + border].astype(np.float64)
     inside &= np.abs(seen - moved[:, 2]) <= OCCLUSION_TOLERANCE * moved[:, 2]
@@ -82,23 +81,23 @@ def _project_to_cells(depth_from: np.ndarray, depth_to: np.ndarray, k_from: np.n
     return torch.from_numpy(index), torch.from_numpy(inside)
 
 
-def depth_correspondences(depth0: np.ndarray, depth1: np.ndarray, k0: np.ndarray, k1: np.ndarray,
+def depth_correspondences(depth0: np.ndarray, depth1: np.ndarray, camera0: Camera, camera1: Camera,
                           t_1_0: np.ndarray, grid: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(gt01, gt10) as :func:`grid_correspondences`, for two views of a scene: z-depth maps (H, W) at pixel
-    centres, intrinsics ``k0``/``k1`` (3, 3) and ``t_1_0`` (4, 4) taking view-0 camera points to view 1."""
-    fwd, inside0 = _project_to_cells(depth0, depth1, k0, k1, t_1_0, grid, border)
-    bwd, _ = _project_to_cells(depth1, depth0, k1, k0, np.linalg.inv(t_1_0), grid, border)
+    centres, their (undistorted) cameras and ``t_1_0`` (4, 4) taking view-0 camera points to view 1."""
+    fwd, inside0 = _project_to_cells(depth0, depth1, camera0, camera1, t_1_0, grid, border)
+    bwd, _ = _project_to_cells(depth1, depth0, camera1, camera0, np.linalg.inv(t_1_0), grid, border)
     return _mutual(fwd, inside0, bwd, grid * grid)
 
 
 @dataclass(frozen=True)
 class DepthPairGeometry:
-    """What relates two rendered views: z-depth maps at pixel centres, intrinsics, view-0 to view-1 motion."""
+    """What relates two rendered views: z-depth maps at pixel centres, cameras, view-0 to view-1 motion."""
 
     depth0: np.ndarray
     depth1: np.ndarray
-    k0: np.ndarray
-    k1: np.ndarray
+    camera0: Camera
+    camera1: Camera
     t_1_0: np.ndarray
 
 
@@ -107,5 +106,5 @@ def pair_correspondences(geometry: np.ndarray | DepthPairGeometry, grid: int, bo
     """(gt01, gt10) of a training pair, related by a homography H_1_0 (3, 3) or by rendered depth."""
     if isinstance(geometry, DepthPairGeometry):
         g = geometry
-        return depth_correspondences(g.depth0, g.depth1, g.k0, g.k1, g.t_1_0, grid, border)
+        return depth_correspondences(g.depth0, g.depth1, g.camera0, g.camera1, g.t_1_0, grid, border)
     return grid_correspondences(torch.as_tensor(geometry), grid, border)

@@ -20,7 +20,7 @@ import numpy as np
 
 from silk_ros.datasets.synthetic import TexturedQuad, build_room, render, render_depth, render_image
 from silk_ros.geometry.camera import Camera
-from silk_ros.geometry.pose import invert_pose
+from silk_ros.geometry.pose import invert_pose, transform_points
 
 from .config import PhotometricConfig
 from .correspondence import OCCLUSION_TOLERANCE, DepthPairGeometry
@@ -105,13 +105,12 @@ class RoomPairSource:
             depth0 = render_depth(quads, camera0, pose0)
             centre_depth = float(depth0[int(half), int(half)])
             t_1_0 = invert_pose(pose1) @ pose0
-            point = t_1_0[:3, :3] @ (centre_depth * np.array([(left + half) / focal, (top + half) / focal, 1.0]))
-            point += t_1_0[:3, 3]
+            point = transform_points(t_1_0, camera0.backproject([[half, half]], [centre_depth]))[0]
             if not np.isfinite(centre_depth) or point[2] <= 0.1:
                 continue
             jitter = rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * self.crop
-            camera1 = self._window(focal, focal * point[0] / point[2] - half + jitter[0],
-                                   focal * point[1] / point[2] - half + jitter[1])
+            centre1 = self._window(focal, 0.0, 0.0).project(point[None])[0]  # in the virtual image of view 1
+            camera1 = self._window(focal, *(centre1 - half + jitter))
             image1, depth1 = render(quads, camera1, pose1)
             seen = float(depth1[int(round(half - jitter[1])), int(round(half - jitter[0]))])
             if not abs(seen - point[2]) <= OCCLUSION_TOLERANCE * point[2]:
@@ -119,5 +118,5 @@ class RoomPairSource:
             image0 = render_image(quads, camera0, pose0)
             views = (cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0 for image in (image0, image1))
             view0, view1 = (photometric(view, rng, photo) for view in views)
-            return view0, view1, DepthPairGeometry(depth0, depth1, camera0.K, camera1.K, t_1_0)
+            return view0, view1, DepthPairGeometry(depth0, depth1, camera0, camera1, t_1_0)
         raise RuntimeError(f"no room pair with a shared view in {_ATTEMPTS} camera draws")

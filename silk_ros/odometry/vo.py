@@ -292,12 +292,8 @@ class VisualOdometry:
         if cfg.guided_radius_px <= 0 or motion is None or motion.keyframe is not keyframe or not cfg.motion_prior:
             return matches
         mapped = np.flatnonzero(np.isfinite(keyframe.points[:, 0]))
-        T = motion.predict(frame.timestamp)
-        xyz = transform_points(T, keyframe.points[mapped])
-        predicted = np.full((len(mapped), 2), np.nan)
-        ahead = xyz[:, 2] > 1e-6
-        projected = xyz[ahead] @ frame.K.T
-        predicted[ahead] = projected[:, :2] / projected[:, 2:]
+        xyz = transform_points(motion.predict(frame.timestamp), keyframe.points[mapped])
+        predicted = np.where((xyz[:, 2] > 1e-6)[:, None], est.project(xyz, frame.K), np.nan)
         guided = mutual_within_radius(keyframe.features.subset(mapped), predicted, frame.features, frame.pixels,
                                       cfg.guided_radius_px)
         i0, i1 = mapped[guided.indices[:, 0]], guided.indices[:, 1]
