@@ -255,6 +255,17 @@ def test_benches_name_the_keypoint_selection_of_each_silk_row():
     (ours_label, (ours, _)), (paper_label, (paper, _)) = methods.items()
     assert "NMS 4, sub-pixel" in ours_label and ours.config.nms_radius == 4 and ours.config.subpixel
     assert "paper selection" in paper_label and paper.config.nms_radius == 0 and not paper.config.subpixel
+    assert "context x0.5" in ours_label and ours.descriptor_dim == 64 and paper.descriptor_dim == 32
+
+
+def test_benches_give_the_attention_matcher_the_networks_own_descriptors():
+    from silk_ros.bench.homography import build_methods
+
+    methods = build_methods(["silk", "silk-own+ratio", "silk+attention"], 500)
+    (context_label, (context, _)), (own_label, (own, _)), (attention_label, (attention, _)) = methods.items()
+    assert "context" in context_label and context.descriptor_dim == 64
+    assert "context" not in own_label and own.descriptor_dim == 32 and attention is own
+    assert "context" not in attention_label
 
 
 def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
@@ -281,8 +292,64 @@ def test_subpixel_refinement_finds_the_peak_of_a_parabola():
 
 
 def test_subpixel_keypoints_stay_within_half_a_pixel_of_their_cell(model, textured):
-    whole = SilkExtractor(model=model, backend="torch", top_k=100, nms_radius=1, subpixel=False).extract(textured)
-    refined = SilkExtractor(model=model, backend="torch", top_k=100, nms_radius=1, subpixel=True).extract(textured)
+    plain = {"backend": "torch", "top_k": 100, "nms_radius": 1, "context_scale": 0.0}
+    whole = SilkExtractor(model=model, subpixel=False, **plain).extract(textured)
+    refined = SilkExtractor(model=model, subpixel=True, **plain).extract(textured)
     shift = refined.keypoints_xy - whole.keypoints_xy
     assert np.abs(shift).max() <= 0.5 and np.abs(shift).mean() > 0.01
     np.testing.assert_array_equal(refined.descriptors, whole.descriptors)
+
+
+def test_context_descriptors_join_the_cells_own_to_the_shrunk_images_at_the_same_point(model, textured):
+    import cv2
+
+    own = SilkExtractor(model=model, backend="torch", top_k=200, context_scale=0.0).extract(textured)
+    joined = SilkExtractor(model=model, backend="torch", top_k=200, context_scale=0.5, context_weight=0.7)
+    features = joined.extract(textured)
+    assert joined.descriptor_dim == 2 * model.config.descriptor_dim == features.descriptors.shape[1]
+    np.testing.assert_array_equal(features.keypoints_xy, own.keypoints_xy)
+    np.testing.assert_allclose(np.linalg.norm(features.descriptors, axis=1), 1.0, atol=1e-5)
+    fine, coarse = np.split(features.descriptors, 2, axis=1)
+    # The fine half is the cell's own descriptor, scaled so that the two halves weigh 1 : 0.7.
+    np.testing.assert_allclose(fine, own.descriptors / np.hypot(1.0, 0.7), atol=1e-5)
+    # The coarse half is the dense descriptor map of the half-size image, read bilinearly at the same point
+    # (the dense head here, the sparse head at four cells in the extractor).
+    grey = textured.astype(np.float32) / 255.0
+    small = cv2.resize(grey, (80, 60), interpolation=cv2.INTER_AREA)
+    _, dense = joined.dense(small)
+    cell = (features.keypoints_xy + 0.5) * 0.5 - 0.5 - joined.border
+    inside = (cell >= 0).all(axis=1) & (cell[:, 0] <= dense.shape[2] - 1) & (cell[:, 1] <= dense.shape[1] - 1)
+    x, y = (cell[inside, 0].reshape(1, -1), cell[inside, 1].reshape(1, -1))
+    expected = np.stack([cv2.remap(channel, x, y, cv2.INTER_LINEAR)[0] for channel in dense], axis=1)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert inside.sum() > 100
+    np.testing.assert_allclose(coarse[inside], expected * 0.7 / np.hypot(1.0, 0.7), atol=1e-4)
+
+
+def test_context_tells_apart_a_repeated_patch_in_different_surroundings():
+    """Two copies of one 9x9 patch: the network's 7x7 view gives both centres the same descriptor; the shrunk
+    image's view also sees their different surroundings (the shipped weights: a random network's descriptors hardly
+    vary)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur((rng.random((96, 128)) * 255).astype(np.uint8), (0, 0), 1.0)
+    image[:, 64:] = np.clip(image[:, 64:] // 3 + 140, 0, 255)  # other surroundings on the right
+    patch = (rng.random((9, 9)) * 255).astype(np.uint8)
+    centres = [(30, 40), (94, 50)]  # (x, y)
+    for x, y in centres:
+        image[y - 4 : y + 5, x - 4 : x + 5] = patch
+    every_cell = {"backend": "torch", "top_k": 0, "nms_radius": 0, "subpixel": False}
+    similarity = {}
+    for scale in (0.0, 0.5):
+        features = SilkExtractor(weights="silk-mu", context_scale=scale, **every_cell).extract(image)
+        at = [int(np.flatnonzero((features.keypoints_xy == c).all(axis=1))[0]) for c in centres]
+        similarity[scale] = float(features.descriptors[at[0]] @ features.descriptors[at[1]])
+    assert similarity[0.0] == pytest.approx(1.0, abs=1e-5)
+    assert similarity[0.5] < 0.95
+
+
+def test_context_descriptors_work_on_the_smallest_images(model):
+    image = (np.random.default_rng(0).random((8, 9)) * 255).astype(np.uint8)
+    features = SilkExtractor(model=model, backend="torch", top_k=10, nms_radius=0, context_scale=0.5).extract(image)
+    assert len(features) > 0 and np.isfinite(features.descriptors).all()

@@ -485,6 +485,12 @@ def test_keyframe_matcher_choice(monkeypatch):
     assert build_keyframe_matcher(config(keyframe_matcher="mnn"), descriptor_dim=32) is None  # = tracking
     ratio = build_keyframe_matcher(config(features="orb", keyframe_matcher={"name": "ratio"}), None)
     assert isinstance(ratio, RatioTest)
+    # Context descriptors (64-d) are not what the attention matcher takes: auto skips it, naming it is an error.
+    assert build_keyframe_matcher(config(context_scale=0.5), descriptor_dim=64) is None
+    for named in ({"matcher": "attention"}, {"keyframe_matcher": "attention"},
+                  {"keyframe_matcher": {"name": "attention", "backend": "torch"}}):
+        with pytest.raises(ConfigError, match="context_scale: 0"):
+            config(context_scale=0.5, **named)
 
 
 def test_static_camera_has_zero_path_length(room):

@@ -285,7 +285,7 @@ def _silk_path(name: str) -> Path:
 def _extractor(config: MatcherTrainConfig, silk_path: Path):
     from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
-    selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {}
+    selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {"context_scale": 0.0}
     return SilkExtractor(weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k, **selection)
 
 

@@ -270,7 +270,9 @@ class Trainer:
                 self.config.val_pose_pairs, POSE_VALIDATION_SEED, width=640, height=480, photo_paths=self.val_paths,
                 progress=self.progress,
             )
-        extractor = SilkExtractor(model=copy.deepcopy(self.model).cpu(), top_k=2000, backend="torch", threads=0)
+        # The network's own descriptors (no context), so the curve compares across the runs that logged it.
+        extractor = SilkExtractor(model=copy.deepcopy(self.model).cpu(), top_k=2000, backend="torch", threads=0,
+                                  context_scale=0.0)
         return float(evaluate_pose(extractor, self._val_pose_pairs)["auc@10"])  # RANSAC seeded: repeatable
 
     def parameter_digest(self) -> str:

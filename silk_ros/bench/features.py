@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
         "rows": [],
     }
     for backend, fp16 in variants:
-        extractor = SilkExtractor(model=model, backend=backend, device=args.device, fp16=fp16, top_k=args.top_k)
+        extractor = SilkExtractor(model=model, backend=backend, device=args.device, fp16=fp16, top_k=args.top_k,
+                                  context_scale=0.0)  # the network alone: extract() against its dense forward
         for height, width in SIZES:
             image = _test_image(height, width)
             dense_ms = _median_ms(lambda: extractor.dense(image), args.repeats)  # noqa: B023

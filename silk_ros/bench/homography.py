@@ -43,10 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Method names of the matching benchmarks (``--methods``): extractor, then ``+matcher`` where it is not MNN.
 #: ``silk`` keeps SiLK's keypoints with the package's selection (``ExtractorConfig``: NMS, sub-pixel),
-#: ``silk-paper`` with the paper's (every cell, integer positions).  ``+ratio`` is Lowe's ratio test with its
-#: default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK it was chosen on the validation pose pairs
-#: of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching SiLK-µ"), never on these benchmarks.
-METHODS = ("silk", "silk+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio", "orb")
+#: ``silk-paper`` with the paper's (every cell, integer positions).  ``silk`` describes each keypoint with context
+#: (``ExtractorConfig.context_scale``), ``silk-own`` with the network's own descriptor only, as the attention matcher
+#: does.  ``+ratio`` is Lowe's ratio test with its default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK
+#: it was chosen on the validation pose pairs of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching
+#: SiLK-µ"), never on these benchmarks.
+METHODS = ("silk", "silk+ratio", "silk-own", "silk-own+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio",
+           "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,18 +72,23 @@ def build_methods(
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
-    silk = None
+    silk: dict[bool, SilkExtractor] = {}
     methods = {}
     for name in names:
         extractor_name, _, matcher_name = name.partition("+")
         if name == "silk-paper":
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
-        elif extractor_name == "silk":
-            silk = silk or SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads)
-            ours = f"NMS {silk.config.nms_radius}{', sub-pixel' if silk.config.subpixel else ''}"
+        elif extractor_name in ("silk", "silk-own"):
+            # The attention matcher takes the network's own descriptors: its row runs without context.
+            context = extractor_name == "silk" and matcher_name != "attention"
+            if context not in silk:
+                overrides = {} if context else {"context_scale": 0.0}
+                silk[context] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **overrides)
+            extractor = silk[context]
             matcher = _bench_matcher(matcher_name, matcher_weights)
-            methods[f"SiLK-µ ({silk_weights}, {ours}) + {_matcher_label(matcher, matcher_weights)}"] = (silk, matcher)
+            label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)}) + {_matcher_label(matcher, matcher_weights)}"
+            methods[label] = (extractor, matcher)
         elif extractor_name == "sift":
             matcher = _bench_matcher(matcher_name, matcher_weights)
             methods[f"OpenCV SIFT, RootSIFT descriptors + {_matcher_label(matcher, matcher_weights)}"] = (
@@ -89,6 +97,14 @@ def build_methods(
             methods["OpenCV ORB + MNN (Hamming)"] = (ClassicExtractor("orb", top_k=max_keypoints),
                                                     build_matcher("mnn"))
     return methods
+
+
+def _silk_label(config) -> str:
+    """The row's SiLK keypoint selection and descriptors as built."""
+    parts = [f"NMS {config.nms_radius}"] + (["sub-pixel"] if config.subpixel else [])
+    if config.context_scale:
+        parts.append(f"context x{config.context_scale:g} w{config.context_weight:g}")
+    return ", ".join(parts)
 
 
 def _bench_matcher(name: str, matcher_weights: str):

@@ -10,9 +10,9 @@ __all__ = ["ExtractorConfig", "FEATURE_KINDS", "BACKENDS", "PAPER_SELECTION"]
 
 FEATURE_KINDS = ("silk", "orb", "sift")
 BACKENDS = ("auto", "onnxruntime", "torch")
-#: The SiLK paper's keypoint selection (every cell competes, integer positions): the benches' "paper selection"
-#: row and the features the shipped attention matcher was trained on.
-PAPER_SELECTION = {"nms_radius": 0, "subpixel": False}
+#: The SiLK paper's keypoint selection (every cell competes, integer positions, the network's own descriptors): the
+#: benches' "paper selection" row and the features the shipped attention matcher was trained on.
+PAPER_SELECTION = {"nms_radius": 0, "subpixel": False, "context_scale": 0.0}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ class ExtractorConfig:
     #: A 1-D quadratic fit of the logits in x and y (offsets clipped to +-0.5 px; descriptors stay those of the
     #: cell).  Off in the SiLK paper; helps relative pose and metric VO.
     subpixel: bool = setting(True, "SiLK sub-pixel keypoint refinement (quadratic fit of the logits)")
+    #: SiLK-µ sees a 7x7 patch: too little to tell repeated texture apart.  With a context scale, each keypoint's
+    #: descriptor is joined by the descriptor of the same point in the image shrunk by this factor (a 14x14 view at
+    #: 0.5), weighted by ``context_weight``, the whole L2-normalised: cosine similarity becomes the weighted sum of
+    #: the fine and the coarse one.  Descriptors get twice the network's size.  Chosen on the validation pose pairs
+    #: of ``training.pose_check`` (MODEL_CARD.md, "Context descriptors"), never on benchmark pairs.
+    context_scale: float = setting(
+        0.5, "SiLK: also describe each keypoint in the image shrunk by this factor (0: off)", range=(0.0, 0.9)
+    )
+    context_weight: float = setting(
+        0.7, "SiLK: weight of the context descriptor against the full-resolution one", range=(0.01, 10.0)
+    )
     # --- library options (not settings of the odometry) ---------------------------------------------------
     #: Half precision on CUDA (torch backend).
     fp16: bool = False
@@ -64,3 +75,7 @@ class ExtractorConfig:
             raise ConfigError(f"features must be one of {FEATURE_KINDS}, got '{self.features}'")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0: every keypoint), got {self.top_k}")
+        if not (self.context_scale == 0 or 0.1 <= self.context_scale <= 0.9):
+            raise ConfigError(f"context_scale must be 0 (off) or in [0.1, 0.9], got {self.context_scale}")
+        if self.context_weight <= 0:
+            raise ConfigError(f"context_weight must be positive, got {self.context_weight}")

@@ -8,7 +8,9 @@ The dense network runs on one of two backends that share every other step:
 Both run the *inference-fused* network of :mod:`silk_ros.features.fusion` (BatchNorms folded into the
 next unpadded convolution, which is exact) up to the keypoint logits and the trunk features, then the
 same sparse step: optional NMS, threshold, top-k, mapping grid cells back to input pixels, and the
-descriptor head evaluated at the keypoints only (never the whole dense map), L2-normalised.
+descriptor head evaluated at the keypoints only (never the whole dense map), L2-normalised.  With context
+descriptors (``context_scale``) the network runs a second time on the shrunk image and each keypoint's descriptor is
+joined by the one at the same point there.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ class SilkExtractor:
             model = load_silk_model(config.weights, allow_untrained=config.allow_untrained)
         self.model = model.eval()
         self.border = model.border
-        self.descriptor_dim = model.config.descriptor_dim
+        self.descriptor_dim = model.config.descriptor_dim * (2 if config.context_scale else 1)
         fused = FusedSilk.from_model(model)
         self._describe = SparseDescriptorHead(fused)
         self.backend_name = _resolve_backend(config.backend)
@@ -227,17 +229,46 @@ class SilkExtractor:
         return logits[0, 0], desc[0]
 
     def extract(self, image: np.ndarray, color_order: str = "bgr") -> Features:
-        grey = self._prepare(image, color_order)
-        logits, features = self._backend(grey[None, None])
-        return self._sparse(logits[0, 0], features[0], grey.shape)
+        return self.extract_batch([image], color_order)[0]
 
     def extract_batch(self, images: list[np.ndarray], color_order: str = "bgr") -> list[Features]:
-        """One backend call for a list of equally sized images."""
+        """One backend call for a list of equally sized images (two with context descriptors)."""
         greys = [self._prepare(im, color_order) for im in images]
         if len({g.shape for g in greys}) != 1:
             raise ImageError("extract_batch needs images of one size; call extract() per image otherwise")
         logits, features = self._backend(np.stack(greys)[:, None])
-        return [self._sparse(logits[i, 0], features[i], greys[0].shape) for i in range(len(greys))]
+        found = [self._sparse(logits[i, 0], features[i], greys[0].shape) for i in range(len(greys))]
+        if self.config.context_scale:
+            found = self._with_context(greys, found)
+        return found
+
+    def _with_context(self, greys: list[np.ndarray], found: list[Features]) -> list[Features]:
+        """Each descriptor joined by the one at the same point of the image shrunk by ``context_scale`` (bilinear
+        between the four nearest cells of the coarse grid), weighted, the whole re-normalised."""
+        height, width = greys[0].shape
+        scale = self.config.context_scale
+        size = (max(round(width * scale), 2 * self.border + 1), max(round(height * scale), 2 * self.border + 1))
+        small = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys])
+        _, features = self._backend(small[:, None])
+        grid_h, grid_w = features.shape[1] - 2, features.shape[2] - 2
+        ratio = np.array([size[0] / width, size[1] / height], np.float32)
+        out = []
+        for f, trunk in zip(found, features):
+            cell = (f.keypoints_xy + 0.5) * ratio - 0.5 - self.border
+            cell = np.clip(cell, 0.0, [grid_w - 1, grid_h - 1])
+            corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
+            frac = np.clip(cell - corner, 0.0, 1.0)
+            context = np.zeros((len(f), f.descriptors.shape[1]), np.float32)
+            for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+                weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+                cols = np.minimum(corner[:, 0] + dx, grid_w - 1)
+                rows = np.minimum(corner[:, 1] + dy, grid_h - 1)
+                context += weight[:, None] * self._describe(trunk, rows, cols)
+            context /= np.maximum(np.linalg.norm(context, axis=1, keepdims=True), 1e-12)
+            joined = np.concatenate([f.descriptors, self.config.context_weight * context], axis=1)
+            joined /= np.linalg.norm(joined, axis=1, keepdims=True)
+            out.append(Features(f.keypoints_xy, f.scores, np.ascontiguousarray(joined, np.float32), f.image_size))
+        return out
 
     def _sparse(self, logits: np.ndarray, features: np.ndarray, image_size: tuple[int, int]) -> Features:
         cfg = self.config

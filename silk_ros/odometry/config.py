@@ -34,7 +34,7 @@ def _odometry_extractor() -> ExtractorConfig:
     """The extractor at the odometry's working resolution (<= 320x240): NMS radius 2 + sub-pixel.  Chosen with the
     step-19,500 SiLK weights on the validation rooms of ``training.vo_check`` (mean of median ATE, 3 seeds: radius 1
     0.0311 m, radius 2 0.0198 m, 0 lost), then through the benchmark gate (MODEL_CARD.md, "Session 13")."""
-    return ExtractorConfig(nms_radius=2)
+    return ExtractorConfig(nms_radius=2, context_scale=0.0)
 
 
 @dataclass
@@ -210,6 +210,12 @@ class OdometryConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.extractor.top_k > 0:
             raise ConfigError(f"top_k must be positive, got {self.extractor.top_k}")
+        keyframe = self.matching.keyframe_matcher
+        keyframe_name = keyframe.get("name") if isinstance(keyframe, dict) else keyframe
+        if (self.extractor.features == "silk" and self.extractor.context_scale
+                and "attention" in (self.matching.matcher, keyframe_name)):
+            raise ConfigError("the attention matcher takes the network's own SiLK descriptors, not context "
+                              "descriptors: set extractor context_scale: 0 to use it")
         if (self.input_width > 0) != (self.input_height > 0):
             raise ConfigError("input_width and input_height must be given together (or both 0)")
         if self.good_inliers < self.min_inliers:
