@@ -87,8 +87,8 @@ def build_methods(
                 silk[context] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **overrides)
             extractor = silk[context]
             matcher = _bench_matcher(matcher_name, matcher_weights)
-            label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)}) + {_matcher_label(matcher, matcher_weights)}"
-            methods[label] = (extractor, matcher)
+            label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)})"
+            methods[f"{label} + {_matcher_label(matcher, matcher_weights)}"] = (extractor, matcher)
         elif extractor_name == "sift":
             matcher = _bench_matcher(matcher_name, matcher_weights)
             methods[f"OpenCV SIFT, RootSIFT descriptors + {_matcher_label(matcher, matcher_weights)}"] = (

@@ -253,7 +253,7 @@ class SilkExtractor:
         grid_h, grid_w = features.shape[1] - 2, features.shape[2] - 2
         ratio = np.array([size[0] / width, size[1] / height], np.float32)
         out = []
-        for f, trunk in zip(found, features):
+        for f, trunk in zip(found, features, strict=True):
             cell = (f.keypoints_xy + 0.5) * ratio - 0.5 - self.border
             cell = np.clip(cell, 0.0, [grid_w - 1, grid_h - 1])
             corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
