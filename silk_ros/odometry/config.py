@@ -33,8 +33,10 @@ def uses_depth(mode: str, has_depth: bool, depth_scale: bool = False) -> bool:
 def _odometry_extractor() -> ExtractorConfig:
     """The extractor at the odometry's working resolution (<= 320x240): NMS radius 2 + sub-pixel.  Chosen with the
     step-19,500 SiLK weights on the validation rooms of ``training.vo_check`` (mean of median ATE, 3 seeds: radius 1
-    0.0311 m, radius 2 0.0198 m, 0 lost), then through the benchmark gate (MODEL_CARD.md, "Session 13")."""
-    return ExtractorConfig(nms_radius=2, context_scale=0.0)
+    0.0311 m, radius 2 0.0198 m, 0 lost), then through the benchmark gate (MODEL_CARD.md, "Session 13").  Context
+    descriptors on, as in the extractor: every sequence's median ATE lower over perturbed runs (BENCHMARKS.md `vo`,
+    "Session 20"; fast synthetic head shakes are worse)."""
+    return ExtractorConfig(nms_radius=2)
 
 
 @dataclass
