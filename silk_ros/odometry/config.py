@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..features.config import FEATURE_KINDS, ExtractorConfig
+from ..matching import matcher_spec
 from ..matching.config import MatchingConfig
 from ..schema import ConfigError, coerce_numbers, section_fields, setting, setting_fields
 
@@ -212,8 +213,7 @@ class OdometryConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.extractor.top_k > 0:
             raise ConfigError(f"top_k must be positive, got {self.extractor.top_k}")
-        keyframe = self.matching.keyframe_matcher
-        keyframe_name = keyframe.get("name") if isinstance(keyframe, dict) else keyframe
+        keyframe_name = matcher_spec(self.matching.keyframe_matcher)["name"]
         if (self.extractor.features == "silk" and self.extractor.context_scale
                 and "attention" in (self.matching.matcher, keyframe_name)):
             raise ConfigError("the attention matcher takes the network's own SiLK descriptors, not context "
