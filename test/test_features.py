@@ -268,6 +268,17 @@ def test_benches_give_the_attention_matcher_the_networks_own_descriptors():
     assert "context" not in attention_label
 
 
+def test_benches_give_an_attention_matcher_of_context_descriptors_the_context_extractor(tmp_path):
+    from silk_ros.bench.homography import build_methods
+    from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
+
+    net = AttentionMatcherNet(AttentionMatcherConfig(descriptor_dim=64, width=32))
+    path = save_weights(tmp_path / "m64.pt", "matcher", net.config.architecture(), net.state_dict(), {"test": True})
+    methods = build_methods(["silk", "silk+attention"], 500, matcher_weights=str(path))
+    (_, (context, _)), (attention_label, (attention, matcher)) = methods.items()
+    assert attention is context and matcher.config.descriptor_dim == 64 and "context x0.5" in attention_label
+
+
 def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
     from silk_ros.bench.homography import build_methods
     from silk_ros.matching.classic import MutualNearestNeighbour, RatioTest

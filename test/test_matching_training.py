@@ -104,6 +104,23 @@ def test_pool_is_cached_and_labelled(tiny_config):
     assert len(list(Path(tiny_config.cache_dir).glob("pool_train_*.pt"))) == 1
 
 
+def test_context_pool_trains_a_matcher_of_the_context_descriptors_size(tiny_config):
+    """``context_scale`` pools the extractor's context descriptors (twice the network's size, own half first) in a
+    cache file of its own, and the trainer's matcher takes that size."""
+    own = build_pool(tiny_config, "train", progress=False)
+    tiny_config.context_scale = 0.5
+    pool = build_pool(tiny_config, "train", progress=False)
+    assert pool["desc0"].shape == (6, 64, 64) and torch.equal(pool["kpts0"], own["kpts0"])
+    assert len(list(Path(tiny_config.cache_dir).glob("pool_train_*.pt"))) == 2
+    fine = pool["desc0"][..., :32]
+    cosine = (fine * own["desc0"]).sum(-1) / fine.norm(dim=-1).clamp_min(1e-12)
+    assert float(cosine[pool["mask0"]].min()) > 0.999  # the own half is the network's descriptor
+    trainer = MatcherTrainer(tiny_config, progress=False)
+    assert trainer.model.config.descriptor_dim == 64
+    losses = trainer.train_step()
+    assert losses and all(np.isfinite(v) for v in losses.values())
+
+
 def test_room_pairs_join_the_pool_with_their_own_size(tiny_config):
     """3D pairs of a rendered room are labelled from depth and normalised by their own view size."""
     tiny_config.room_pairs, tiny_config.room_size, tiny_config.keypoint_selection = 2, [96, 64], "default"

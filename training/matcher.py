@@ -76,6 +76,10 @@ class MatcherTrainConfig:
     #: SiLK keypoint selection of the pooled features: "paper" (top-k cells, integer positions) or "default"
     #: (``ExtractorConfig``'s: NMS + sub-pixel, what the benches and ``training.pose_check`` extract)
     keypoint_selection: str = "paper"
+    #: the extractor's context pass (``ExtractorConfig.context_scale``) for the pooled descriptors: 0 trains on the
+    #: network's own 32-d descriptors, 0.5 on the 64-d context descriptors the odometry and benches use; the
+    #: matcher's ``descriptor_dim`` follows the extractor
+    context_scale: float = 0.0
     pool_pairs: int = 1600
     val_pairs: int = 64
     #: 3D pairs added to each pool: two views of a synthetic room (walls, floor, boxes) papered with the split's
@@ -135,9 +139,13 @@ class MatcherTrainConfig:
             raise ValueError(f"room_size must be [width, height] of at least 32 px, got {self.room_size}")
         self.matcher_config()  # raises on bad model options
 
-    def matcher_config(self) -> AttentionMatcherConfig:
+    def matcher_config(self, descriptor_dim: int | None = None) -> AttentionMatcherConfig:
+        """The matcher's architecture; ``descriptor_dim`` is the pooled descriptors' size (the SiLK weights', twice
+        that with ``context_scale``)."""
         bias, value = VARIANTS[self.variant]
         options = {**self.model, "bias_reweighting": bias, "value_reweighting": value}
+        if descriptor_dim is not None:
+            options["descriptor_dim"] = descriptor_dim
         return AttentionMatcherConfig.from_dict(options)
 
 
@@ -267,6 +275,7 @@ def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Pat
         "photometric": asdict(config.photometric),
         "selection": config.keypoint_selection,
         "format": 2,
+        **({"context_scale": config.context_scale, "context": "padded"} if config.context_scale else {}),
     }
     if rooms:
         keys.update(rooms=True, room_size=config.room_size, pairs_per_room=PAIRS_PER_ROOM)
@@ -285,8 +294,11 @@ def _silk_path(name: str) -> Path:
 def _extractor(config: MatcherTrainConfig, silk_path: Path):
     from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
-    selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {"context_scale": 0.0}
-    return SilkExtractor(weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k, **selection)
+    selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {}
+    return SilkExtractor(
+        weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k,
+        **{**selection, "context_scale": config.context_scale},
+    )
 
 
 def _empty_pool(count: int, k: int, d: int) -> dict[str, torch.Tensor]:
@@ -492,8 +504,9 @@ class MatcherTrainer:
             torch.set_num_threads(config.threads)
         self.run_dir = Path(config.run_dir)
         self.run_dir = self.run_dir if self.run_dir.is_absolute() else REPO_ROOT / self.run_dir
+        descriptor_dim = _extractor(config, _silk_path(config.silk_weights)).descriptor_dim
         torch.manual_seed(config.seed)
-        self.model = AttentionMatcherNet(config.matcher_config())
+        self.model = AttentionMatcherNet(config.matcher_config(descriptor_dim))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.pool = build_pool(config, "train", progress)

@@ -80,7 +80,7 @@ def synthetic_pose_pairs(count: int, seed: int = 0, width: int = 320, height: in
 def compare_with_mnn(matcher_weights: str, silk_weights: str, pairs: list[PosePair], max_keypoints: int) -> dict:
     """Pose AUC@5/10/20 of the matcher and of MNN on the same SiLK features and pairs: the odometry's keypoint
     selection (``OdometryConfig().extractor``), since the check decides whether the odometry may use the matcher, with
-    the network's own descriptors (no context), which the matcher takes."""
+    the descriptors the matcher takes (context descriptors, or the network's own for a matcher trained on those)."""
     from dataclasses import replace
 
     from silk_ros.bench.pose_pairs import evaluate_pose
@@ -88,12 +88,12 @@ def compare_with_mnn(matcher_weights: str, silk_weights: str, pairs: list[PosePa
     from silk_ros.matching import build_matcher
     from silk_ros.odometry.config import OdometryConfig
 
-    extractor = build_extractor(replace(OdometryConfig().extractor, weights=silk_weights, top_k=max_keypoints,
-                                        threads=1, context_scale=0.0))
-    matchers = {
-        "mnn": build_matcher("mnn"),
-        "matcher": build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"}),
-    }
+    matcher = build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
+    options = replace(OdometryConfig().extractor, weights=silk_weights, top_k=max_keypoints, threads=1)
+    extractor = build_extractor(options)
+    if extractor.descriptor_dim != matcher.config.descriptor_dim:
+        extractor = build_extractor(replace(options, context_scale=0.0))
+    matchers = {"mnn": build_matcher("mnn"), "matcher": matcher}
     return {name: evaluate_pose(extractor, pairs, matcher=m) for name, m in matchers.items()}
 
 

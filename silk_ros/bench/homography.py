@@ -80,13 +80,19 @@ def build_methods(
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
         elif extractor_name in ("silk", "silk-own"):
-            # The attention matcher takes the network's own descriptors: its row runs without context.
-            context = extractor_name == "silk" and matcher_name != "attention"
-            if context not in silk:
-                overrides = {} if context else {"context_scale": 0.0}
-                silk[context] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **overrides)
-            extractor = silk[context]
+
+            def silk_extractor(context: bool) -> SilkExtractor:
+                if context not in silk:
+                    overrides = {} if context else {"context_scale": 0.0}
+                    silk[context] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads,
+                                                  **overrides)
+                return silk[context]
+
             matcher = _bench_matcher(matcher_name, matcher_weights)
+            extractor = silk_extractor(extractor_name == "silk")
+            if matcher_name == "attention" and extractor.descriptor_dim != matcher.config.descriptor_dim:
+                # The attention matcher takes the descriptors it was trained on: the network's own (no context).
+                extractor = silk_extractor(not extractor.config.context_scale)
             label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)})"
             methods[f"{label} + {_matcher_label(matcher, matcher_weights)}"] = (extractor, matcher)
         elif extractor_name == "sift":
