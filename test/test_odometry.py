@@ -489,12 +489,29 @@ def test_keyframe_matcher_choice(monkeypatch):
     assert build_keyframe_matcher(config(keyframe_matcher="mnn"), descriptor_dim=32) is None  # = tracking
     ratio = build_keyframe_matcher(config(features="orb", keyframe_matcher={"name": "ratio"}), None)
     assert isinstance(ratio, RatioTest)
-    # Context descriptors (64-d) are not what the attention matcher takes: auto skips it, naming it is an error.
+    # Context descriptors (64-d) are not what the shipped attention matcher takes (32-d): auto skips it, naming it is
+    # an error when the odometry is built (the extractor's size is known there).
     assert build_keyframe_matcher(config(context_scale=0.5), descriptor_dim=64) is None
     for named in ({"matcher": "attention"}, {"keyframe_matcher": "attention"},
                   {"keyframe_matcher": {"name": "attention", "backend": "torch"}}):
-        with pytest.raises(ConfigError, match="context_scale: 0"):
-            config(context_scale=0.5, **named)
+        with pytest.raises(ConfigError, match="takes 32-d descriptors, the extractor gives 64-d.*context_scale: 0"):
+            VisualOdometry(config(context_scale=0.5, **named))
+        assert VisualOdometry(config(context_scale=0.0, **named)).extractor.descriptor_dim == 32
+
+
+def test_a_matcher_trained_on_context_descriptors_runs_with_them(tmp_path):
+    """The descriptor-size check follows the matcher's weights, not a rule about context: a 64-d matcher (trained with
+    ``python -m training.matcher`` and ``context_scale``) is accepted beside context descriptors."""
+    from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
+    from silk_ros.weights import save_weights
+
+    net = AttentionMatcherNet(AttentionMatcherConfig(descriptor_dim=64, width=32))
+    path = save_weights(tmp_path / "m64.pt", "matcher", net.config.architecture(), net.state_dict(), {"test": True})
+    spec = {"name": "attention", "weights": str(path), "backend": "torch"}
+    vo = VisualOdometry(OdometryConfig.from_settings(features="silk", context_scale=0.5, keyframe_matcher=spec))
+    assert vo.extractor.descriptor_dim == vo.keyframe_matcher.config.descriptor_dim == 64
+    with pytest.raises(ConfigError, match="takes 64-d descriptors, the extractor gives 32-d"):
+        VisualOdometry(OdometryConfig.from_settings(features="silk", context_scale=0.0, matcher=spec))
 
 
 def test_static_camera_has_zero_path_length(room):

@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from ..features.config import FEATURE_KINDS, ExtractorConfig
-from ..matching import matcher_spec
 from ..matching.config import MatchingConfig
 from ..schema import ConfigError, coerce_numbers, section_fields, setting, setting_fields
 
@@ -213,11 +212,6 @@ class OdometryConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.extractor.top_k > 0:
             raise ConfigError(f"top_k must be positive, got {self.extractor.top_k}")
-        keyframe_name = matcher_spec(self.matching.keyframe_matcher)["name"]
-        if (self.extractor.features == "silk" and self.extractor.context_scale
-                and "attention" in (self.matching.matcher, keyframe_name)):
-            raise ConfigError("the attention matcher takes the network's own SiLK descriptors, not context "
-                              "descriptors: set extractor context_scale: 0 to use it")
         if (self.input_width > 0) != (self.input_height > 0):
             raise ConfigError("input_width and input_height must be given together (or both 0)")
         if self.good_inliers < self.min_inliers:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..geometry.camera import Camera
 from ..matching import Matcher, build_matcher, matcher_spec
+from ..schema import ConfigError
 from .config import OdometryConfig
 
 __all__ = [
@@ -42,9 +43,24 @@ def _ready(matcher: Matcher, config: OdometryConfig) -> Matcher:
     return matcher
 
 
-def build_vo_matcher(config: OdometryConfig) -> Matcher:
-    """The config's tracking matcher, ready to run."""
-    return _ready(_matcher(config.matching.tracking_spec, config.extractor.device), config)
+def _fitting(matcher: Matcher, descriptor_dim: int | None, role: str) -> Matcher:
+    """``matcher`` if it takes descriptors of the extractor's size; a learned matcher is trained on one size (the
+    shipped attention matcher on the network's own 32-d SiLK descriptors, not the 64-d context descriptors)."""
+    takes = getattr(getattr(matcher, "config", None), "descriptor_dim", None)
+    if takes is not None and descriptor_dim is not None and takes != descriptor_dim:
+        raise ConfigError(
+            f"the {role} matcher takes {takes}-d descriptors, the extractor gives {descriptor_dim}-d: with the "
+            "network's own SiLK descriptors set extractor context_scale: 0; for context descriptors name a matcher "
+            "trained on them (python -m training.matcher with context_scale)"
+        )
+    return matcher
+
+
+def build_vo_matcher(config: OdometryConfig, descriptor_dim: int | None = None) -> Matcher:
+    """The config's tracking matcher, ready to run; a ConfigError when it cannot take the extractor's descriptors
+    (``descriptor_dim``)."""
+    matcher = _matcher(config.matching.tracking_spec, config.extractor.device)
+    return _ready(_fitting(matcher, descriptor_dim, "tracking"), config)
 
 
 def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -> Matcher | None:
@@ -61,7 +77,7 @@ def build_keyframe_matcher(config: OdometryConfig, descriptor_dim: int | None) -
     if spec == "none" or not spec or matcher_spec(spec) == tracking:
         return None
     if spec != "auto":
-        return _ready(_matcher(spec, config.extractor.device), config)
+        return _ready(_fitting(_matcher(spec, config.extractor.device), descriptor_dim, "keyframe"), config)
     if config.extractor.features != "silk" or tracking["name"] == "attention":
         return None
     from ..matching.attention import loses_to_mnn

@@ -189,11 +189,12 @@ class VisualOdometry:
         self.config = config
         limit_blas_threads(config.blas_threads)
         self.extractor = extractor if extractor is not None else build_extractor(config.extractor)
-        self.matcher = matcher if matcher is not None else build_vo_matcher(config)
+        descriptor_dim = getattr(self.extractor, "descriptor_dim", None)
+        self.matcher = matcher if matcher is not None else build_vo_matcher(config, descriptor_dim)
         self.window_matcher = build_window_matcher(config, self.matcher)
         self.landmarks = LandmarkMap(config, self.window_matcher)
         self.metric_scale = MetricScale(config.camera_height, config.depth_scale)
-        self.keyframe_matcher = build_keyframe_matcher(config, getattr(self.extractor, "descriptor_dim", None))
+        self.keyframe_matcher = build_keyframe_matcher(config, descriptor_dim)
         self.reset()
 
     # ----------------------------------------------------------------------------------------- state
