@@ -244,28 +244,17 @@ class SilkExtractor:
 
     def _with_context(self, greys: list[np.ndarray], found: list[Features]) -> list[Features]:
         """Each descriptor joined by the one at the same point of the image shrunk by ``context_scale`` (bilinear
-        between the four nearest cells of the coarse grid), weighted, the whole re-normalised.
-
-        The shrunk image is reflect-padded by the network's border so that its descriptor grid covers it to the
-        edge: unpadded, the grid stops ``border`` coarse pixels short of each side and every keypoint in that band
-        (a seventh of the frame at 320x240) would read the same clamped cell."""
+        between the four nearest cells of the coarse grid), weighted, the whole re-normalised."""
         height, width = greys[0].shape
-        scale, border = self.config.context_scale, self.border
-        size = (max(round(width * scale), 1), max(round(height * scale), 1))
-        small = np.stack(
-            [
-                cv2.copyMakeBorder(
-                    cv2.resize(g, size, interpolation=cv2.INTER_AREA), *(border,) * 4, cv2.BORDER_REFLECT_101
-                )
-                for g in greys
-            ]
-        )
+        scale = self.config.context_scale
+        size = (max(round(width * scale), 2 * self.border + 1), max(round(height * scale), 2 * self.border + 1))
+        small = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys])
         _, features = self._backend(small[:, None])
-        grid_w, grid_h = size
+        grid_h, grid_w = features.shape[1] - 2, features.shape[2] - 2
         ratio = np.array([size[0] / width, size[1] / height], np.float32)
         out = []
         for f, trunk in zip(found, features, strict=True):
-            cell = (f.keypoints_xy + 0.5) * ratio - 0.5
+            cell = (f.keypoints_xy + 0.5) * ratio - 0.5 - self.border
             cell = np.clip(cell, 0.0, [grid_w - 1, grid_h - 1])
             corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
             frac = np.clip(cell - corner, 0.0, 1.0)
