@@ -275,7 +275,7 @@ def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Pat
         "photometric": asdict(config.photometric),
         "selection": config.keypoint_selection,
         "format": 2,
-        **({"context_scale": config.context_scale, "context": "padded"} if config.context_scale else {}),
+        **({"context_scale": config.context_scale} if config.context_scale else {}),
     }
     if rooms:
         keys.update(rooms=True, room_size=config.room_size, pairs_per_room=PAIRS_PER_ROOM)

@@ -244,7 +244,11 @@ class SilkExtractor:
 
     def _with_context(self, greys: list[np.ndarray], found: list[Features]) -> list[Features]:
         """Each descriptor joined by the one at the same point of the image shrunk by ``context_scale`` (bilinear
-        between the four nearest cells of the coarse grid), weighted, the whole re-normalised."""
+        between the four nearest cells of the coarse grid), weighted, the whole re-normalised.
+
+        The coarse grid stops ``border`` cells short of each edge; keypoints in that band read the nearest covered
+        cell.  Reflect-padding the shrunk image instead was measured mixed (better on fast rotation, worse on TUM
+        desk, KITTI 07 and low texture: MODEL_CARD.md, session 21)."""
         height, width = greys[0].shape
         scale = self.config.context_scale
         size = (max(round(width * scale), 2 * self.border + 1), max(round(height * scale), 2 * self.border + 1))
