@@ -623,6 +623,24 @@ def test_trajectory_is_a_trajectory(room):
     assert np.allclose(trajectory.poses[0], np.eye(4))
 
 
+def test_keyframes_are_remembered_only_where_the_covisibility_search_reads_them():
+    """Monocular tracking never reads older keyframes back (without ``covisible_bundle``): keeping up to
+    KEYFRAME_MEMORY of them grew a long-running node by ~55 MB (the node bench's soak)."""
+    from silk_ros.datasets import open_sequence
+    from silk_ros.odometry import OdometryConfig, VisualOdometry
+
+    remembered = {}
+    for name, settings in (("mono", {"mode": "mono"}), ("mono+covisible", {"mode": "mono", "covisible_bundle": True}),
+                           ("rgbd", {"mode": "rgbd"})):
+        vo = VisualOdometry(OdometryConfig.from_settings(features="orb", **settings))
+        for frame in open_sequence("synthetic", n_frames=40, with_depth=name == "rgbd"):
+            vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
+        assert vo.keyframe_count > 2, name
+        remembered[name] = len(vo._memory)
+    assert remembered["mono"] == 0
+    assert remembered["mono+covisible"] > 2 and remembered["rgbd"] > 2
+
+
 def test_trajectory_memory_is_bounded_when_asked():
     from silk_ros.datasets import open_sequence
     from silk_ros.odometry import OdometryConfig, VisualOdometry

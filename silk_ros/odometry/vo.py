@@ -254,6 +254,7 @@ class VisualOdometry:
         t0 = time.perf_counter()
         frame = self._observe(image, float(timestamp), camera, depth)
         t1 = time.perf_counter()
+        self._depth_tracking = frame.depth_points is not None
         keyframe = self._keyframe
         if keyframe is None:
             return self._first(frame, (t0, t1))
@@ -554,9 +555,18 @@ class VisualOdometry:
         self._keyframe = keyframe
         self._motion = None
         self._window.append(keyframe)
-        self._memory.remember(keyframe)
+        if self._reads_memory:
+            self._memory.remember(keyframe)
         if keyframe.map_size >= self.config.min_inliers:
             self._scene_depth = float(np.median(keyframe.points[np.isfinite(keyframe.points[:, 0]), 2]))
+
+    @property
+    def _reads_memory(self) -> bool:
+        """Older keyframes are read back only by RGB-D keyframe refinement and the monocular covisible bundle
+        adjustment; otherwise remembering them (up to ``KEYFRAME_MEMORY``, ~0.3 MB each with context descriptors)
+        would only grow the process."""
+        cfg = self.config
+        return cfg.covisible_keyframes > 0 and (cfg.covisible_bundle or self._depth_tracking)
 
     def _rotated_successor(
         self, keyframe: Keyframe, matches: Matches, estimate: _Estimate, frame: Observation, pose: np.ndarray
@@ -712,7 +722,6 @@ class VisualOdometry:
         t0, t1, t2, t3 = outcome.times
         estimate = outcome.estimate
         self._pose = outcome.pose.copy()
-        self._depth_tracking = frame.depth_points is not None
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
             self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
