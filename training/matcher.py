@@ -504,13 +504,13 @@ class MatcherTrainer:
             torch.set_num_threads(config.threads)
         self.run_dir = Path(config.run_dir)
         self.run_dir = self.run_dir if self.run_dir.is_absolute() else REPO_ROOT / self.run_dir
-        descriptor_dim = _extractor(config, _silk_path(config.silk_weights)).descriptor_dim
-        torch.manual_seed(config.seed)
-        self.model = AttentionMatcherNet(config.matcher_config(descriptor_dim))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        # The pools first (they draw no torch random numbers): the matcher takes their descriptors' size.
         self.pool = build_pool(config, "train", progress)
         self.val_pool = build_pool(config, "val", progress) if config.val_pairs or config.val_room_pairs else None
+        torch.manual_seed(config.seed)
+        self.model = AttentionMatcherNet(config.matcher_config(self.pool["desc0"].shape[-1]))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.wall_s = 0.0
         self.history: list[dict] = []

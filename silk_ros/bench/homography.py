@@ -91,7 +91,7 @@ def build_methods(
             matcher = _bench_matcher(matcher_name, matcher_weights)
             extractor = silk_extractor(extractor_name == "silk")
             if matcher_name == "attention" and extractor.descriptor_dim != matcher.config.descriptor_dim:
-                # The attention matcher takes the descriptors it was trained on: the network's own (no context).
+                # An attention matcher takes the descriptors it was trained on: the other kind of the two.
                 extractor = silk_extractor(not extractor.config.context_scale)
             label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)})"
             methods[f"{label} + {_matcher_label(matcher, matcher_weights)}"] = (extractor, matcher)
