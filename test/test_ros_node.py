@@ -151,19 +151,29 @@ def test_rgbd_node_publishes_every_output_and_tracks_ground_truth(running, frame
 
 
 def test_live_mode_keeps_the_newest_frame_and_counts_drops(running, frames):
-    parameters = [Parameter("features", value="orb")]
-    node, harness = running(parameters, debug_image=False)
+    # Reliable transport with room for the whole burst: every frame reaches the node, so what this test sees
+    # dropped is the node's own choice (a best-effort burst can also lose the newest frame on the wire, which is
+    # DDS's business, not the node's: seen once in CI).
+    parameters = [Parameter("features", value="orb"), Parameter("qos_reliability", value="reliable"),
+                  Parameter("qos_depth", value=len(frames))]
+    node, harness = running(parameters, debug_image=False, reliable=True, history=len(frames))
     feed(harness, frames[:1], period=0.3)
     harness.wait_for(lambda: harness.count("odometry") >= 1, 20.0)
     stamps = feed(harness, frames[1:], period=0.0)  # a burst far faster than the node processes
-    assert harness.wait_for(lambda: harness.count("odometry") >= 2, 20.0)
-    time.sleep(1.5)
+    # The newest frame is always processed: the last odometry ends up carrying the last stamp fed (waited for, not
+    # slept on: a loaded machine may take longer to get there).
+    assert harness.wait_for(
+        lambda: harness.count("odometry") >= 2 and harness.messages("odometry")[-1].header.stamp == stamps[-1], 30.0
+    ), [m.header.stamp for m in harness.messages("odometry")]
+
+    def accounted(diagnostics: dict[str, str]) -> int:
+        return int(diagnostics.get("frames_processed", 0)) + int(diagnostics.get("frames_dropped", 0))
+
+    assert harness.wait_for(lambda: accounted(harness.latest_diagnostics()) == len(frames), 10.0)
     diagnostics = harness.latest_diagnostics()
     received, processed = int(diagnostics["frames_received"]), int(diagnostics["frames_processed"])
     dropped = int(diagnostics["frames_dropped"])
-    assert processed < received and dropped > 0 and processed + dropped <= received
-    # The newest frame is always processed: the last odometry carries the last stamp fed.
-    assert harness.messages("odometry")[-1].header.stamp == stamps[-1]
+    assert received == len(frames) and processed < received and dropped > 0 and processed + dropped == received
     assert harness.count("debug_image") == 0  # nobody subscribed: never built or sent
     # Monocular without a scale source: the diagnostics say the odometry is not in metres.
     assert diagnostics["scale"] == "arbitrary (monocular, no scale source)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import gc
 import json
 import os
 import random
@@ -275,6 +276,15 @@ class Trainer:
                                   context_scale=0.0)
         return float(evaluate_pose(extractor, self._val_pose_pairs)["auc@10"])  # RANSAC seeded: repeatable
 
+    def leave_process_group(self) -> None:
+        """Tear down DDP before its process group, after every replica got here.  Why: the DDP reducer keeps the
+        group's gloo threads alive; left to interpreter exit, a replica died once with "terminate called without
+        an active exception" (SIGABRT) after its work was done (CI, a 2-process run)."""
+        dist.barrier()
+        self.ddp = None
+        gc.collect()
+        dist.destroy_process_group()
+
     def parameter_digest(self) -> str:
         """SHA-256 of every parameter and buffer: equal digests = bit-identical replicas."""
         import hashlib
@@ -372,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                   "last_loss": last.loss if last else None}
         (trainer.run_dir / f"replica_{trainer.rank}.json").write_text(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
-        dist.destroy_process_group()
+        trainer.leave_process_group()
     return 0
 
 
