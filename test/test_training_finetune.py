@@ -78,3 +78,25 @@ def test_validation_crops_have_the_val_crop_size(tmp_path):
     views0, views1, _ = trainer._val_batches[0]
     assert views0.shape[-2:] == views1.shape[-2:] == (48, 48) and trainer.grid == 32 - 2 * trainer.border
     assert 0.0 <= metrics["val_f1"] <= 1.0 and "val_pose_auc10" not in metrics
+
+
+@pytest.mark.usefixtures("data_root")
+def test_a_context_run_trains_and_validates_the_joined_descriptors(tmp_path, monkeypatch):
+    """``context_scale``: the losses see (2D)-channel joined descriptors, the validation too, and a DDP run with it is
+    refused up front (its second forward pass is not under DDP)."""
+    config = TrainConfig.from_yaml(TINY, [f"run_dir={tmp_path / 'c'}", "context_scale=0.5"])
+    trainer = Trainer(config, progress=False)
+    views = torch.rand(2, 1, config.crop, config.crop)
+    _, desc = trainer.model(views)
+    joined = trainer._matched_descriptors(views, desc)
+    assert joined.shape == (2, 2 * desc.shape[1], *desc.shape[2:])
+    assert torch.allclose(joined.norm(dim=1), torch.ones(1))
+    before = trainer.parameter_digest()
+    trainer.fit(stop_after=2)
+    assert trainer.parameter_digest() != before and trainer.step == 2
+    assert "val_f1" in trainer.validate()
+    with pytest.raises(ValueError, match="context_scale must be in"):
+        TrainConfig.from_yaml(TINY, ["context_scale=1.5"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one process"):
+        Trainer(config, progress=False)

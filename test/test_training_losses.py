@@ -1,5 +1,6 @@
 """SiLK training losses: block-wise equals dense (values and gradients), labels from a known homography."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -193,3 +194,32 @@ def test_homography_sampler_perspective_matches_silk():
     earlier = strengths(HomographyConfig(plane_distance=2.0, scale_first=False))
     assert 0.38 < np.median(silk) < 0.46 and 0.53 < np.percentile(silk, 90) < 0.63
     assert 0.25 < np.median(earlier) < 0.33 and np.percentile(earlier, 90) < 0.41
+
+
+def test_context_descriptors_in_training_are_those_the_extractor_gives():
+    """A network trained with ``context_scale`` learns exactly the descriptors the odometry matches: the dense joined
+    map of training, read at the extractor's keypoints (sub-pixel off: keypoints sit on cells), equals the
+    extractor's context descriptors, edge bands (clamped to the coarse grid) included."""
+    from silk_ros.features import SilkExtractor
+    from silk_ros.weights import WeightsError, shipped_weights
+    from training.losses import shrunk_views, with_context
+
+    try:
+        extractor = SilkExtractor(weights=str(shipped_weights("silk-mu")), backend="torch", top_k=300, nms_radius=0,
+                                  subpixel=False, context_scale=0.5, context_weight=0.7)
+    except WeightsError:
+        pytest.skip("shipped SiLK weights not present")
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur((rng.random((96, 128)) * 255).astype(np.uint8), (5, 5), 1.5)
+    features = extractor.extract(image, color_order="grey")
+    model, border = extractor.model, extractor.border
+    views = torch.from_numpy(image.astype(np.float32)[None, None] / 255.0)
+    with torch.no_grad():
+        _, desc = model(views)
+        _, small = model(shrunk_views(views, 0.5, border))
+        joined = with_context(desc, small, border, (96, 128), 0.7)[0]
+    cells = np.round(features.keypoints_xy).astype(int) - border
+    assert (cells[:, 0] < 8).any() or (cells[:, 0] > joined.shape[2] - 8).any()  # some keypoints in an edge band
+    dense = joined[:, cells[:, 1], cells[:, 0]].T.numpy()
+    assert dense.shape == features.descriptors.shape == (len(cells), 64)
+    np.testing.assert_allclose(dense, features.descriptors, atol=1e-5)

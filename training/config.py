@@ -78,6 +78,12 @@ class TrainConfig:
     descriptor_weight: float = 1.0
     #: Cells the keypoint BCE trains on: "correspondences" (SiLK) or "all" (cells outside the overlap are negatives).
     keypoint_mask: str = "correspondences"
+    #: > 0: the descriptor loss (and so the keypoint labels) is on context descriptors, as the odometry and the
+    #: benches extract them (``ExtractorConfig.context_scale`` / ``context_weight``): each cell's own descriptor
+    #: joined by ``context_weight`` x the one at the same point of the crop shrunk by ``context_scale``, from a
+    #: second pass of the network (``losses.with_context``).  0: the network's own descriptors (SiLK).
+    context_scale: float = 0.0
+    context_weight: float = 0.7
     #: Share of the training pairs that are two views of a 3D room papered with the training photos
     #: (training.room_pairs: depth, occlusions, parallax) instead of a homographic warp of one photo.
     room_pairs: float = 0.0
@@ -139,6 +145,11 @@ class TrainConfig:
             raise ValueError(f"room_pairs is a share of the pairs, in [0, 1], got {self.room_pairs}")
         if self.keypoint_mask not in KEYPOINT_MASKS:
             raise ValueError(f"keypoint_mask must be one of {KEYPOINT_MASKS}, got {self.keypoint_mask!r}")
+        if not 0.0 <= self.context_scale < 1.0 or self.context_weight <= 0:
+            raise ValueError(
+                f"context_scale must be in [0, 1) (0: off) and context_weight positive, got {self.context_scale}, "
+                f"{self.context_weight}"
+            )
         if self.homography.plane_distance <= 0:
             raise ValueError(f"homography.plane_distance must be positive, got {self.homography.plane_distance}")
 

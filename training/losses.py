@@ -39,6 +39,8 @@ __all__ = [
     "keypoint_loss",
     "PairLoss",
     "pair_loss",
+    "shrunk_views",
+    "with_context",
 ]
 
 #: Below this, ``exp(cos / t)`` can overflow (a row sum of N terms of up to e^(1/t)) or underflow (a row whose
@@ -244,3 +246,34 @@ def pair_loss(
         correct=int(correct.sum()),
         correspondences=len(idx0),
     )
+
+
+def shrunk_views(views: torch.Tensor, scale: float, border: int) -> torch.Tensor:
+    """(B, 1, H, W) crops shrunk by ``scale`` as the extractor shrinks the image for its context pass (area
+    average, at least one output cell)."""
+    height, width = views.shape[-2:]
+    size = (max(round(height * scale), 2 * border + 1), max(round(width * scale), 2 * border + 1))
+    return F.interpolate(views, size=size, mode="area")
+
+
+def with_context(
+    desc: torch.Tensor, small_desc: torch.Tensor, border: int, crop_size: tuple[int, int], weight: float
+) -> torch.Tensor:
+    """Dense raw descriptors (B, D, h, w) of the crops and (B, D, hs, ws) of the shrunk crops -> unit (B, 2D, h, w)
+    descriptors joined as ``SilkExtractor`` joins them at its keypoints: each cell's own and ``weight`` x the one at
+    the same point of the shrunk image (bilinear between the four nearest coarse cells, clamped to the coarse grid,
+    which stops ``border`` coarse cells short of each edge), the whole re-normalised.  Why: a network trained on
+    what the odometry matches (context descriptors are its default) instead of on half of it."""
+    _, _, h, w = desc.shape
+    hs, ws = small_desc.shape[-2:]
+    height, width = crop_size
+    small_h, small_w = hs + 2 * border, ws + 2 * border
+    xs = ((torch.arange(w, dtype=desc.dtype) + border + 0.5) * (small_w / width) - 0.5 - border).clamp(0, ws - 1)
+    ys = ((torch.arange(h, dtype=desc.dtype) + border + 0.5) * (small_h / height) - 0.5 - border).clamp(0, hs - 1)
+    # grid_sample with align_corners=True puts -1 and 1 on the centres of the first and last cells
+    gx = xs / max(ws - 1, 1) * 2 - 1
+    gy = ys / max(hs - 1, 1) * 2 - 1
+    grid = torch.stack([gx.expand(h, w), gy[:, None].expand(h, w)], dim=-1).to(desc.device)
+    context = F.grid_sample(small_desc, grid.expand(len(desc), h, w, 2), mode="bilinear", align_corners=True)
+    joined = torch.cat([F.normalize(desc, dim=1), weight * F.normalize(context, dim=1)], dim=1)
+    return F.normalize(joined, dim=1)

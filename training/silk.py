@@ -36,7 +36,7 @@ from .checkpoint import BEST_CHECKPOINT_NAME, BEST_POSE_CHECKPOINT_NAME, CHECKPO
 from .config import HomographyConfig, PhotometricConfig, TrainConfig
 from .correspondence import pair_correspondences
 from .data import PairSampler, list_images, load_grey_images
-from .losses import mnn_labels, pair_loss
+from .losses import mnn_labels, pair_loss, shrunk_views, with_context
 from .room_pairs import RoomPairSource
 
 __all__ = ["Trainer", "main", "CHECKPOINT_NAME"]
@@ -91,6 +91,8 @@ class Trainer:
             device = f"cuda:{local_rank}"
             torch.cuda.set_device(device)
         self.device = torch.device(device)
+        if self.world > 1 and config.context_scale:
+            raise ValueError("context_scale training runs in one process: its second forward pass is not under DDP")
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
         self.run_dir = Path(run_dir or config.run_dir)
@@ -186,9 +188,20 @@ class Trainer:
     # ---------------------------------------------------------------- training
     def _forward(self, views0: torch.Tensor, views1: torch.Tensor):
         net = self.ddp or self.model
-        logits, desc = net(torch.cat([views0, views1]).to(self.device))
+        views = torch.cat([views0, views1]).to(self.device)
+        logits, desc = net(views)
+        desc = self._matched_descriptors(views, desc)
         b = len(views0)
         return logits[:b, 0], desc[:b], logits[b:, 0], desc[b:]
+
+    def _matched_descriptors(self, views: torch.Tensor, desc: torch.Tensor) -> torch.Tensor:
+        """The dense descriptors the losses and the validation match: the network's own, or joined with the
+        context pass's (``context_scale``; its second forward pass runs outside DDP, which is refused then)."""
+        cfg = self.config
+        if not cfg.context_scale:
+            return desc
+        _, small = self.model(shrunk_views(views, cfg.context_scale, self.border))
+        return with_context(desc, small, self.border, tuple(views.shape[-2:]), cfg.context_weight)
 
     def train_step(self) -> StepStats:
         cfg = self.config
@@ -241,7 +254,9 @@ class Trainer:
         totals = np.zeros(3)
         kp_agree, kp_total = 0, 0
         for v0, v1, hs in self._val_batches:
-            logits, desc = self.model(torch.from_numpy(np.concatenate([v0, v1])).to(self.device))
+            views = torch.from_numpy(np.concatenate([v0, v1])).to(self.device)
+            logits, desc = self.model(views)
+            desc = self._matched_descriptors(views, desc)
             gt01, gt10 = pair_correspondences(hs[0], self.val_grid, self.border)
             d0 = torch.nn.functional.normalize(desc[0].flatten(1).T, dim=1)
             d1 = torch.nn.functional.normalize(desc[1].flatten(1).T, dim=1)
@@ -271,9 +286,10 @@ class Trainer:
                 self.config.val_pose_pairs, POSE_VALIDATION_SEED, width=640, height=480, photo_paths=self.val_paths,
                 progress=self.progress,
             )
-        # The network's own descriptors (no context), so the curve compares across the runs that logged it.
+        # The descriptors the run trains: the network's own, or context descriptors (``context_scale``).
+        cfg = self.config
         extractor = SilkExtractor(model=copy.deepcopy(self.model).cpu(), top_k=2000, backend="torch", threads=0,
-                                  context_scale=0.0)
+                                  context_scale=cfg.context_scale, context_weight=cfg.context_weight)
         return float(evaluate_pose(extractor, self._val_pose_pairs)["auc@10"])  # RANSAC seeded: repeatable
 
     def leave_process_group(self) -> None:
