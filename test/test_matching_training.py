@@ -159,3 +159,17 @@ def test_exact_resume_and_weights(tiny_config, tmp_path):
     changed = MatcherTrainConfig.from_dict({**resumed_config.to_dict(), "lr": 0.5})
     with pytest.raises(ValueError, match="another config"):
         MatcherTrainer(changed, progress=False).load_checkpoint()
+
+
+def test_pooled_features_are_keyed_by_the_extraction_code(tmp_path, monkeypatch):
+    """A change to how features are extracted (not only to the weights or the config) makes the cached pools stale:
+    session 21's padded context pass left pools that later, clamped runs would have read as current."""
+    import training.matcher as matcher
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"same weights")
+    config = MatcherTrainConfig.from_yaml(TINY)
+    before = matcher._pool_key(config, "train", 8, weights)
+    assert matcher._pool_key(config, "train", 8, weights) == before
+    monkeypatch.setattr(matcher, "_extraction_code_digest", lambda: "another extractor")
+    assert matcher._pool_key(config, "train", 8, weights) != before

@@ -262,12 +262,26 @@ def depth_labels(
     return labels_from_projections(kpts0, kpts1, w0, w1, lost0, lost1, match_radius, unmatched_radius)
 
 
+#: The code that turns images into pooled features: a change to it (session 21's padded context pass) must not
+#: leave earlier pools in the cache looking current.
+EXTRACTION_SOURCES = ("features/extractor.py", "features/fusion.py", "features/config.py", "features/model.py")
+
+
+def _extraction_code_digest() -> str:
+    digest = hashlib.sha256()
+    for name in EXTRACTION_SOURCES:
+        digest.update((REPO_ROOT / "silk_ros" / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, rooms: bool = False) -> str:
-    """Cache key: everything that changes the pooled features (weights bytes included).  The room pairs are the
-    same for every training seed (rendering is the costly part), the homography pairs are drawn per seed."""
+    """Cache key: everything that changes the pooled features (weights bytes and the extraction code included).  The
+    room pairs are the same for every training seed (rendering is the costly part), the homography pairs are drawn
+    per seed."""
     digest = hashlib.sha256(silk_path.read_bytes()).hexdigest()[:16]
     keys = {
         "silk": digest,
+        "code": _extraction_code_digest(),
         "images": config.train_images if split == "train" else config.val_images,
         "top_k": config.top_k,
         "count": count,
