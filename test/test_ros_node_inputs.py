@@ -200,8 +200,8 @@ def test_rgbd_depth_problems_are_counted_and_said(running, frames):
     def pairing() -> str:
         return harness.latest_diagnostics().get("depth_pairing", "")
 
-    assert harness.wait_for(lambda: "do not pair" in pairing(), 15.0), harness.latest_diagnostics()
-    assert "-0.500 s" in pairing()
+    # waited for together: a report made between the last image and its depth says -0.400 s (seen in a fresh clone)
+    assert harness.wait_for(lambda: "do not pair" in pairing() and "-0.500 s" in pairing(), 15.0), pairing()
     diagnostics = harness.latest_diagnostics()
     assert diagnostics["_level"] != "0" and "depth not paired" in diagnostics["_message"]
     # good frames pair again (the waiting ones, older than the pair, never will)
