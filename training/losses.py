@@ -25,8 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from silk_ros.features.extractor import context_grid_position, context_image_size
 
 __all__ = [
     "MIN_TEMPERATURE",
@@ -252,8 +255,8 @@ def shrunk_views(views: torch.Tensor, scale: float, border: int) -> torch.Tensor
     """(B, 1, H, W) crops shrunk by ``scale`` as the extractor shrinks the image for its context pass (area
     average, at least one output cell)."""
     height, width = views.shape[-2:]
-    size = (max(round(height * scale), 2 * border + 1), max(round(width * scale), 2 * border + 1))
-    return F.interpolate(views, size=size, mode="area")
+    small_width, small_height = context_image_size(width, height, scale, border)
+    return F.interpolate(views, size=(small_height, small_width), mode="area")
 
 
 def with_context(
@@ -267,9 +270,11 @@ def with_context(
     _, _, h, w = desc.shape
     hs, ws = small_desc.shape[-2:]
     height, width = crop_size
-    small_h, small_w = hs + 2 * border, ws + 2 * border
-    xs = ((torch.arange(w, dtype=desc.dtype) + border + 0.5) * (small_w / width) - 0.5 - border).clamp(0, ws - 1)
-    ys = ((torch.arange(h, dtype=desc.dtype) + border + 0.5) * (small_h / height) - 0.5 - border).clamp(0, hs - 1)
+    small_size = (ws + 2 * border, hs + 2 * border)
+    # the dense map's cell (i, j) sits at pixel (j + border, i + border) of the crop
+    cells = np.stack([np.arange(max(h, w)) + border] * 2, axis=1)
+    grid = context_grid_position(cells, (width, height), small_size, border)
+    xs, ys = (torch.from_numpy(grid[:n, k]).to(desc.dtype) for k, n in ((0, w), (1, h)))
     # grid_sample with align_corners=True puts -1 and 1 on the centres of the first and last cells
     gx = xs / max(ws - 1, 1) * 2 - 1
     gy = ys / max(hs - 1, 1) * 2 - 1

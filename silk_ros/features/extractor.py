@@ -32,7 +32,32 @@ from .model import SilkConfig, SilkNet
 from .onnx_export import export_keypoints_and_features, export_onnx
 from .types import Features
 
-__all__ = ["ExtractorConfig", "SilkExtractor", "to_grey_float", "load_silk_model", "ImageError"]
+__all__ = [
+    "ExtractorConfig",
+    "SilkExtractor",
+    "to_grey_float",
+    "load_silk_model",
+    "ImageError",
+    "context_image_size",
+    "context_grid_position",
+]
+
+
+def context_image_size(width: int, height: int, scale: float, border: int) -> tuple[int, int]:
+    """(width, height) of the image shrunk by ``scale`` for the context pass: at least one coarse cell inside the
+    network's ``border``.  One definition for the extractor and the trainer (``training.losses``), so that what is
+    trained is what is matched."""
+    return max(round(width * scale), 2 * border + 1), max(round(height * scale), 2 * border + 1)
+
+
+def context_grid_position(
+    xy: np.ndarray, image_size: tuple[int, int], small_size: tuple[int, int], border: int
+) -> np.ndarray:
+    """Pixel positions (N, 2) of the full image -> (x, y) positions on the shrunk image's coarse grid (cell
+    centres are integers), clamped to the grid, which stops ``border`` cells short of each edge."""
+    ratio = np.array([small_size[0] / image_size[0], small_size[1] / image_size[1]])
+    grid_max = np.array([small_size[0] - 2 * border - 1, small_size[1] - 2 * border - 1])
+    return np.clip((np.asarray(xy, np.float64) + 0.5) * ratio - 0.5 - border, 0.0, grid_max)
 
 
 class ImageError(ValueError):
@@ -250,16 +275,13 @@ class SilkExtractor:
         cell.  Reflect-padding the shrunk image instead was measured mixed (better on fast rotation, worse on TUM
         desk, KITTI 07 and low texture: MODEL_CARD.md, session 21)."""
         height, width = greys[0].shape
-        scale = self.config.context_scale
-        size = (max(round(width * scale), 2 * self.border + 1), max(round(height * scale), 2 * self.border + 1))
+        size = context_image_size(width, height, self.config.context_scale, self.border)
         small = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys])
         _, features = self._backend(small[:, None])
         grid_h, grid_w = features.shape[1] - 2, features.shape[2] - 2
-        ratio = np.array([size[0] / width, size[1] / height], np.float32)
         out = []
         for f, trunk in zip(found, features, strict=True):
-            cell = (f.keypoints_xy + 0.5) * ratio - 0.5 - self.border
-            cell = np.clip(cell, 0.0, [grid_w - 1, grid_h - 1])
+            cell = context_grid_position(f.keypoints_xy, (width, height), size, self.border).astype(np.float32)
             corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
             frac = np.clip(cell - corner, 0.0, 1.0)
             context = np.zeros((len(f), f.descriptors.shape[1]), np.float32)
