@@ -337,6 +337,21 @@ def test_context_descriptors_join_the_cells_own_to_the_shrunk_images_at_the_same
     np.testing.assert_allclose(coarse[inside], expected * 0.7 / np.hypot(1.0, 0.7), atol=1e-4)
 
 
+def test_context_grid_position_maps_pixel_centres_and_clamps_at_the_edges():
+    """The one definition the extractor and the trainer share: a coarse cell's centre in the shrunk image, mapped
+    back to the full image, reads that cell; positions past the covered grid read its edge cells."""
+    from silk_ros.features.extractor import context_grid_position, context_image_size
+
+    assert context_image_size(320, 240, 0.5, 4) == (160, 120)
+    assert context_image_size(10, 30, 0.5, 4) == (9, 15)  # never below one coarse cell
+    image, small, border = (320, 240), (160, 120), 4
+    cells = np.array([[0, 0], [5, 7], [151, 111], [70, 3]], float)  # grid 152 x 112
+    pixels = (cells + border + 0.5) / 0.5 - 0.5
+    np.testing.assert_allclose(context_grid_position(pixels, image, small, border), cells, atol=1e-12)
+    corners = np.array([[0.0, 0.0], [319.0, 239.0], [-3.0, 500.0]])
+    np.testing.assert_array_equal(context_grid_position(corners, image, small, border), [[0, 0], [151, 111], [0, 111]])
+
+
 def test_context_tells_apart_a_repeated_patch_in_different_surroundings():
     """Two copies of one 9x9 patch: the network's 7x7 view gives both centres the same descriptor; the shrunk
     image's view also sees their different surroundings (the shipped weights: a random network's descriptors hardly
