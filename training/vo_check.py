@@ -14,87 +14,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
+from silk_ros.bench.design import VALIDATION_PHOTOS, DesignRoom, render_room, run_room
 from silk_ros.datasets.paths import shared_data_root
-from silk_ros.datasets.synthetic import SyntheticSequence
-from silk_ros.evaluation.metrics import ate
 from silk_ros.evaluation.run_dataset import load_config
-from silk_ros.odometry.types import TrackingState
-from silk_ros.odometry.vo import VisualOdometry
 
-__all__ = ["CheckSequence", "SEQUENCES", "run_check", "main"]
+__all__ = ["SEQUENCES", "run_check", "main"]
 
-VALIDATION_PHOTOS = "train/bsds500/test"  # the SiLK trainer's held-out split (mu_cpu.yaml val_images)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "odometry.yaml"
 
 
-@dataclass(frozen=True)
-class CheckSequence:
-    """One synthetic room and camera path (``SyntheticSequence`` options)."""
-
-    seed: int
-    motion: str
-    frames: int
-
-    @property
-    def name(self) -> str:
-        return f"room{self.seed}-{self.motion}"
-
-
+#: rendered and run by ``silk_ros.bench.design`` (the odometry's design set), on other paths than its rooms, so that
+#: the checkpoint that ships is not picked on the runs the odometry's defaults were decided on
 SEQUENCES = (
-    CheckSequence(7, "sweep", 200), CheckSequence(8, "sweep", 200), CheckSequence(9, "sweep", 200),
-    CheckSequence(1, "smooth", 150), CheckSequence(2, "fast", 150), CheckSequence(3, "smooth", 150),
+    DesignRoom(7, "sweep", 200), DesignRoom(8, "sweep", 200), DesignRoom(9, "sweep", 200),
+    DesignRoom(1, "smooth", 150), DesignRoom(2, "fast", 150), DesignRoom(3, "smooth", 150),
 )
 
 
-def _frames(sequence: CheckSequence, photos: Path, cache: Path | None) -> dict:
-    """The sequence's images, stamps, camera and ground truth (rendered once, then read from ``cache``)."""
-    path = None if cache is None else cache / f"{sequence.name}-{sequence.frames}.pkl"
-    if path is not None and path.is_file():
-        return pickle.loads(path.read_bytes())
-    rendered = SyntheticSequence(n_frames=sequence.frames, seed=sequence.seed, texture_dir=photos,
-                                 motion=sequence.motion, with_depth=False)
-    frames = list(tqdm(rendered, desc=f"render {sequence.name}", unit="frame", leave=False))
-    data = {"images": [f.image for f in frames], "stamps": np.array([f.timestamp for f in frames]),
-            "camera": frames[0].camera, "ground_truth": rendered.ground_truth}
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(data))
-        tmp.replace(path)
-    return data
-
-
 def run_check(weights: str, config_path: Path = DEFAULT_CONFIG, seeds: tuple[int, ...] = (0, 1, 2),
-              sequences: tuple[CheckSequence, ...] = SEQUENCES, data: Path | None = None,
+              sequences: tuple[DesignRoom, ...] = SEQUENCES, data: Path | None = None,
               cache: Path | None = None) -> dict:
     """Per sequence: ATE (Sim(3), metres) and lost frames per seed, their median and worst; overall: the mean of the
     per-sequence medians and the total lost frames."""
     photos = (data or shared_data_root()) / VALIDATION_PHOTOS
     if not photos.is_dir():
         raise SystemExit(f"vo_check: no validation photos at {photos} (see ../shared/data/README.md)")
+    config = load_config(config_path, mode="mono", weights=weights)
     results = {}
     for sequence in sequences:
-        frames = _frames(sequence, photos, cache)
-        runs = []
-        for seed in seeds:
-            config = load_config(config_path, mode="mono", weights=weights, ransac_seed=seed)
-            odometry = VisualOdometry(config)
-            cv2.setRNGSeed(seed)
-            lost = 0
-            stream = list(zip(frames["images"], frames["stamps"], strict=True))
-            for image, stamp in tqdm(stream, unit="frame", leave=False, desc=f"{sequence.name} seed {seed}"):
-                lost += odometry.process(image, stamp, frames["camera"]).state == TrackingState.LOST
-            runs.append({"seed": seed, "ate_m": float(ate(odometry.trajectory, frames["ground_truth"], "sim3")["rmse"]),
-                         "lost": int(lost)})
+        rendered = render_room(sequence, photos, depth=False, cache=cache)
+        runs = [{k: run[k] for k in ("seed", "ate_m", "lost")}
+                for run in (run_room(rendered, config, seed, sequence.name) for seed in seeds)]
         errors = [r["ate_m"] for r in runs]
         results[sequence.name] = {"runs": runs, "median_ate_m": float(np.median(errors)), "worst_ate_m": max(errors),
                                   "lost": sum(r["lost"] for r in runs)}
@@ -138,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames is not None:
         if args.frames < 2:
             parser.error("--frames must be at least 2")
-        sequences = tuple(CheckSequence(s.seed, s.motion, min(s.frames, args.frames)) for s in sequences)
+        sequences = tuple(DesignRoom(s.seed, s.motion, min(s.frames, args.frames)) for s in sequences)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     cache = Path(args.cache) if args.cache else None
     report = run_check(args.weights, args.config, seeds, sequences, args.data, cache)

@@ -18,6 +18,7 @@ TARGETS: dict[str, str] = {
     "vo": "silk_ros.bench.vo",
     "scale": "silk_ros.bench.scale",
     "bundle": "silk_ros.bench.bundle",
+    "design": "silk_ros.bench.design",
     "node": "silk_ros.ros.bench_node",  # under ros/: the only part that imports rclpy
 }
 

@@ -15,7 +15,8 @@ import sys
 #: subcommand -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("silk_ros.cli.export_onnx", "export SiLK weights to ONNX (dynamic height/width)"),
-    "bench": ("silk_ros.bench", "benchmarks: features, homography, pose-pairs, matchers, vo, scale, node"),
+    "bench": ("silk_ros.bench",
+              "benchmarks: features, homography, pose-pairs, matchers, vo, scale, bundle, design, node"),
     "run-dataset": ("silk_ros.cli.run_dataset", "run odometry on a dataset folder and write a report"),
     "bag": ("silk_ros.cli.bag", "rosbag2 tools: convert a dataset to a bag, evaluate a bag"),
     "demo": ("silk_ros.cli.demo", "run the odometry on a real (or synthetic) sequence and print the result"),

@@ -27,7 +27,8 @@ FORMAT_CHOICES = sorted(FORMATS) + ["auto"]
 #: reader option -> the run-dataset flag that sets it (folder format only)
 FOLDER_FLAGS = {"camera": "--intrinsics/--calib", "ground_truth": "--gt", "times": "--times"}
 #: renderer options ``--synthetic KEY=VALUE`` may set (``SyntheticSequence``'s keywords)
-SYNTHETIC_OPTIONS = ("n_frames", "width", "height", "fps", "seed", "texture", "motion", "exposure", "texture_dir")
+SYNTHETIC_OPTIONS = ("n_frames", "width", "height", "fps", "seed", "texture", "motion", "exposure", "depth_noise",
+                     "texture_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,11 +16,13 @@ Hard variants (issue 17: the failure cases robot users report): ``texture="low"`
 office, blank walls of one colour with sensor-level grain and a few sparse posters, door frames and skirting
 boards; ``motion="fast"`` adds a head shake to the path (yaw +-26 degrees at 0.6 Hz, pitch +-6 degrees at 0.9 Hz:
 up to ~100 degrees/s, ~10 degrees per frame at 10 fps); ``exposure`` (0..1, the fraction of the frame interval
-the shutter is open) renders motion blur by averaging the views along the path during the exposure.
+the shutter is open) renders motion blur by averaging the views along the path during the exposure;
+``depth_noise`` gives the depth images a structured-light sensor's errors (``kinect_depth_noise``), so RGB-D
+odometry is not judged on exact depth.
 
 Options: ``n_frames`` (50), ``width`` (320), ``height`` (240), ``fps`` (10), ``seed`` (0), ``texture_dir`` (None),
-``texture`` ("rich"), ``motion`` ("smooth"), ``exposure`` (0.0), ``grey`` (False: BGR images), ``with_depth``
-(True), plus the base options (start, stride, max_frames, resize).
+``texture`` ("rich"), ``motion`` ("smooth"), ``exposure`` (0.0), ``depth_noise`` (False), ``grey`` (False: BGR
+images), ``with_depth`` (True), plus the base options (start, stride, max_frames, resize).
 """
 
 from __future__ import annotations
@@ -316,6 +318,7 @@ class SyntheticSequence(Sequence):
         texture: str = "rich",
         motion: str = "smooth",
         exposure: float = 0.0,
+        depth_noise: bool = False,
         grey: bool = False,
         with_depth: bool = True,
         **options,
@@ -335,6 +338,7 @@ class SyntheticSequence(Sequence):
         self.quads = _scene(int(seed), None if texture_dir is None else str(Path(texture_dir).resolve()), texture)
         self.motion, self.exposure, self.fps = motion, float(exposure), float(fps)
         self.grey = grey
+        self.depth_noise, self._seed = bool(depth_noise), int(seed)
         # ~63 degree horizontal field of view, principal point at the image centre (pixel-centre convention).
         focal = 0.8 * width
         cam = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
@@ -369,4 +373,17 @@ class SyntheticSequence(Sequence):
         return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if self.grey else image
 
     def _read_depth(self, source_index: int) -> np.ndarray | None:
-        return self._render(source_index)[1]
+        depth = self._render(source_index)[1]
+        if not self.depth_noise:
+            return depth
+        return kinect_depth_noise(depth, np.random.default_rng((self._seed, source_index)))
+
+
+def kinect_depth_noise(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``depth`` (metres) as a Kinect v1 measures it: axial noise of sigma 1.2 mm + 1.9 mm (z - 0.4 m)^2 (Nguyen et
+    al. 2012), quantised to 1 mm, 2 % of the pixels missing (0)."""
+    z = depth.astype(np.float64)
+    z = z + rng.normal(size=z.shape) * (0.0012 + 0.0019 * (z - 0.4) ** 2)
+    z = np.round(z * 1000.0) / 1000.0
+    z[rng.random(z.shape) < 0.02] = 0.0
+    return z.astype(np.float32)

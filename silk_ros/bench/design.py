@@ -1,0 +1,217 @@
+"""``silk-vo bench design``: the odometry's design set, where a variant is tried before any benchmark sees it.
+
+The benchmark sequences (``bench vo``) judge the odometry and must not tune it.  These rendered rooms are papered
+with the SiLK trainer's held-out photos (``train/bsds500/test``; the low-texture rooms with the renderer's blank
+office walls instead), and their paths cover what robots do: sweeps along an arc and back (a revisit), smooth arcs,
+a head shake (``fast``), motion blur (``blur``: the shutter open 10 % of the frame interval).  RGB-D rooms get a
+Kinect's depth errors (``kinect_depth_noise``).
+
+Each room runs once per RANSAC seed: a monocular run is chaotic (one keyframe decision can change the scale of
+everything after it), so a variant is judged on the median over rooms and seeds, never one run.  Per run: ATE RMSE
+(Sim(3) monocular, SE(3) RGB-D; metres), lost frames, the frame the map started from (monocular frames before it
+have no translation, and count in the ATE), and for monocular runs the *scale wander*: the standard deviation of
+the log Umeyama scale of each 50-frame segment after the map started, against the whole run's; the random walk of
+a keyframe odometry's scale, which ATE alone mixes with direction errors.  Rendered frames are cached (``--cache``),
+so a second variant costs only the odometry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from silk_ros.datasets.paths import shared_data_root
+from silk_ros.datasets.synthetic import SyntheticSequence
+from silk_ros.evaluation.metrics import associate, ate, umeyama
+from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config
+from silk_ros.odometry.config import ConfigError
+from silk_ros.odometry.types import TrackingState
+from silk_ros.odometry.vo import VisualOdometry
+from silk_ros.settings import parse_overrides
+
+__all__ = ["DesignRoom", "ROOMS", "DEFAULT_ROOMS", "add_arguments", "run", "render_room", "run_room", "scale_wander"]
+
+#: the SiLK trainer's held-out photos (training/configs: val_images): never trained on, never benchmarked
+VALIDATION_PHOTOS = "train/bsds500/test"
+#: frames per segment of the scale wander (5 s at the renderer's 10 Hz)
+SEGMENT_FRAMES = 50
+#: a segment whose ground truth spans less than this (metres) has no scale to measure
+MIN_SEGMENT_EXTENT_M = 0.05
+BLUR_EXPOSURE = 0.1
+#: the shortest room ``--frames`` may ask for (the monocular map needs ~10-30 frames to start)
+MIN_FRAMES = 20
+
+
+@dataclass(frozen=True)
+class DesignRoom:
+    """One rendered room and camera path (``SyntheticSequence`` options)."""
+
+    seed: int
+    motion: str
+    frames: int
+    texture: str = "rich"
+    exposure: float = 0.0
+
+    @property
+    def name(self) -> str:
+        variant = (["low"] if self.texture == "low" else []) + (["blur"] if self.exposure else [])
+        return "-".join([f"room{self.seed}", self.motion, *variant])
+
+
+ROOMS: dict[str, DesignRoom] = {room.name: room for room in (
+    DesignRoom(1, "sweep", 240), DesignRoom(2, "smooth", 240), DesignRoom(3, "sweep", 240),
+    DesignRoom(4, "smooth", 240, "low"), DesignRoom(11, "sweep", 240), DesignRoom(12, "smooth", 240),
+    DesignRoom(5, "fast", 120), DesignRoom(6, "fast", 120, "low"),
+    DesignRoom(7, "fast", 120, exposure=BLUR_EXPOSURE), DesignRoom(8, "fast", 120, "low", BLUR_EXPOSURE),
+)}
+#: the rooms a plain ``bench design`` runs: textured and blank, slow and shaking
+DEFAULT_ROOMS = ("room1-sweep", "room2-smooth", "room3-sweep", "room4-smooth-low", "room5-fast", "room6-fast-low")
+
+
+def render_room(room: DesignRoom, photos: Path, depth: bool, cache: Path | None) -> dict[str, Any]:
+    """The room's images (and noisy depth), stamps, camera and ground truth: rendered once, then read from
+    ``cache``."""
+    key = f"{room.name}-{room.frames}{'-depth' if depth else ''}.pkl"
+    path = None if cache is None else cache / key
+    if path is not None and path.is_file():
+        return pickle.loads(path.read_bytes())
+    sequence = SyntheticSequence(n_frames=room.frames, seed=room.seed, motion=room.motion, texture=room.texture,
+                                 exposure=room.exposure, texture_dir=photos if room.texture == "rich" else None,
+                                 with_depth=depth, depth_noise=depth)
+    frames = list(tqdm(sequence, desc=f"render {room.name}", unit="frame", leave=False))
+    rendered = {"images": [f.image for f in frames], "depths": [f.depth for f in frames] if depth else None,
+                "stamps": np.array([f.timestamp for f in frames]), "camera": frames[0].camera,
+                "ground_truth": sequence.ground_truth}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(rendered))
+        tmp.replace(path)
+    return rendered
+
+
+def scale_wander(trajectory, ground_truth, first_frame: int = 0) -> float | None:
+    """Standard deviation of log(segment scale / whole-run scale) over the ``SEGMENT_FRAMES``-frame segments from
+    ``first_frame`` on (Umeyama, estimate -> ground truth); None with fewer than two measurable segments."""
+    estimate, truth = associate(trajectory, ground_truth, 0.02)
+    P, G = estimate.positions[first_frame:], truth.positions[first_frame:]
+    if len(P) < 2 * SEGMENT_FRAMES:
+        return None
+    overall = umeyama(P, G, True)[2]
+    logs = [np.log(umeyama(P[i:i + SEGMENT_FRAMES], G[i:i + SEGMENT_FRAMES], True)[2] / overall)
+            for i in range(0, len(P) - SEGMENT_FRAMES + 1, SEGMENT_FRAMES)
+            if np.ptp(G[i:i + SEGMENT_FRAMES], axis=0).max() >= MIN_SEGMENT_EXTENT_M]
+    return float(np.std(logs)) if len(logs) >= 2 else None
+
+
+def run_room(rendered: dict[str, Any], config, seed: int, label: str = "") -> dict[str, Any]:
+    """One run of the odometry ``config`` (its ``ransac_seed`` set to ``seed``) over a rendered room."""
+    config = config.replace(ransac_seed=seed)
+    odometry = VisualOdometry(config)
+    cv2.setRNGSeed(seed)
+    depths = rendered["depths"] or [None] * len(rendered["images"])
+    lost, map_from = 0, None
+    stream = zip(rendered["images"], depths, rendered["stamps"], strict=True)
+    for index, (image, depth, stamp) in enumerate(tqdm(stream, total=len(depths), unit="frame", leave=False,
+                                                       desc=f"{label} seed {seed}")):
+        result = odometry.process(image, stamp, rendered["camera"], depth)
+        lost += result.state == TrackingState.LOST
+        if map_from is None and np.linalg.norm(result.pose_world_cam[:3, 3]) > 0:
+            map_from = index
+    mono = rendered["depths"] is None
+    error = ate(odometry.trajectory, rendered["ground_truth"], "sim3" if mono else "se3")
+    wander = scale_wander(odometry.trajectory, rendered["ground_truth"], map_from or 0) if mono else None
+    return {"seed": seed, "ate_m": float(error["rmse"]), "lost": int(lost), "map_from_frame": map_from,
+            "scale_wander": wander}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rooms", default=",".join(DEFAULT_ROOMS),
+                        help=f"comma-separated rooms, or 'all' (known: {', '.join(ROOMS)})")
+    parser.add_argument("--mode", choices=("mono", "rgbd"), default="mono",
+                        help="rgbd: the rooms with Kinect-like depth")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated RANSAC seeds, one run of every room each")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="odometry YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one odometry setting (YAML value), e.g. --set window_keyframes=8; repeatable")
+    parser.add_argument("--frames", type=int, default=None, help="cap every room (quick checks)")
+    parser.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    parser.add_argument("--cache", default="runs/bench/design", help="folder caching the rendered rooms ('': none)")
+
+
+def _rooms(spec: str, frames: int | None) -> list[DesignRoom]:
+    names = list(ROOMS) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(ROOMS))
+    if unknown or not names:
+        raise SystemExit(f"bench design: unknown rooms {unknown}; known: {', '.join(ROOMS)}")
+    if frames is not None and frames < MIN_FRAMES:
+        raise SystemExit(f"bench design: --frames {frames}: a room needs at least {MIN_FRAMES} frames")
+    rooms = [ROOMS[n] for n in names]
+    if frames is not None:
+        rooms = [DesignRoom(r.seed, r.motion, min(r.frames, frames), r.texture, r.exposure) for r in rooms]
+    return rooms
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    try:  # a bad setting fails before any rendering
+        overrides = parse_overrides(args.set)
+        config = load_config(args.config, mode=args.mode, **overrides)
+    except ConfigError as error:
+        raise SystemExit(f"bench design: {error}") from None
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    if not seeds:
+        raise SystemExit("bench design: --seeds needs at least one seed")
+    rooms = _rooms(args.rooms, args.frames)
+    photos = (Path(args.data) if args.data else shared_data_root()) / VALIDATION_PHOTOS
+    if not photos.is_dir():
+        raise SystemExit(f"bench design: no validation photos at {photos} (see ../shared/data/README.md)")
+    cache = Path(args.cache) if args.cache else None
+    load = os.getloadavg()[0]
+    results: dict[str, Any] = {"mode": args.mode, "seeds": seeds, "overrides": overrides, "rooms": {}}
+    for room in rooms:
+        rendered = render_room(room, photos, args.mode == "rgbd", cache)
+        runs = [run_room(rendered, config, seed, room.name) for seed in seeds]
+        errors = [r["ate_m"] for r in runs]
+        results["rooms"][room.name] = {"frames": room.frames, "runs": runs, "median_ate_m": float(np.median(errors)),
+                                       "worst_ate_m": max(errors), "lost": sum(r["lost"] for r in runs)}
+    every = [r for room in results["rooms"].values() for r in room["runs"]]
+    wander = [r["scale_wander"] for r in every if r["scale_wander"] is not None]
+    results.update(median_ate_m=float(np.median([r["ate_m"] for r in every])),
+                   mean_ate_m=float(np.mean([r["ate_m"] for r in every])), lost=sum(r["lost"] for r in every),
+                   median_scale_wander=float(np.median(wander)) if wander else None,
+                   load_average_start=load, load_average_end=os.getloadavg()[0])
+    return results, _markdown(results)
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    mono = results["mode"] == "mono"
+    settings = ", ".join(f"{k}={v}" for k, v in results["overrides"].items()) or "none"
+    lines = [
+        f"Design set ({results['mode']}; synthetic rooms papered with held-out BSDS500 test photos, 320x240 at 10 Hz; "
+        f"ATE RMSE in m, {'Sim(3)' if mono else 'SE(3)'} aligned; RANSAC seeds {results['seeds']}; settings changed "
+        f"from config/odometry.yaml: {settings}). Machine load (1-min load average) "
+        f"{results['load_average_start']:.1f} at the start, {results['load_average_end']:.1f} at the end.",
+        "",
+        "| room | frames | ATE per seed (m) | median | worst | lost | map from frame | scale wander |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, room in results["rooms"].items():
+        runs = room["runs"]
+        wander = ", ".join("-" if r["scale_wander"] is None else f"{100 * r['scale_wander']:.1f} %" for r in runs)
+        errors = ", ".join(f"{r['ate_m']:.4f}" for r in runs)
+        lines.append(
+            f"| {name} | {room['frames']} | {errors} | "
+            f"{room['median_ate_m']:.4f} | {room['worst_ate_m']:.4f} | {room['lost']} | "
+            f"{', '.join(str(r['map_from_frame']) for r in runs)} | {wander if mono else '-'} |")
+    wander = results["median_scale_wander"]
+    lines.append(f"| **all runs** | | | **{results['median_ate_m']:.4f}** (mean {results['mean_ate_m']:.4f}) | | "
+                 f"**{results['lost']}** | | {'-' if wander is None else f'{100 * wander:.1f} %'} |")
+    return "\n".join(lines)
