@@ -156,3 +156,75 @@ def test_monocular_frames_are_refined_on_the_window_landmarks_with_landmark_trac
         assert len(found) > 20 and np.median(found) > 100  # measured: median 351 landmarks per frame
         # Sim(3) (monocular): measured ~0.01 m; a frame pulled off by wrong landmarks: > 0.1 m.
         assert ate(trajectory, sweep.ground_truth, align="sim3")["rmse"] < 0.05
+
+
+def test_a_keyframe_takes_the_window_landmarks_it_sees_with_their_points():
+    """``LandmarkMap.associate(with_points=True)`` (``rotation_keeps_window_map``): the new keyframe's features that
+    match an older keyframe's landmark (descriptors, then the landmark's reprojection within 2 px) observe it, and
+    those without a point of their own take the landmark's, moved into the new keyframe's frame.  A match whose
+    landmark projects elsewhere (a wrong descriptor match) is refused; a point the keyframe already has is kept."""
+    from silk_ros.features.types import Features
+    from silk_ros.geometry.pose import invert_pose, transform_points
+    from silk_ros.matching import build_matcher
+
+    rng = np.random.default_rng(1)
+    older = _keyframe(np.eye(4), 120, 0.0, rng)
+    descriptors = rng.normal(size=(120, 32)).astype(np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    older.features = Features(older.pixels.astype(np.float32), np.ones(120, np.float32), descriptors, (240, 320))
+    older.landmarks[:100] = np.arange(100)  # the last 20 points were seen by one keyframe only: no landmark
+
+    turned = make_pose(so3_exp([0.0, 0.08, 0.0]))  # turned in place by 4.6 degrees
+    world = transform_points(older.pose_world, older.points)
+    camera = transform_points(invert_pose(turned), world)
+    pixels = camera[:, :2] / camera[:, 2:3] * K[0, 0] + K[:2, 2]
+    pixels[10] += 5.0  # feature 10: its landmark reprojects 7 px away
+    newest = Keyframe(features=Features(pixels.astype(np.float32), np.ones(120, np.float32), descriptors.copy(),
+                                        (240, 320)),
+                      pixels=pixels, pose_world=turned, points=np.full((120, 3), np.nan), timestamp=1.0)
+    newest.points[20] = [0.0, 0.0, 9.0]  # a point of its own (from its predecessor): kept
+
+    local_map = LandmarkMap(OdometryConfig(), build_matcher("mnn"))
+    assert local_map.associate(newest, [older], K, with_points=True) == 99
+    assert (newest.landmarks[:100] >= 0).sum() == 99 and newest.landmarks[10] == -1
+    assert (newest.landmarks[100:] == -1).all()
+    taken = np.flatnonzero(np.isfinite(newest.points[:, 0]))
+    assert len(taken) == 99  # 98 landmarks' points and its own point 20
+    np.testing.assert_allclose(newest.points[taken[taken != 20]], camera[taken[taken != 20]], atol=1e-9)
+    np.testing.assert_array_equal(newest.points[20], [0.0, 0.0, 9.0])
+
+    fresh = Keyframe(features=newest.features, pixels=pixels, pose_world=turned, points=np.full((120, 3), np.nan),
+                     timestamp=1.0)
+    assert local_map.associate(fresh, [older], K) == 99
+    assert not np.isfinite(fresh.points).any()  # without with_points: observations only (the bundle adjustment's)
+
+
+@pytest.fixture(scope="module")
+def shake_on_blank_walls():
+    """A head shake in the blank-walled office room (no photos): 60 frames, rendered once."""
+    return RenderedFrames(open_sequence("synthetic", n_frames=60, motion="fast", texture="low", seed=6))
+
+
+def test_keyframes_made_while_turning_keep_the_window_landmarks_only_when_asked(shake_on_blank_walls, monkeypatch):
+    """``rotation_keeps_window_map`` (on by default): a monocular keyframe made while turning in place also takes the
+    window's (and covisible keyframes') landmarks it sees, with their points; off, it keeps only its predecessor's.
+    On the design set's blank-walled head shakes (BENCHMARKS.md ``design``, session 24) this halves the lost frames;
+    here the wiring is checked: points are taken, in front of the camera, and only with the setting on."""
+    taken = []
+
+    def spy(self, newest, others, K, with_points=False):
+        count = associate(self, newest, others, K, with_points)
+        if with_points:
+            mapped = newest.points[np.isfinite(newest.points[:, 0])]
+            assert (mapped[:, 2] > 0).all()
+            taken.append(count)
+        return count
+
+    associate = LandmarkMap.associate
+    monkeypatch.setattr(LandmarkMap, "associate", spy)
+    for on in (False, True):
+        for seed in (0, 1):
+            settings = dict(silk_options(), mode="mono", ransac_seed=seed, rotation_keeps_window_map=on)
+            run_sequence(VisualOdometry(OdometryConfig.from_settings(**settings)), shake_on_blank_walls, progress=False)
+        # measured: seeds 0 and 1 take up to 24 and 26 landmarks at a turning keyframe
+        assert (len(taken) > 0 and max(taken) >= 5) if on else taken == []

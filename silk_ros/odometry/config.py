@@ -122,6 +122,13 @@ class OdometryConfig:
     landmark_tracking: bool = setting(
         True, "monocular: every tracked frame is also refined on the window keyframes' landmarks it matches"
     )
+    #: Monocular: a keyframe made while turning in place (no parallax to triangulate) also takes the landmarks of
+    #: the window's older keyframes that it matches (descriptor match gated by their reprojection), not only the
+    #: points its predecessor saw, so a head shake on sparse texture does not thin the map until it restarts.
+    rotation_keeps_window_map: bool = setting(
+        True, "monocular: a keyframe made while turning keeps the window's landmarks it sees (not only its "
+        "predecessor's)"
+    )
     #: Remembered keyframes outside the window whose points project into a new keyframe's view join its local map,
     #: so the window does not drift off an area it comes back to: RGB-D, their depth points refine the keyframe's pose.
     covisible_keyframes: int = setting(

@@ -12,6 +12,11 @@ Monocular frames between keyframes are tracked on the same landmarks (``window_c
 ``landmark_tracking``): the ones the other window keyframes observed join the keyframe's own map points in the
 frame's pose refinement, as ORB-SLAM tracks its local map.
 
+A keyframe made while the camera turns in place (``rotation_keeps_window_map``, monocular) has no parallax to
+triangulate a map of its own: besides the points its predecessor saw, it takes the landmarks of the window's and
+the covisible keyframes that it matches (``associate`` with ``with_points``), so a head shake over sparse texture
+does not thin the map until tracking has to start a new one with another scale.
+
 RGB-D (``rgbd_bundle``, off by default): each keyframe's depth measurement of a landmark adds a residual
 (``BundleProblem.depths``), so the landmarks average the depth of several keyframes and the keyframe poses move with
 them.  Measured worse than the default pose-only refinement of RGB-D keyframes on the window's depth points
@@ -94,11 +99,15 @@ class LandmarkMap:
             return np.zeros((0, 3)), np.zeros((0, 2))
         return np.concatenate(points), np.concatenate(pixels)
 
-    def _associate(self, newest: Keyframe, others: list[Keyframe], K: np.ndarray) -> None:
+    def associate(self, newest: Keyframe, others: list[Keyframe], K: np.ndarray, with_points: bool = False) -> int:
         """The newest keyframe also observes the landmarks of older keyframes it matches directly (descriptor
         match, gated by the landmark's reprojection at the current pose), which gives the bundle adjustment tracks
-        longer than two keyframes and fuses a revisited area's points with the old ones."""
+        longer than two keyframes and fuses a revisited area's points with the old ones.  ``with_points``: those of
+        its features without a point of their own take the landmark's (in the newest keyframe's frame), so a
+        keyframe made while turning keeps the local map it sees, not only what its predecessor saw.  Returns how
+        many features were associated."""
         T_new_world = invert_pose(newest.pose_world)
+        associated = 0
         for older in others:
             matches = self.window_matcher(older.features, newest.features)
             i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
@@ -110,6 +119,11 @@ class LandmarkMap:
             gate = 2.0 * self.config.ransac_threshold_px
             near = est.reprojection_inliers(T_new_world, world, newest.pixels[i1], K, gate)
             newest.landmarks[i1[near]] = older.landmarks[i0[near]]
+            if with_points:
+                empty = near & ~np.isfinite(newest.points[i1, 0])
+                newest.points[i1[empty]] = transform_points(T_new_world, world[empty])
+            associated += int(near.sum())
+        return associated
 
     def adjust(self, window: list[Keyframe], K: np.ndarray, covisible: list[Keyframe] = (), depth: bool = False
                ) -> bool:
@@ -125,7 +139,7 @@ class LandmarkMap:
         if cfg.bundle_iterations <= 0 or len(window) <= FIXED_KEYFRAMES:
             return False
         covisible = list(covisible)
-        self._associate(window[-1], window[:-2] + covisible, K)
+        self.associate(window[-1], window[:-2] + covisible, K)
         n_fixed = len(covisible) + FIXED_KEYFRAMES  # letting them move too was worse on the synthetic rooms
         window = covisible + window  # oldest first (the newest estimate of a point wins below)
         frame = np.concatenate([np.full(int((k.landmarks >= 0).sum()), f) for f, k in enumerate(window)])

@@ -566,7 +566,8 @@ class VisualOdometry:
         adjustment; otherwise remembering them (up to ``KEYFRAME_MEMORY``, ~0.3 MB each with context descriptors)
         would only grow the process."""
         cfg = self.config
-        return cfg.covisible_keyframes > 0 and (cfg.covisible_bundle or self._depth_tracking)
+        return cfg.covisible_keyframes > 0 and (cfg.covisible_bundle or cfg.rotation_keeps_window_map
+                                                or self._depth_tracking)
 
     def _rotated_successor(
         self, keyframe: Keyframe, matches: Matches, estimate: _Estimate, frame: Observation, pose: np.ndarray
@@ -578,6 +579,10 @@ class VisualOdometry:
         carry_points(keyframe, i0, i1, estimate.inliers, estimate.T_cur_kf, points)
         candidate = self._new_keyframe(frame, pose, points)
         self.landmarks.link(keyframe, candidate, i0, i1)
+        if self.config.rotation_keeps_window_map and frame.depth_points is None:
+            others = [k for k in self._window if k is not keyframe]  # ``keyframe``'s points came with ``link``
+            others += self._covisible(pose, frame.K)
+            self.landmarks.associate(candidate, others, frame.K, with_points=True)
         return candidate
 
     def _successor(
