@@ -624,21 +624,28 @@ def test_trajectory_is_a_trajectory(room):
 
 
 def test_keyframes_are_remembered_only_where_the_covisibility_search_reads_them():
-    """Monocular tracking never reads older keyframes back (without ``covisible_bundle``): keeping up to
-    KEYFRAME_MEMORY of them grew a long-running node by ~55 MB (the node bench's soak)."""
+    """Older keyframes are remembered (up to KEYFRAME_MEMORY, ~0.3 MB each with context descriptors: a long-running
+    node grew by ~55 MB in the node bench's soak) only where something reads them back: RGB-D keyframe refinement,
+    the monocular covisible bundle adjustment, and monocular keyframes made while turning
+    (``rotation_keeps_window_map``, on by default).  With neither monocular reader nothing is kept."""
     from silk_ros.datasets import open_sequence
     from silk_ros.odometry import OdometryConfig, VisualOdometry
+    from silk_ros.odometry.covisibility import KEYFRAME_MEMORY
 
     remembered = {}
-    for name, settings in (("mono", {"mode": "mono"}), ("mono+covisible", {"mode": "mono", "covisible_bundle": True}),
-                           ("rgbd", {"mode": "rgbd"})):
+    runs = (("mono", {"mode": "mono"}),
+            ("mono, no reader", {"mode": "mono", "rotation_keeps_window_map": False}),
+            ("mono+covisible", {"mode": "mono", "rotation_keeps_window_map": False, "covisible_bundle": True}),
+            ("rgbd", {"mode": "rgbd"}))
+    for name, settings in runs:
         vo = VisualOdometry(OdometryConfig.from_settings(features="orb", **settings))
         for frame in open_sequence("synthetic", n_frames=40, with_depth=name == "rgbd"):
             vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
         assert vo.keyframe_count > 2, name
         remembered[name] = len(vo._memory)
-    assert remembered["mono"] == 0
-    assert remembered["mono+covisible"] > 2 and remembered["rgbd"] > 2
+    assert remembered["mono, no reader"] == 0
+    assert all(remembered[name] > 2 for name in ("mono", "mono+covisible", "rgbd"))
+    assert max(remembered.values()) <= KEYFRAME_MEMORY
 
 
 def test_trajectory_memory_is_bounded_when_asked():

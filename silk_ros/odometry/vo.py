@@ -562,9 +562,10 @@ class VisualOdometry:
 
     @property
     def _reads_memory(self) -> bool:
-        """Older keyframes are read back only by RGB-D keyframe refinement and the monocular covisible bundle
-        adjustment; otherwise remembering them (up to ``KEYFRAME_MEMORY``, ~0.3 MB each with context descriptors)
-        would only grow the process."""
+        """Older keyframes are read back only by RGB-D keyframe refinement, the monocular covisible bundle
+        adjustment and monocular keyframes made while turning (``rotation_keeps_window_map``); otherwise remembering
+        them (up to ``KEYFRAME_MEMORY``, ~0.3 MB each with context descriptors: ~60 MB at most) would only grow the
+        process."""
         cfg = self.config
         return cfg.covisible_keyframes > 0 and (cfg.covisible_bundle or cfg.rotation_keeps_window_map
                                                 or self._depth_tracking)
