@@ -65,7 +65,7 @@ WHERE = {
     "silk-vo bag convert ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo bag eval ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo export-onnx --weights silk-mu --out silk_mu.onnx": HERE,
-    "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|node [--json PATH]": HERE,
+    "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node [--json PATH]": HERE,
     "python -m training.pose_check": HERE,
     # Examples.
     f"silk-vo run-dataset --format folder {DESK}/rgb --intrinsics 520.9 521.0 325.1 249.7 0.2312 -0.7849 -0.0033 "
