@@ -53,7 +53,9 @@ class OdometryConfig:
         1, "numpy BLAS threads (0: leave; 1 keeps idle BLAS workers off the cores: matching is tiny)", range=(0, 64)
     )
     #: Working resolution: explicit ``input_width`` x ``input_height`` when both > 0, else images larger than
-    #: ``max_pixels`` are shrunk (aspect kept).  The camera is rescaled with the image.
+    #: ``max_pixels`` are shrunk (aspect kept).  The camera is rescaled with the image.  The pixel settings (parallax,
+    #: RANSAC and NMS radii) are tuned at the default 320x240: at 640x480 with them unchanged 7-Scenes mono was 5x
+    #: worse, with the parallax and NMS doubled still 2x (BENCHMARKS.md ``vo``, session 24).
     input_width: int = setting(0, "working width (px); 0 with input_height 0: shrink to max_pixels", range=(0, 8192))
     input_height: int = setting(0, "working height (px); 0 with input_width 0: shrink to max_pixels", range=(0, 8192))
     max_pixels: int = setting(76800, "images larger than this are shrunk (aspect kept)", range=(1000, 50_000_000))
