@@ -46,6 +46,7 @@ WHERE = {
         "test_ros_node_process.py::test_sigint_and_sigterm_shut_down_in_under_a_second_busy_or_idle",
     # Benchmark peers.
     "python -m training.orb_vocabulary": "test_bench_peers.py::test_orb_vocabulary_is_dbow2_text",
+    "silk-vo bench design": "test_bench_design.py::test_design_set_runs_monocular_and_rgbd_rooms_and_caches_them",
     "silk-vo bench vo --features silk,orb,open3d-rgbd,orbslam3":
         "test_bench_peers.py::test_bench_vo_notes_a_peer_skipped_on_a_monocular_sequence",
     # On a robot: a ROS 2 workspace (no ROS install here; the package, its keys and its colcon build are checked).
@@ -65,7 +66,8 @@ WHERE = {
     "silk-vo bag convert ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo bag eval ...": "test_bag_eval.py::test_readme_bag_commands_run_as_written",
     "silk-vo export-onnx --weights silk-mu --out silk_mu.onnx": HERE,
-    "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node [--json PATH]": HERE,
+    "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node "
+    "[--json PATH]": HERE,
     "python -m training.pose_check": HERE,
     # Examples.
     f"silk-vo run-dataset --format folder {DESK}/rgb --intrinsics 520.9 521.0 325.1 249.7 0.2312 -0.7849 -0.0033 "
