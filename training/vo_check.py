@@ -13,20 +13,18 @@ The rendered frames are cached (``--cache``), so a second checkpoint costs only 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from silk_ros.bench.design import VALIDATION_PHOTOS, DesignRoom, render_room, run_room
+from silk_ros.bench.design import VALIDATION_PHOTOS, DesignRoom, render_room, room_summary, run_room
 from silk_ros.datasets.paths import shared_data_root
-from silk_ros.evaluation.run_dataset import load_config
+from silk_ros.evaluation.run_dataset import DEFAULT_CONFIG, load_config
 
 __all__ = ["SEQUENCES", "run_check", "main"]
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "odometry.yaml"
-
 
 #: rendered and run by ``silk_ros.bench.design`` (the odometry's design set), on other paths than its rooms, so that
 #: the checkpoint that ships is not picked on the runs the odometry's defaults were decided on
@@ -50,9 +48,7 @@ def run_check(weights: str, config_path: Path = DEFAULT_CONFIG, seeds: tuple[int
         rendered = render_room(sequence, photos, depth=False, cache=cache)
         runs = [{k: run[k] for k in ("seed", "ate_m", "lost")}
                 for run in (run_room(rendered, config, seed, sequence.name) for seed in seeds)]
-        errors = [r["ate_m"] for r in runs]
-        results[sequence.name] = {"runs": runs, "median_ate_m": float(np.median(errors)), "worst_ate_m": max(errors),
-                                  "lost": sum(r["lost"] for r in runs)}
+        results[sequence.name] = room_summary(runs)
     return {
         "weights": weights,
         "seeds": list(seeds),
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames is not None:
         if args.frames < 2:
             parser.error("--frames must be at least 2")
-        sequences = tuple(DesignRoom(s.seed, s.motion, min(s.frames, args.frames)) for s in sequences)
+        sequences = tuple(dataclasses.replace(s, frames=min(s.frames, args.frames)) for s in sequences)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     cache = Path(args.cache) if args.cache else None
     report = run_check(args.weights, args.config, seeds, sequences, args.data, cache)

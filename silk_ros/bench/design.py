@@ -18,6 +18,7 @@ so a second variant costs only the odometry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pickle
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from silk_ros.odometry.types import TrackingState
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.settings import parse_overrides
 
-__all__ = ["DesignRoom", "ROOMS", "DEFAULT_ROOMS", "add_arguments", "run", "render_room", "run_room", "scale_wander"]
+__all__ = ["DesignRoom", "ROOMS", "DEFAULT_ROOMS", "add_arguments", "run", "render_room", "run_room", "room_summary",
+           "scale_wander"]
 
 #: the SiLK trainer's held-out photos (training/configs: val_images): never trained on, never benchmarked
 VALIDATION_PHOTOS = "train/bsds500/test"
@@ -133,6 +135,13 @@ def run_room(rendered: dict[str, Any], config, seed: int, label: str = "") -> di
             "scale_wander": wander}
 
 
+def room_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A room's runs (``run_room``) with their median and worst ATE and the lost frames of all of them."""
+    errors = [r["ate_m"] for r in runs]
+    return {"runs": runs, "median_ate_m": float(np.median(errors)), "worst_ate_m": max(errors),
+            "lost": sum(r["lost"] for r in runs)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rooms", default=",".join(DEFAULT_ROOMS),
                         help=f"comma-separated rooms, or 'all' (known: {', '.join(ROOMS)})")
@@ -156,7 +165,7 @@ def _rooms(spec: str, frames: int | None) -> list[DesignRoom]:
         raise SystemExit(f"bench design: --frames {frames}: a room needs at least {MIN_FRAMES} frames")
     rooms = [ROOMS[n] for n in names]
     if frames is not None:
-        rooms = [DesignRoom(r.seed, r.motion, min(r.frames, frames), r.texture, r.exposure) for r in rooms]
+        rooms = [dataclasses.replace(r, frames=min(r.frames, frames)) for r in rooms]
     return rooms
 
 
@@ -179,9 +188,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     for room in rooms:
         rendered = render_room(room, photos, args.mode == "rgbd", cache)
         runs = [run_room(rendered, config, seed, room.name) for seed in seeds]
-        errors = [r["ate_m"] for r in runs]
-        results["rooms"][room.name] = {"frames": room.frames, "runs": runs, "median_ate_m": float(np.median(errors)),
-                                       "worst_ate_m": max(errors), "lost": sum(r["lost"] for r in runs)}
+        results["rooms"][room.name] = {"frames": room.frames, **room_summary(runs)}
     every = [r for room in results["rooms"].values() for r in room["runs"]]
     wander = [r["scale_wander"] for r in every if r["scale_wander"] is not None]
     results.update(median_ate_m=float(np.median([r["ate_m"] for r in every])),
