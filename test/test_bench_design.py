@@ -83,5 +83,8 @@ def test_design_set_refuses_unknown_rooms_settings_and_missing_photos(tmp_path):
         silk_vo([*base, "--rooms", "room2-smooth", "--frames", "5"])
     with pytest.raises(SystemExit, match="window_keyframe"):
         silk_vo([*base, "--rooms", "room2-smooth", "--set", "window_keyframe=8"])
+    for key, flag in (("mode", "--mode"), ("ransac_seed", "--seeds")):  # set by the bench for every run
+        with pytest.raises(SystemExit, match=f"{key} \\(use {flag}\\)"):
+            silk_vo([*base, "--rooms", "room2-smooth", "--set", f"{key}=1"])
     with pytest.raises(SystemExit, match="no validation photos"):
         silk_vo([*base, "--rooms", "room2-smooth", "--data", str(tmp_path)])

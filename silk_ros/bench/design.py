@@ -172,6 +172,10 @@ def _rooms(spec: str, frames: int | None) -> list[DesignRoom]:
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     try:  # a bad setting fails before any rendering
         overrides = parse_overrides(args.set)
+        owned = {"mode": "--mode", "ransac_seed": "--seeds"}.items()
+        taken = [f"{key} (use {flag})" for key, flag in owned if key in overrides]
+        if taken:
+            raise ConfigError(f"--set may not change {', '.join(taken)}: the bench sets it for every run")
         config = load_config(args.config, mode=args.mode, **overrides)
     except ConfigError as error:
         raise SystemExit(f"bench design: {error}") from None
@@ -184,7 +188,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         raise SystemExit(f"bench design: no validation photos at {photos} (see ../shared/data/README.md)")
     cache = Path(args.cache) if args.cache else None
     load = os.getloadavg()[0]
-    results: dict[str, Any] = {"mode": args.mode, "seeds": seeds, "overrides": overrides, "rooms": {}}
+    results: dict[str, Any] = {"mode": args.mode, "seeds": seeds, "config": str(args.config), "overrides": overrides,
+                               "rooms": {}}
     for room in rooms:
         rendered = render_room(room, photos, args.mode == "rgbd", cache)
         runs = [run_room(rendered, config, seed, room.name) for seed in seeds]
@@ -204,7 +209,7 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Design set ({results['mode']}; synthetic rooms papered with held-out BSDS500 test photos, 320x240 at 10 Hz; "
         f"ATE RMSE in m, {'Sim(3)' if mono else 'SE(3)'} aligned; RANSAC seeds {results['seeds']}; settings changed "
-        f"from config/odometry.yaml: {settings}). Machine load (1-min load average) "
+        f"from {Path(results['config']).name}: {settings}). Machine load (1-min load average) "
         f"{results['load_average_start']:.1f} at the start, {results['load_average_end']:.1f} at the end.",
         "",
         "| room | frames | ATE per seed (m) | median | worst | lost | map from frame | scale wander |",
