@@ -379,3 +379,72 @@ def test_context_descriptors_work_on_the_smallest_images(model):
     image = (np.random.default_rng(0).random((8, 9)) * 255).astype(np.uint8)
     features = SilkExtractor(model=model, backend="torch", top_k=10, nms_radius=0, context_scale=0.5).extract(image)
     assert len(features) > 0 and np.isfinite(features.descriptors).all()
+
+
+def test_pyramid_levels_add_the_shrunk_images_keypoints_in_input_pixels(model, textured):
+    """Level 1 is the image shrunk by ``pyramid_scale``: its keypoints come back in input pixels with that level's
+    descriptors, and the strongest ``top_k`` of both levels are kept."""
+    import cv2
+
+    from silk_ros.features.extractor import pyramid_sizes
+
+    selection = dict(model=model, backend="torch", top_k=60, nms_radius=2, context_scale=0.5)
+    full = SilkExtractor(**selection).extract(textured)
+    (size,) = pyramid_sizes(160, 120, 2, 0.71, 3)
+    assert size == (114, 85)
+    grey = textured.astype(np.float32) * (1.0 / 255.0)  # the extractor shrinks its float grey image
+    shrunk = SilkExtractor(**selection).extract(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))
+    both = SilkExtractor(**selection, pyramid_levels=2).extract(textured)
+    assert len(both) == 60 and both.image_size == (120, 160) and np.all(np.diff(both.scores) <= 0)
+    ratio = np.array([160 / 114, 120 / 85], np.float32)
+    candidates = {
+        "full": (full.keypoints_xy, full.descriptors, full.scores),
+        "shrunk": ((shrunk.keypoints_xy + 0.5) * ratio - 0.5, shrunk.descriptors, shrunk.scores),
+    }
+    origin = []
+    for xy, descriptor, score in zip(both.keypoints_xy, both.descriptors, both.scores, strict=True):
+        for name, (points, descriptors, scores) in candidates.items():
+            hit = np.flatnonzero(np.all(np.abs(points - xy) < 1e-4, axis=1) & (scores == score))
+            if hit.size and np.allclose(descriptors[hit[0]], descriptor, atol=1e-6):
+                origin.append(name)
+                break
+        else:
+            raise AssertionError(f"keypoint {xy} is on no level")
+    assert set(origin) == {"full", "shrunk"}  # both levels contribute
+    threshold = np.sort(np.concatenate([full.scores, shrunk.scores]))[::-1][59]
+    assert both.scores.min() >= threshold - 1e-7  # nothing weaker than the 60th strongest of the two levels
+
+
+def test_pyramid_stops_before_a_level_too_small_for_a_cell():
+    from silk_ros.features.extractor import pyramid_sizes
+
+    assert pyramid_sizes(320, 240, 1, 0.71, 3) == []
+    assert pyramid_sizes(320, 240, 3, 0.71, 3) == [(227, 170), (161, 121)]
+    assert pyramid_sizes(12, 10, 4, 0.5, 3) == []  # 6x5 holds no cell inside a 3-pixel border
+    with pytest.raises(ValueError, match="pyramid_levels"):
+        ExtractorConfig(pyramid_levels=5)
+    with pytest.raises(ValueError, match="pyramid_scale"):
+        ExtractorConfig(pyramid_scale=1.0)
+
+
+def test_a_pyramid_matches_an_image_to_its_half_size_copy():
+    """The reason for the pyramid: the network's 7x7 view sees other structure when the scene is twice as far."""
+    import cv2
+
+    from silk_ros.bench.pair_data import read_grey
+    from silk_ros.datasets.paths import shared_data_root
+    from silk_ros.evaluation import matching_metrics as mm
+    from silk_ros.matching import build_matcher
+
+    path = next(iter(sorted((shared_data_root() / "train" / "bsds500" / "test").glob("*.jpg"))))
+    image = read_grey(path)
+    half = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    h_half_full = np.diag([half.shape[1] / image.shape[1], half.shape[0] / image.shape[0], 1.0])
+    h_half_full[:2, 2] = 0.5 * np.diag(h_half_full)[:2] - 0.5  # pixel centres
+    correct = {}
+    for levels in (1, 3):
+        extractor = SilkExtractor(backend="torch", top_k=500, pyramid_levels=levels)
+        f0, f1 = extractor.extract(image), extractor.extract(half)
+        p0, p1 = build_matcher("mnn")(f0, f1).points(f0, f1)
+        correct[levels] = mm.mean_matching_accuracy(p0, p1, h_half_full, (3,))[3] * len(p0)
+    assert correct[3] >= max(2.5 * correct[1], 50), correct  # measured: 20 and 82 correct of 500

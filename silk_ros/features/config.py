@@ -12,7 +12,7 @@ FEATURE_KINDS = ("silk", "orb", "sift")
 BACKENDS = ("auto", "onnxruntime", "torch")
 #: The SiLK paper's keypoint selection (every cell competes, integer positions, the network's own descriptors): the
 #: benches' "paper selection" row and the features the shipped attention matcher was trained on.
-PAPER_SELECTION = {"nms_radius": 0, "subpixel": False, "context_scale": 0.0}
+PAPER_SELECTION = {"nms_radius": 0, "subpixel": False, "context_scale": 0.0, "pyramid_levels": 1}
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,20 @@ class ExtractorConfig:
     context_weight: float = setting(
         0.7, "SiLK: weight of the context descriptor against the full-resolution one", range=(0.01, 10.0)
     )
+    #: SiLK-µ's 7x7 view sees one size of structure: a point that comes closer or recedes (forward motion) changes
+    #: what the network sees there.  With more than one level the network also runs on the image shrunk by
+    #: ``pyramid_scale``, its square, ..., and the strongest ``top_k`` keypoints of all levels are kept (positions
+    #: in input pixels; descriptors, with their context, those of the level a keypoint comes from).  ORB's
+    #: ``nlevels`` / ``scaleFactor``.  Off by default: on validation pairs a pyramid gains on planes seen at another
+    #: scale but not on the room pose pairs with the ratio test; two levels at 0.6 then gained 0.7 Strecha AUC@10 and
+    #: lost 0.05 homography AUC@5 (MODEL_CARD.md, "Session 25").  In the odometry three levels lowered 7-Scenes mono
+    #: and KITTI 07's spread but raised TUM desk's ATE by 60 % (BENCHMARKS.md ``vo``, "Session 25").
+    pyramid_levels: int = setting(
+        1, "SiLK: keypoints from this many image sizes (1: the input size only)", range=(1, 4)
+    )
+    pyramid_scale: float = setting(
+        0.71, "SiLK: size of each pyramid level relative to the one above it", range=(0.3, 0.9)
+    )
     # --- library options (not settings of the odometry) ---------------------------------------------------
     #: Half precision on CUDA (torch backend).
     fp16: bool = False
@@ -79,3 +93,7 @@ class ExtractorConfig:
             raise ConfigError(f"context_scale must be 0 (off) or in [0.1, 0.9], got {self.context_scale}")
         if self.context_weight <= 0:
             raise ConfigError(f"context_weight must be positive, got {self.context_weight}")
+        if not 1 <= self.pyramid_levels <= 4:
+            raise ConfigError(f"pyramid_levels must be in [1, 4], got {self.pyramid_levels}")
+        if not 0.3 <= self.pyramid_scale <= 0.9:
+            raise ConfigError(f"pyramid_scale must be in [0.3, 0.9], got {self.pyramid_scale}")

@@ -40,6 +40,7 @@ __all__ = [
     "ImageError",
     "context_image_size",
     "context_grid_position",
+    "pyramid_sizes",
 ]
 
 
@@ -48,6 +49,29 @@ def context_image_size(width: int, height: int, scale: float, border: int) -> tu
     network's ``border``.  One definition for the extractor and the trainer (``training.losses``), so that what is
     trained is what is matched."""
     return max(round(width * scale), 2 * border + 1), max(round(height * scale), 2 * border + 1)
+
+
+def pyramid_sizes(width: int, height: int, levels: int, scale: float, border: int) -> list[tuple[int, int]]:
+    """(width, height) of each pyramid level below the input size: ``scale`` times the one above, stopping before a
+    level too small to hold a keypoint cell inside the network's ``border``."""
+    sizes = []
+    for level in range(1, levels):
+        size = round(width * scale**level), round(height * scale**level)
+        if min(size) <= 2 * border:
+            break
+        sizes.append(size)
+    return sizes
+
+
+def _strongest(found: list[Features], top_k: int) -> Features:
+    """The ``top_k`` highest-scoring keypoints of one image's pyramid levels (all with ``top_k`` 0)."""
+    scores = np.concatenate([f.scores for f in found])
+    order = np.argsort(-scores, kind="stable")
+    if top_k > 0:
+        order = order[:top_k]
+    keypoints = np.concatenate([f.keypoints_xy for f in found]).astype(np.float32)
+    descriptors = np.concatenate([f.descriptors for f in found])
+    return Features(keypoints[order], scores[order], np.ascontiguousarray(descriptors[order]), found[0].image_size)
 
 
 def context_grid_position(
@@ -257,10 +281,26 @@ class SilkExtractor:
         return self.extract_batch([image], color_order)[0]
 
     def extract_batch(self, images: list[np.ndarray], color_order: str = "bgr") -> list[Features]:
-        """One backend call for a list of equally sized images (two with context descriptors)."""
+        """One backend call for a list of equally sized images (two with context descriptors), per pyramid level."""
         greys = [self._prepare(im, color_order) for im in images]
         if len({g.shape for g in greys}) != 1:
             raise ImageError("extract_batch needs images of one size; call extract() per image otherwise")
+        height, width = greys[0].shape
+        found = self._extract_level(greys)
+        levels = pyramid_sizes(width, height, self.config.pyramid_levels, self.config.pyramid_scale, self.border)
+        if not levels:
+            return found
+        per_level = [found]
+        for size in levels:
+            shrunk = [cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys]
+            ratio = np.array([width / size[0], height / size[1]], np.float32)
+            per_level.append([
+                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width))
+                for f in self._extract_level(shrunk)
+            ])
+        return [_strongest(list(of_image), self.config.top_k) for of_image in zip(*per_level, strict=True)]
+
+    def _extract_level(self, greys: list[np.ndarray]) -> list[Features]:
         logits, features = self._backend(np.stack(greys)[:, None])
         found = [self._sparse(logits[i, 0], features[i], greys[0].shape) for i in range(len(greys))]
         if self.config.context_scale:
