@@ -382,8 +382,8 @@ def test_context_descriptors_work_on_the_smallest_images(model):
 
 
 def test_pyramid_levels_add_the_shrunk_images_keypoints_in_input_pixels(model, textured):
-    """Level 1 is the image shrunk by ``pyramid_scale``: its keypoints come back in input pixels with that level's
-    descriptors, and the strongest ``top_k`` of both levels are kept."""
+    """Level 1 is the image shrunk by ``pyramid_scale``: its strongest keypoints, as many as ``top_k`` times its share
+    of the pixels, come back in input pixels with that level's descriptors, on top of the input size's ``top_k``."""
     import cv2
 
     from silk_ros.features.extractor import pyramid_sizes
@@ -394,25 +394,18 @@ def test_pyramid_levels_add_the_shrunk_images_keypoints_in_input_pixels(model, t
     assert size == (114, 85)
     grey = textured.astype(np.float32) * (1.0 / 255.0)  # the extractor shrinks its float grey image
     shrunk = SilkExtractor(**selection).extract(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))
+    share = round(60 * 114 * 85 / (160 * 120))
     both = SilkExtractor(**selection, pyramid_levels=2).extract(textured)
-    assert len(both) == 60 and both.image_size == (120, 160) and np.all(np.diff(both.scores) <= 0)
+    assert share == 30 and len(both) == 60 + share
+    assert both.image_size == (120, 160) and np.all(np.diff(both.scores) <= 0)
     ratio = np.array([160 / 114, 120 / 85], np.float32)
-    candidates = {
-        "full": (full.keypoints_xy, full.descriptors, full.scores),
-        "shrunk": ((shrunk.keypoints_xy + 0.5) * ratio - 0.5, shrunk.descriptors, shrunk.scores),
-    }
-    origin = []
-    for xy, descriptor, score in zip(both.keypoints_xy, both.descriptors, both.scores, strict=True):
-        for name, (points, descriptors, scores) in candidates.items():
-            hit = np.flatnonzero(np.all(np.abs(points - xy) < 1e-4, axis=1) & (scores == score))
-            if hit.size and np.allclose(descriptors[hit[0]], descriptor, atol=1e-6):
-                origin.append(name)
-                break
-        else:
-            raise AssertionError(f"keypoint {xy} is on no level")
-    assert set(origin) == {"full", "shrunk"}  # both levels contribute
-    threshold = np.sort(np.concatenate([full.scores, shrunk.scores]))[::-1][59]
-    assert both.scores.min() >= threshold - 1e-7  # nothing weaker than the 60th strongest of the two levels
+    expected = np.concatenate([full.keypoints_xy, (shrunk.keypoints_xy[:share] + 0.5) * ratio - 0.5])
+    order = np.argsort(-np.concatenate([full.scores, shrunk.scores[:share]]), kind="stable")
+    np.testing.assert_allclose(both.keypoints_xy, expected[order], atol=1e-5)
+    descriptors = np.concatenate([full.descriptors, shrunk.descriptors[:share]])[order]
+    np.testing.assert_allclose(both.descriptors, descriptors, atol=1e-6)
+    one_level = SilkExtractor(**selection, pyramid_levels=1).extract(textured)
+    np.testing.assert_array_equal(one_level.keypoints_xy, full.keypoints_xy)
 
 
 def test_pyramid_stops_before_a_level_too_small_for_a_cell():
@@ -442,9 +435,9 @@ def test_a_pyramid_matches_an_image_to_its_half_size_copy():
     h_half_full = np.diag([half.shape[1] / image.shape[1], half.shape[0] / image.shape[0], 1.0])
     h_half_full[:2, 2] = 0.5 * np.diag(h_half_full)[:2] - 0.5  # pixel centres
     correct = {}
-    for levels in (1, 3):
-        extractor = SilkExtractor(backend="torch", top_k=500, pyramid_levels=levels)
+    for levels, top_k in ((1, 880), (3, 500)):  # about 880 keypoints each: 500 + 251 + 127 with three levels
+        extractor = SilkExtractor(backend="torch", top_k=top_k, pyramid_levels=levels)
         f0, f1 = extractor.extract(image), extractor.extract(half)
         p0, p1 = build_matcher("mnn")(f0, f1).points(f0, f1)
         correct[levels] = mm.mean_matching_accuracy(p0, p1, h_half_full, (3,))[3] * len(p0)
-    assert correct[3] >= max(2.5 * correct[1], 50), correct  # measured: 20 and 82 correct of 500
+    assert correct[3] >= max(2.5 * correct[1], 50), correct  # measured: 23 and 103 correct matches

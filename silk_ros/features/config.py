@@ -40,7 +40,9 @@ class ExtractorConfig:
     device: str = setting("cpu", "inference device (cpu, cuda, cuda:N)")
     threads: int = setting(0, "inference threads (0: library default)", range=(0, 64))
     #: The keypoint budget: SiLK's top-k (0 keeps every cell above ``threshold``), ORB's/SIFT's nfeatures.
-    top_k: int = setting(1000, "keypoints kept per frame (highest score first)", range=(10, 10000))
+    top_k: int = setting(
+        1000, "keypoints kept per frame (highest score first; each pyramid level adds its share)", range=(10, 10000)
+    )
     nms_radius: int = setting(4, "keypoint non-maximum suppression radius (px; 0: none)", range=(0, 16))
     #: A 1-D quadratic fit of the logits in x and y (offsets clipped to +-0.5 px; descriptors stay those of the
     #: cell).  Off in the SiLK paper; helps relative pose and metric VO.
@@ -58,12 +60,10 @@ class ExtractorConfig:
     )
     #: SiLK-µ's 7x7 view sees one size of structure: a point that comes closer or recedes (forward motion) changes
     #: what the network sees there.  With more than one level the network also runs on the image shrunk by
-    #: ``pyramid_scale``, its square, ..., and the strongest ``top_k`` keypoints of all levels are kept (positions
-    #: in input pixels; descriptors, with their context, those of the level a keypoint comes from).  ORB's
-    #: ``nlevels`` / ``scaleFactor``.  Off by default: on validation pairs a pyramid gains on planes seen at another
-    #: scale but not on the room pose pairs with the ratio test; two levels at 0.6 then gained 0.7 Strecha AUC@10 and
-    #: lost 0.05 homography AUC@5 (MODEL_CARD.md, "Session 25").  In the odometry three levels lowered 7-Scenes mono
-    #: and KITTI 07's spread but raised TUM desk's ATE by 60 % (BENCHMARKS.md ``vo``, "Session 25").
+    #: ``pyramid_scale``, its square, ...; each level adds its strongest keypoints, ``top_k`` times its share of the
+    #: pixels (ORB's allocation), on top of the input size's ``top_k``, in input pixels, each with its own level's
+    #: descriptor and context.  ORB's ``nlevels`` / ``scaleFactor``.  Off in the extractor (the benches): validation
+    #: pairs did not pick it (MODEL_CARD.md, "Session 25"); the odometry sets its own.
     pyramid_levels: int = setting(
         1, "SiLK: keypoints from this many image sizes (1: the input size only)", range=(1, 4)
     )

@@ -63,12 +63,10 @@ def pyramid_sizes(width: int, height: int, levels: int, scale: float, border: in
     return sizes
 
 
-def _strongest(found: list[Features], top_k: int) -> Features:
-    """The ``top_k`` highest-scoring keypoints of one image's pyramid levels (all with ``top_k`` 0)."""
+def _by_score(found: list[Features]) -> Features:
+    """One image's pyramid levels as one set of features, strongest first (as a single level gives them)."""
     scores = np.concatenate([f.scores for f in found])
     order = np.argsort(-scores, kind="stable")
-    if top_k > 0:
-        order = order[:top_k]
     keypoints = np.concatenate([f.keypoints_xy for f in found]).astype(np.float32)
     descriptors = np.concatenate([f.descriptors for f in found])
     return Features(keypoints[order], scores[order], np.ascontiguousarray(descriptors[order]), found[0].image_size)
@@ -294,11 +292,15 @@ class SilkExtractor:
         for size in levels:
             shrunk = [cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys]
             ratio = np.array([width / size[0], height / size[1]], np.float32)
+            # ORB's share by area: a level keeps top_k x its pixel fraction, on top of the input size's top_k.
+            share = size[0] * size[1] / (width * height)
+            keep = max(1, round(self.config.top_k * share)) if self.config.top_k else None
             per_level.append([
-                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width))
+                Features((f.keypoints_xy[:keep] + 0.5) * ratio - 0.5, f.scores[:keep], f.descriptors[:keep],
+                         (height, width))
                 for f in self._extract_level(shrunk)
             ])
-        return [_strongest(list(of_image), self.config.top_k) for of_image in zip(*per_level, strict=True)]
+        return [_by_score(list(of_image)) for of_image in zip(*per_level, strict=True)]
 
     def _extract_level(self, greys: list[np.ndarray]) -> list[Features]:
         logits, features = self._backend(np.stack(greys)[:, None])
