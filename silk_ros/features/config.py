@@ -63,7 +63,8 @@ class ExtractorConfig:
     #: ``pyramid_scale``, its square, ...; each level adds its strongest keypoints, ``top_k`` times its share of the
     #: pixels (ORB's allocation), on top of the input size's ``top_k``, in input pixels, each with its own level's
     #: descriptor and context.  ORB's ``nlevels`` / ``scaleFactor``.  Off in the extractor (the benches): validation
-    #: pairs did not pick it (MODEL_CARD.md, "Session 25").  Off in the odometry too: BENCHMARKS.md ``vo``, "Session 25".
+    #: pairs did not pick it (MODEL_CARD.md, "Session 25").  Off in the odometry too (BENCHMARKS.md ``vo``,
+    #: "Session 25").
     pyramid_levels: int = setting(
         1, "SiLK: keypoints from this many image sizes (1: the input size only)", range=(1, 4)
     )
