@@ -65,11 +65,10 @@ def pyramid_sizes(width: int, height: int, levels: int, scale: float, border: in
 
 def _by_score(found: list[Features]) -> Features:
     """One image's pyramid levels as one set of features, strongest first (as a single level gives them)."""
-    scores = np.concatenate([f.scores for f in found])
-    order = np.argsort(-scores, kind="stable")
-    keypoints = np.concatenate([f.keypoints_xy for f in found]).astype(np.float32)
-    descriptors = np.concatenate([f.descriptors for f in found])
-    return Features(keypoints[order], scores[order], np.ascontiguousarray(descriptors[order]), found[0].image_size)
+    joined = Features(np.concatenate([f.keypoints_xy for f in found]).astype(np.float32),
+                      np.concatenate([f.scores for f in found]), np.concatenate([f.descriptors for f in found]),
+                      found[0].image_size)
+    return joined.subset(np.argsort(-joined.scores, kind="stable"))
 
 
 def context_grid_position(
@@ -284,7 +283,7 @@ class SilkExtractor:
         if len({g.shape for g in greys}) != 1:
             raise ImageError("extract_batch needs images of one size; call extract() per image otherwise")
         height, width = greys[0].shape
-        found = self._extract_level(greys)
+        found = self._extract_level(greys, self.config.top_k)
         levels = pyramid_sizes(width, height, self.config.pyramid_levels, self.config.pyramid_scale, self.border)
         if not levels:
             return found
@@ -294,17 +293,17 @@ class SilkExtractor:
             ratio = np.array([width / size[0], height / size[1]], np.float32)
             # ORB's share by area: a level keeps top_k x its pixel fraction, on top of the input size's top_k.
             share = size[0] * size[1] / (width * height)
-            keep = max(1, round(self.config.top_k * share)) if self.config.top_k else None
+            top_k = max(1, round(self.config.top_k * share)) if self.config.top_k else 0
             per_level.append([
-                Features((f.keypoints_xy[:keep] + 0.5) * ratio - 0.5, f.scores[:keep], f.descriptors[:keep],
-                         (height, width))
-                for f in self._extract_level(shrunk)
+                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width))
+                for f in self._extract_level(shrunk, top_k)
             ])
         return [_by_score(list(of_image)) for of_image in zip(*per_level, strict=True)]
 
-    def _extract_level(self, greys: list[np.ndarray]) -> list[Features]:
+    def _extract_level(self, greys: list[np.ndarray], top_k: int) -> list[Features]:
+        """Keypoints of one image size: only the ``top_k`` kept are described (0: every candidate)."""
         logits, features = self._backend(np.stack(greys)[:, None])
-        found = [self._sparse(logits[i, 0], features[i], greys[0].shape) for i in range(len(greys))]
+        found = [self._sparse(logits[i, 0], features[i], greys[0].shape, top_k) for i in range(len(greys))]
         if self.config.context_scale:
             found = self._with_context(greys, found)
         return found
@@ -338,7 +337,7 @@ class SilkExtractor:
             out.append(Features(f.keypoints_xy, f.scores, np.ascontiguousarray(joined, np.float32), f.image_size))
         return out
 
-    def _sparse(self, logits: np.ndarray, features: np.ndarray, image_size: tuple[int, int]) -> Features:
+    def _sparse(self, logits: np.ndarray, features: np.ndarray, image_size: tuple[int, int], k: int) -> Features:
         cfg = self.config
         h, w = logits.shape
         scores = logits
@@ -356,7 +355,6 @@ class SilkExtractor:
             candidates = np.flatnonzero(flat >= logit_threshold)
         else:
             candidates = np.flatnonzero(np.isfinite(flat)) if scores is not logits else None
-        k = cfg.top_k
         if candidates is None:
             if 0 < k < flat.size:
                 index = np.argpartition(-flat, k - 1)[:k]
