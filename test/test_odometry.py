@@ -131,6 +131,34 @@ def test_mono_synthetic_matches_ground_truth_up_to_scale(room):
     assert error["rmse"] < 0.2, error
 
 
+@pytest.mark.parametrize("mode", ["mono", "rgbd"])
+def test_refined_matches_in_the_odometry(room, mode):
+    """``refine_matches``: a frame's points matched to its keyframe move to sub-pixel by descriptor correlation and a
+    keyframe keeps them (RGB-D points slide along their rays); tracking stays as accurate.  Measured on this room:
+    mono 0.018 -> 0.017 m (Sim(3)), RGB-D 0.72 -> 0.72 mm; with the RGB-D points left at the detected pixels it was
+    1.3 mm."""
+    from silk_ros.odometry.frontend import resize_image, working_camera
+
+    vo = VisualOdometry(OdometryConfig.from_settings(mode=mode, refine_matches=True, **silk_options()))
+    trajectory, stats = run_sequence(vo, room, progress=False)
+    assert stats["lost_frames"] == 0
+    rgbd = mode == "rgbd"
+    assert ate(trajectory, room.ground_truth, align="se3" if rgbd else "sim3")["rmse"] < (0.003 if rgbd else 0.05)
+    keyframe = vo._keyframe
+    image = next(f.image for f in room if f.timestamp == keyframe.timestamp)
+    detected = vo.extractor.extract(resize_image(image, *vo.working_size))
+    moved = np.abs(keyframe.features.keypoints_xy - detected.keypoints_xy)
+    # Matched points only; within 1.5 cells of their cell, which is within half a cell of the detected point.
+    assert (moved.max(axis=1) > 0.01).sum() > 50 and moved.max() <= 2.0 + 1e-5
+    camera = working_camera(room.camera, *vo.working_size)
+    np.testing.assert_allclose(keyframe.pixels, camera.undistort_points(keyframe.features.keypoints_xy), atol=1e-6)
+    if rgbd:  # the measured points lie on the rays of their refined pixels (a few come from older keyframes)
+        known = np.isfinite(keyframe.points[:, 2])
+        projected = keyframe.points[known] @ camera.K.T
+        off_ray = np.linalg.norm(projected[:, :2] / projected[:, 2:] - keyframe.pixels[known], axis=1)
+        assert np.mean(off_ray < 1e-6) > 0.98
+
+
 def test_monocular_local_bundle_adjustment_reduces_drift(room):
     """Each monocular keyframe comes from two views; adjusting the window of keyframes on their shared landmarks
     corrects the newest one.  Measured on these 20 frames (Sim(3) ATE): ORB 0.114 -> 0.089 m, SiLK 0.032 -> 0.018 m."""

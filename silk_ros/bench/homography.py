@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: does.  ``+ratio`` is Lowe's ratio test with its default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK
 #: it was chosen on the validation pose pairs of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching
 #: SiLK-µ"), never on these benchmarks.
-METHODS = ("silk", "silk+ratio", "silk-own", "silk-own+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio",
-           "orb")
+METHODS = ("silk", "silk+ratio", "silk-unrefined", "silk-unrefined+ratio", "silk-own", "silk-own+ratio", "silk-paper",
+           "silk+attention", "sift", "sift+ratio", "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,24 +72,24 @@ def build_methods(
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
-    silk: dict[bool, SilkExtractor] = {}
+    silk: dict[tuple[bool, bool], SilkExtractor] = {}
     methods = {}
     for name in names:
         extractor_name, _, matcher_name = name.partition("+")
         if name == "silk-paper":
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
-        elif extractor_name in ("silk", "silk-own"):
+        elif extractor_name in ("silk", "silk-own", "silk-unrefined"):
 
-            def silk_extractor(context: bool) -> SilkExtractor:
-                if context not in silk:
-                    overrides = {} if context else {"context_scale": 0.0}
-                    silk[context] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads,
-                                                  **overrides)
-                return silk[context]
+            def silk_extractor(context: bool, refine: bool = True) -> SilkExtractor:
+                if (context, refine) not in silk:
+                    overrides = ({} if context else {"context_scale": 0.0}) | {"refine_matches": refine}
+                    silk[context, refine] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads,
+                                                          **overrides)
+                return silk[context, refine]
 
             matcher = _bench_matcher(matcher_name, matcher_weights)
-            extractor = silk_extractor(extractor_name == "silk")
+            extractor = silk_extractor(extractor_name != "silk-own", extractor_name != "silk-unrefined")
             if matcher_name == "attention" and extractor.descriptor_dim != matcher.config.descriptor_dim:
                 # An attention matcher takes the descriptors it was trained on: the other kind of the two.
                 extractor = silk_extractor(not extractor.config.context_scale)
@@ -110,6 +110,8 @@ def _silk_label(config) -> str:
     parts = [f"NMS {config.nms_radius}"] + (["sub-pixel"] if config.subpixel else [])
     if config.context_scale:
         parts.append(f"context x{config.context_scale:g} w{config.context_weight:g}")
+    if config.refine_matches:
+        parts.append("matches refined")
     return ", ".join(parts)
 
 

@@ -30,7 +30,7 @@ from .config import ExtractorConfig
 from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from .model import SilkConfig, SilkNet
 from .onnx_export import export_keypoints_and_features, export_onnx
-from .types import Features
+from .types import WINDOW_RADIUS, DescriptorWindows, Features
 
 __all__ = [
     "ExtractorConfig",
@@ -63,11 +63,16 @@ def pyramid_sizes(width: int, height: int, levels: int, scale: float, border: in
     return sizes
 
 
+def _unit(descriptors: np.ndarray) -> np.ndarray:
+    return descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+
+
 def _by_score(found: list[Features]) -> Features:
     """One image's pyramid levels as one set of features, strongest first (as a single level gives them)."""
+    windows = None if found[0].windows is None else DescriptorWindows.concatenate([f.windows for f in found])
     joined = Features(np.concatenate([f.keypoints_xy for f in found]).astype(np.float32),
                       np.concatenate([f.scores for f in found]), np.concatenate([f.descriptors for f in found]),
-                      found[0].image_size)
+                      found[0].image_size, windows)
     return joined.subset(np.argsort(-joined.scores, kind="stable"))
 
 
@@ -219,7 +224,7 @@ class _OnnxBackend:
         return logits, features
 
     def dense(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._dense_session is None:  # only for inspection and the features bench
+        if self._dense_session is None:  # descriptor windows, inspection, the features bench
             self._dense_session = self._session(export_onnx)
         logits, desc = self._dense_session.run(None, {"image": batch})
         return logits, desc
@@ -295,15 +300,23 @@ class SilkExtractor:
             share = size[0] * size[1] / (width * height)
             top_k = max(1, round(self.config.top_k * share)) if self.config.top_k else 0
             per_level.append([
-                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width))
+                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width),
+                         None if f.windows is None else f.windows.scaled(ratio))
                 for f in self._extract_level(shrunk, top_k)
             ])
         return [_by_score(list(of_image)) for of_image in zip(*per_level, strict=True)]
 
     def _extract_level(self, greys: list[np.ndarray], top_k: int) -> list[Features]:
         """Keypoints of one image size: only the ``top_k`` kept are described (0: every candidate)."""
-        logits, features = self._backend(np.stack(greys)[:, None])
-        found = [self._sparse(logits[i, 0], features[i], greys[0].shape, top_k) for i in range(len(greys))]
+        batch = np.stack(greys)[:, None]
+        if self.config.refine_matches:
+            # Descriptor windows need 25 cells a keypoint: the backend's dense head is cheaper than describing them.
+            logits, dense = self._backend.dense(batch)
+            describers = [lambda rows, cols, d=d: d[:, rows, cols].T for d in dense]
+        else:
+            logits, features = self._backend(batch)
+            describers = [lambda rows, cols, f=f: self._describe(f, rows, cols) for f in features]
+        found = [self._sparse(logits[i, 0], describers[i], greys[0].shape, top_k) for i in range(len(greys))]
         if self.config.context_scale:
             found = self._with_context(greys, found)
         return found
@@ -334,10 +347,13 @@ class SilkExtractor:
             context /= np.maximum(np.linalg.norm(context, axis=1, keepdims=True), 1e-12)
             joined = np.concatenate([f.descriptors, self.config.context_weight * context], axis=1)
             joined /= np.linalg.norm(joined, axis=1, keepdims=True)
-            out.append(Features(f.keypoints_xy, f.scores, np.ascontiguousarray(joined, np.float32), f.image_size))
+            out.append(Features(f.keypoints_xy, f.scores, np.ascontiguousarray(joined, np.float32), f.image_size,
+                                f.windows))
         return out
 
-    def _sparse(self, logits: np.ndarray, features: np.ndarray, image_size: tuple[int, int], k: int) -> Features:
+    def _sparse(self, logits: np.ndarray, describe: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                image_size: tuple[int, int], k: int) -> Features:
+        """The ``k`` strongest cells of ``logits`` as keypoints; ``describe(rows, cols)`` gives raw descriptors."""
         cfg = self.config
         h, w = logits.shape
         scores = logits
@@ -370,7 +386,24 @@ class SilkExtractor:
         if cfg.subpixel:
             keypoints += _quadratic_offsets(logits, rows, cols)
         probs = (1.0 / (1.0 + np.exp(-flat[index].astype(np.float64)))).astype(np.float32)
-        descriptors = self._describe(features, rows, cols)
-        norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
-        descriptors = descriptors / np.maximum(norms, 1e-12)
-        return Features(keypoints, probs, np.ascontiguousarray(descriptors), tuple(image_size))
+        if cfg.refine_matches:
+            windows = self._windows(describe, rows, cols, (h, w))
+            descriptors = windows.descriptors[:, WINDOW_RADIUS, WINDOW_RADIUS]
+        else:
+            windows, descriptors = None, _unit(describe(rows, cols))
+        return Features(keypoints, probs, np.ascontiguousarray(descriptors), tuple(image_size), windows)
+
+    def _windows(self, describe: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
+                 cols: np.ndarray, grid: tuple[int, int]) -> DescriptorWindows:
+        """The descriptors of the 5x5 cells around each keypoint's cell (edge cells repeated past the grid)."""
+        steps = np.arange(-WINDOW_RADIUS, WINDOW_RADIUS + 1)
+        window_rows = np.clip(rows[:, None, None] + steps[None, :, None], 0, grid[0] - 1)
+        window_cols = np.clip(cols[:, None, None] + steps[None, None, :], 0, grid[1] - 1)
+        window_rows, window_cols = np.broadcast_arrays(window_rows, window_cols)
+        size = 2 * WINDOW_RADIUS + 1
+        descriptors = _unit(describe(window_rows.ravel(), window_cols.ravel()))
+        return DescriptorWindows(
+            descriptors.reshape(len(rows), size, size, -1),
+            (np.stack([cols, rows], axis=1) + self.border).astype(np.float32),
+            np.ones((len(rows), 2), np.float32),
+        )

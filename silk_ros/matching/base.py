@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from ..features.types import Features
+from .refinement import refine_matched_points
 
 __all__ = ["Matches", "Matcher"]
 
@@ -31,8 +32,9 @@ class Matches:
         return Matches(self.indices[keep], self.confidence[keep])
 
     def points(self, features0: Features, features1: Features) -> tuple[np.ndarray, np.ndarray]:
-        """Matched pixel coordinates: two (M, 2) arrays."""
-        return features0.keypoints_xy[self.indices[:, 0]], features1.keypoints_xy[self.indices[:, 1]]
+        """Matched pixel coordinates: two (M, 2) arrays, the second refined to sub-pixel by descriptor correlation when
+        both features carry SiLK's descriptor windows (``ExtractorConfig.refine_matches``)."""
+        return refine_matched_points(features0, features1, self.indices)
 
 
 class Matcher(Protocol):

@@ -36,7 +36,7 @@ def _odometry_extractor() -> ExtractorConfig:
     0.0311 m, radius 2 0.0198 m, 0 lost), then through the benchmark gate (MODEL_CARD.md, "Session 13").  Context
     descriptors on, as in the extractor: every sequence's median ATE lower over perturbed runs (BENCHMARKS.md `vo`,
     "Session 20"; fast synthetic head shakes are worse)."""
-    return ExtractorConfig(nms_radius=2)
+    return ExtractorConfig(nms_radius=2, refine_matches=False)
 
 
 @dataclass

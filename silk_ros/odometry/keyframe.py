@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..features.types import Features
+from ..geometry.camera import Camera
 from ..geometry.pose import transform_points
 
 __all__ = ["Observation", "Keyframe", "carry_points"]
@@ -24,6 +25,10 @@ class Observation:
     K: np.ndarray  # working-resolution camera matrix (3, 3)
     #: monocular with ``depth_scale``: measured depth (m) of each feature, NaN where not trusted (the scale source)
     scale_depth: np.ndarray | None = None
+    #: the working camera: undistorts points refined against a keyframe (``refine_matches``)
+    camera: Camera | None = None
+    #: the keypoints as detected: each refinement against a keyframe starts again from them
+    detected_xy: np.ndarray | None = None
 
 
 @dataclass

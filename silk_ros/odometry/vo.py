@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -285,7 +285,25 @@ class VisualOdometry:
         better = self._estimate(keyframe, strong, frame)
         if better is not None and better.inliers.sum() >= self.config.min_inliers:
             return strong, better, spent
+        self._refine(keyframe, frame, matches)
         return matches, estimate, spent
+
+    @staticmethod
+    def _refine(keyframe: Keyframe, frame: Observation, matches: Matches) -> None:
+        """The frame's points matched to ``keyframe`` moved to sub-pixel by descriptor correlation
+        (``refine_matches``), the others as detected: each call starts again from the detected points, so the frame
+        holds the refinement of the matches it is estimated with (and keeps it as a keyframe)."""
+        if frame.features.windows is None or keyframe.features.windows is None:
+            return
+        xy = frame.detected_xy.copy()
+        if len(matches):
+            xy[matches.indices[:, 1]] = matches.points(keyframe.features, frame.features)[1]
+        frame.features = replace(frame.features, keypoints_xy=xy)
+        frame.pixels = frame.camera.undistort_points(xy)
+        if frame.depth_points is not None:  # RGB-D: the measured depth along the refined point's ray
+            z = frame.depth_points[:, 2]
+            valid = np.isfinite(z)
+            frame.depth_points[valid] = frame.camera.backproject(xy[valid], z[valid])
 
     def _guided(self, keyframe: Keyframe, frame: Observation, matches: Matches) -> Matches:
         """``matches`` and, for the keyframe's map points they leave unmatched, matches near where the motion model
@@ -337,7 +355,7 @@ class VisualOdometry:
         scale_depth = None
         if not use_depth and depth is not None and self.config.depth_scale:
             scale_depth = self._keypoint_depth(depth, features, cam)
-        return Observation(timestamp, features, pixels, points, cam.K, scale_depth)
+        return Observation(timestamp, features, pixels, points, cam.K, scale_depth, cam, features.keypoints_xy)
 
     def _first(self, frame: Observation, times: tuple[float, float]) -> FrameResult:
         """The first frame (or the first after a reset) is the first keyframe, at the current pose."""
@@ -419,6 +437,7 @@ class VisualOdometry:
 
     def _estimate(self, keyframe: Keyframe, matches: Matches, frame: Observation) -> _Estimate | None:
         cfg = self.config
+        self._refine(keyframe, frame, matches)
         if len(matches) < cfg.min_inliers:
             return None
         K, use_depth = frame.K, frame.depth_points is not None
@@ -696,6 +715,7 @@ class VisualOdometry:
         is_keyframe = False
         if self._lost_count > cfg.max_lost_frames and len(frame.features) >= cfg.init_min_points:
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
+            self._refine(keyframe, frame, Matches.empty())  # a new map starts from the points as detected
             self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
             self._lost_count = 0
             self.map_restarts += 1
