@@ -309,9 +309,9 @@ def _extractor(config: MatcherTrainConfig, silk_path: Path):
     from silk_ros.features import PAPER_SELECTION, SilkExtractor
 
     selection = PAPER_SELECTION if config.keypoint_selection == "paper" else {}
-    return SilkExtractor(
+    return SilkExtractor(  # keypoints and descriptors only: the pairs keep no descriptor windows
         weights=str(silk_path), backend="onnxruntime", threads=1, top_k=config.top_k,
-        **{**selection, "context_scale": config.context_scale},
+        **{**selection, "context_scale": config.context_scale, "refine_matches": False},
     )
 
 

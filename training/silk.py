@@ -286,10 +286,12 @@ class Trainer:
                 self.config.val_pose_pairs, POSE_VALIDATION_SEED, width=640, height=480, photo_paths=self.val_paths,
                 progress=self.progress,
             )
-        # The descriptors the run trains: the network's own, or context descriptors (``context_scale``).
+        # The descriptors the run trains: the network's own, or context descriptors (``context_scale``).  Matches at
+        # the keypoints, as the curve was recorded before refined matches existed (session 26): it stays comparable.
         cfg = self.config
         extractor = SilkExtractor(model=copy.deepcopy(self.model).cpu(), top_k=2000, backend="torch", threads=0,
-                                  context_scale=cfg.context_scale, context_weight=cfg.context_weight)
+                                  context_scale=cfg.context_scale, context_weight=cfg.context_weight,
+                                  refine_matches=False)
         return float(evaluate_pose(extractor, self._val_pose_pairs)["auc@10"])  # RANSAC seeded: repeatable
 
     def leave_process_group(self) -> None:
