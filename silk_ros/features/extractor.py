@@ -308,18 +308,23 @@ class SilkExtractor:
 
     def _extract_level(self, greys: list[np.ndarray], top_k: int) -> list[Features]:
         """Keypoints of one image size: only the ``top_k`` kept are described (0: every candidate)."""
-        batch = np.stack(greys)[:, None]
-        if self.config.refine_matches:
-            # Descriptor windows need 25 cells a keypoint: the backend's dense head is cheaper than describing them.
-            logits, dense = self._backend.dense(batch)
-            describers = [lambda rows, cols, d=d: d[:, rows, cols].T for d in dense]
-        else:
-            logits, features = self._backend(batch)
-            describers = [lambda rows, cols, f=f: self._describe(f, rows, cols) for f in features]
+        logits, describers = self._run(np.stack(greys)[:, None])
         found = [self._sparse(logits[i, 0], describers[i], greys[0].shape, top_k) for i in range(len(greys))]
         if self.config.context_scale:
             found = self._with_context(greys, found)
         return found
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, list[Callable[[np.ndarray, np.ndarray], np.ndarray]]]:
+        """Logits (B, 1, h, w) and, per image, ``describe(rows, cols) -> (N, D)`` raw descriptors of grid cells.
+
+        Descriptor windows need 25 cells a keypoint, for which the backend's dense descriptor head is cheaper than
+        describing cells one by one; every pass then runs on that one session (two ONNX Runtime sessions take
+        turns badly: the idle one's spinning workers hold the cores, 37 -> 71 ms a frame at 320x240)."""
+        if self.config.refine_matches:
+            logits, dense = self._backend.dense(batch)
+            return logits, [lambda rows, cols, d=d: d[:, rows, cols].T for d in dense]
+        logits, features = self._backend(batch)
+        return logits, [lambda rows, cols, f=f: self._describe(f, rows, cols) for f in features]
 
     def _with_context(self, greys: list[np.ndarray], found: list[Features]) -> list[Features]:
         """Each descriptor joined by the one at the same point of the image shrunk by ``context_scale`` (bilinear
@@ -331,10 +336,10 @@ class SilkExtractor:
         height, width = greys[0].shape
         size = context_image_size(width, height, self.config.context_scale, self.border)
         small = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in greys])
-        _, features = self._backend(small[:, None])
-        grid_h, grid_w = features.shape[1] - 2, features.shape[2] - 2
+        logits, describers = self._run(small[:, None])
+        grid_h, grid_w = logits.shape[2:]
         out = []
-        for f, trunk in zip(found, features, strict=True):
+        for f, describe in zip(found, describers, strict=True):
             cell = context_grid_position(f.keypoints_xy, (width, height), size, self.border).astype(np.float32)
             corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
             frac = np.clip(cell - corner, 0.0, 1.0)
@@ -343,7 +348,7 @@ class SilkExtractor:
                 weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
                 cols = np.minimum(corner[:, 0] + dx, grid_w - 1)
                 rows = np.minimum(corner[:, 1] + dy, grid_h - 1)
-                context += weight[:, None] * self._describe(trunk, rows, cols)
+                context += weight[:, None] * describe(rows, cols)
             context /= np.maximum(np.linalg.norm(context, axis=1, keepdims=True), 1e-12)
             joined = np.concatenate([f.descriptors, self.config.context_weight * context], axis=1)
             joined /= np.linalg.norm(joined, axis=1, keepdims=True)
