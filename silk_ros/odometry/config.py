@@ -35,7 +35,8 @@ def _odometry_extractor() -> ExtractorConfig:
     step-19,500 SiLK weights on the validation rooms of ``training.vo_check`` (mean of median ATE, 3 seeds: radius 1
     0.0311 m, radius 2 0.0198 m, 0 lost), then through the benchmark gate (MODEL_CARD.md, "Session 13").  Context
     descriptors on, as in the extractor: every sequence's median ATE lower over perturbed runs (BENCHMARKS.md `vo`,
-    "Session 20"; fast synthetic head shakes are worse)."""
+    "Session 20"; fast synthetic head shakes are worse).  Refined matches off, unlike the extractor: every benchmark
+    sequence's median ATE was higher with them (BENCHMARKS.md `vo`, "Session 26")."""
     return ExtractorConfig(nms_radius=2, refine_matches=False)
 
 
