@@ -30,6 +30,7 @@ from .config import ExtractorConfig
 from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from .model import SilkConfig, SilkNet
 from .onnx_export import export_keypoints_and_features, export_onnx
+from .sampling import bilinear_corners, parabola_offset, unit_rows
 from .types import WINDOW_RADIUS, DescriptorWindows, Features
 
 __all__ = [
@@ -61,10 +62,6 @@ def pyramid_sizes(width: int, height: int, levels: int, scale: float, border: in
             break
         sizes.append(size)
     return sizes
-
-
-def _unit(descriptors: np.ndarray) -> np.ndarray:
-    return descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
 
 
 def _by_score(found: list[Features]) -> Features:
@@ -155,11 +152,7 @@ def _quadratic_offsets(logits: np.ndarray, rows: np.ndarray, cols: np.ndarray) -
         r, c = rows[inside], cols[inside]
         dr, dc = (0, 1) if axis == 0 else (1, 0)
         centre = logits[r, c]
-        before, after = logits[r - dr, c - dc], logits[r + dr, c + dc]
-        curvature = before - 2.0 * centre + after
-        with np.errstate(divide="ignore", invalid="ignore"):
-            delta = np.where(curvature < 0, 0.5 * (before - after) / curvature, 0.0)
-        offsets[inside, axis] = np.clip(np.nan_to_num(delta), -0.5, 0.5)
+        offsets[inside, axis] = parabola_offset(logits[r - dr, c - dc], centre, logits[r + dr, c + dc])
     return offsets
 
 
@@ -344,13 +337,11 @@ class SilkExtractor:
             corner = np.minimum(np.floor(cell).astype(np.int64), [max(grid_w - 2, 0), max(grid_h - 2, 0)])
             frac = np.clip(cell - corner, 0.0, 1.0)
             context = np.zeros((len(f), f.descriptors.shape[1]), np.float32)
-            for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-                weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+            for dx, dy, weight in bilinear_corners(frac):
                 cols = np.minimum(corner[:, 0] + dx, grid_w - 1)
                 rows = np.minimum(corner[:, 1] + dy, grid_h - 1)
                 context += weight[:, None] * describe(rows, cols)
-            context /= np.maximum(np.linalg.norm(context, axis=1, keepdims=True), 1e-12)
-            joined = np.concatenate([f.descriptors, self.config.context_weight * context], axis=1)
+            joined = np.concatenate([f.descriptors, self.config.context_weight * unit_rows(context)], axis=1)
             joined /= np.linalg.norm(joined, axis=1, keepdims=True)
             out.append(Features(f.keypoints_xy, f.scores, np.ascontiguousarray(joined, np.float32), f.image_size,
                                 f.windows))
@@ -395,7 +386,7 @@ class SilkExtractor:
             windows = self._windows(describe, rows, cols, (h, w))
             descriptors = windows.descriptors[:, WINDOW_RADIUS, WINDOW_RADIUS]
         else:
-            windows, descriptors = None, _unit(describe(rows, cols))
+            windows, descriptors = None, unit_rows(describe(rows, cols))
         return Features(keypoints, probs, np.ascontiguousarray(descriptors), tuple(image_size), windows)
 
     def _windows(self, describe: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
@@ -406,7 +397,7 @@ class SilkExtractor:
         window_cols = np.clip(cols[:, None, None] + steps[None, None, :], 0, grid[1] - 1)
         window_rows, window_cols = np.broadcast_arrays(window_rows, window_cols)
         size = 2 * WINDOW_RADIUS + 1
-        descriptors = _unit(describe(window_rows.ravel(), window_cols.ravel()))
+        descriptors = unit_rows(describe(window_rows.ravel(), window_cols.ravel()))
         return DescriptorWindows(
             descriptors.reshape(len(rows), size, size, -1),
             (np.stack([cols, rows], axis=1) + self.border).astype(np.float32),

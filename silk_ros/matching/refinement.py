@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..features.sampling import bilinear_corners, parabola_offset, unit_rows
 from ..features.types import WINDOW_RADIUS, DescriptorWindows, Features
 
 __all__ = ["refine_matched_points"]
@@ -45,10 +46,9 @@ def _interpolated(windows: DescriptorWindows, xy: np.ndarray) -> np.ndarray:
     frac = cell - corner
     rows = np.arange(len(xy))
     query = np.zeros((len(xy), windows.descriptors.shape[-1]), np.float32)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+    for dx, dy, weight in bilinear_corners(frac):
         query += weight[:, None].astype(np.float32) * windows.descriptors[rows, corner[:, 1] + dy, corner[:, 0] + dx]
-    return query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+    return unit_rows(query)
 
 
 def _peak(similarity: np.ndarray, windows: DescriptorWindows) -> np.ndarray:
@@ -60,14 +60,9 @@ def _peak(similarity: np.ndarray, windows: DescriptorWindows) -> np.ndarray:
     row, col = best // 3 + 1, best % 3 + 1
     rows = np.arange(count)
     centre = similarity[rows, row, col]
-    offset = np.zeros((count, 2))
-    for axis, (before, after) in enumerate((
-        (similarity[rows, row, col - 1], similarity[rows, row, col + 1]),
-        (similarity[rows, row - 1, col], similarity[rows, row + 1, col]),
-    )):
-        curvature = before - 2.0 * centre + after
-        with np.errstate(divide="ignore", invalid="ignore"):
-            delta = np.where(curvature < 0, 0.5 * (before - after) / curvature, 0.0)
-        offset[:, axis] = np.clip(np.nan_to_num(delta), -0.5, 0.5)
+    offset = np.column_stack([
+        parabola_offset(similarity[rows, row, col - 1], centre, similarity[rows, row, col + 1]),
+        parabola_offset(similarity[rows, row - 1, col], centre, similarity[rows, row + 1, col]),
+    ])
     cells = np.column_stack([col, row]) + offset - WINDOW_RADIUS
     return windows.centre_xy + cells * windows.step_xy
