@@ -22,13 +22,16 @@ class Observation:
     features: Features
     pixels: np.ndarray  # undistorted working-resolution pixels of the features (N, 2)
     depth_points: np.ndarray | None  # RGB-D: (N, 3) in the camera frame, NaN where depth is not trusted
-    K: np.ndarray  # working-resolution camera matrix (3, 3)
+    camera: Camera  # the working camera (undistorts points refined against a keyframe: ``refine_matches``)
+    #: the keypoints as detected: each refinement against a keyframe starts again from them
+    detected_xy: np.ndarray
     #: monocular with ``depth_scale``: measured depth (m) of each feature, NaN where not trusted (the scale source)
     scale_depth: np.ndarray | None = None
-    #: the working camera: undistorts points refined against a keyframe (``refine_matches``)
-    camera: Camera | None = None
-    #: the keypoints as detected: each refinement against a keyframe starts again from them
-    detected_xy: np.ndarray | None = None
+
+    @property
+    def K(self) -> np.ndarray:  # noqa: N802 - the camera matrix's usual name
+        """Working-resolution camera matrix (3, 3)."""
+        return self.camera.K
 
 
 @dataclass

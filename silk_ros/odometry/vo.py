@@ -355,7 +355,7 @@ class VisualOdometry:
         scale_depth = None
         if not use_depth and depth is not None and self.config.depth_scale:
             scale_depth = self._keypoint_depth(depth, features, cam)
-        return Observation(timestamp, features, pixels, points, cam.K, scale_depth, cam, features.keypoints_xy)
+        return Observation(timestamp, features, pixels, points, cam, features.keypoints_xy, scale_depth)
 
     def _first(self, frame: Observation, times: tuple[float, float]) -> FrameResult:
         """The first frame (or the first after a reset) is the first keyframe, at the current pose."""
