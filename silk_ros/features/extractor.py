@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..geometry.camera import resized_pixels
 from ..weights import WeightsError, load_state_into, load_weights, shipped_weights
 from .config import ExtractorConfig
 from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
@@ -80,7 +81,7 @@ def context_grid_position(
     centres are integers), clamped to the grid, which stops ``border`` cells short of each edge."""
     ratio = np.array([small_size[0] / image_size[0], small_size[1] / image_size[1]])
     grid_max = np.array([small_size[0] - 2 * border - 1, small_size[1] - 2 * border - 1])
-    return np.clip((np.asarray(xy, np.float64) + 0.5) * ratio - 0.5 - border, 0.0, grid_max)
+    return np.clip(resized_pixels(np.asarray(xy, np.float64), ratio) - border, 0.0, grid_max)
 
 
 class ImageError(ValueError):
@@ -293,7 +294,7 @@ class SilkExtractor:
             share = size[0] * size[1] / (width * height)
             top_k = max(1, round(self.config.top_k * share)) if self.config.top_k else 0
             per_level.append([
-                Features((f.keypoints_xy + 0.5) * ratio - 0.5, f.scores, f.descriptors, (height, width),
+                Features(resized_pixels(f.keypoints_xy, ratio), f.scores, f.descriptors, (height, width),
                          None if f.windows is None else f.windows.scaled(ratio))
                 for f in self._extract_level(shrunk, top_k)
             ])

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.camera import resized_pixels
+
 __all__ = ["Features", "DescriptorWindows"]
 
 #: Cells on each side of a keypoint's own cell in its descriptor window: a 5x5 window holds the 3x3 cells where a
@@ -43,7 +45,7 @@ class DescriptorWindows:
 
     def scaled(self, ratio: np.ndarray) -> DescriptorWindows:
         """The windows of a level shrunk by ``1 / ratio`` in the input image's pixels (pixel-centre convention)."""
-        return DescriptorWindows(self.descriptors, (self.centre_xy + 0.5) * ratio - 0.5, self.step_xy * ratio)
+        return DescriptorWindows(self.descriptors, resized_pixels(self.centre_xy, ratio), self.step_xy * ratio)
 
     @classmethod
     def concatenate(cls, parts: list[DescriptorWindows]) -> DescriptorWindows:

@@ -7,8 +7,8 @@ needs ideal pinhole coordinates.
 
 Conventions:
 - Pixel coordinates use the pixel-centre convention (pixel (0, 0) covers [-0.5, 0.5]^2), the same as
-  OpenCV and ``Features.keypoints_xy``. Resizing an image by s therefore maps x -> (x + 0.5) * s - 0.5,
-  which is what :meth:`Camera.scaled` applies to the principal point.
+  OpenCV and ``Features.keypoints_xy``. Resizing an image by s therefore maps x -> (x + 0.5) * s - 0.5
+  (:func:`resized_pixels`), which is what :meth:`Camera.scaled` applies to the principal point.
 - Distortion models (names as in ROS ``CameraInfo.distortion_model``):
   ``"none"``; ``"plumb_bob"`` (k1 k2 p1 p2 [k3], OpenCV radial-tangential); ``"rational_polynomial"``
   (k1 k2 p1 p2 k3 k4 k5 k6); ``"equidistant"`` (k1 k2 k3 k4, OpenCV fisheye / Kannala-Brandt).
@@ -43,6 +43,12 @@ MODEL_ALIASES: dict[str, str] = {
 
 # Tight criteria: OpenCV's default 5 iterations leave ~0.1 px error at the corners of strong lenses (EuRoC).
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+
+
+def resized_pixels(xy: Any, ratio: Any) -> np.ndarray:
+    """Pixel positions (..., 2) of an image in the image resized by ``ratio`` (x, y; new size / old size), pixel-centre
+    convention: the two images' outer corners meet."""
+    return (np.asarray(xy) + 0.5) * np.asarray(ratio) - 0.5
 
 
 class CameraError(ValueError):
@@ -274,8 +280,7 @@ class Camera:
         K = self.K.copy()
         K[0, 0] *= sx
         K[1, 1] *= sy
-        K[0, 2] = (self.cx + 0.5) * sx - 0.5
-        K[1, 2] = (self.cy + 0.5) * sy - 0.5
+        K[:2, 2] = resized_pixels((self.cx, self.cy), (sx, sy))
         return Camera(int(width), int(height), K, self.distortion, self.model)
 
     def in_image(self, xy: Any, margin: float = 0.0) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.camera import resized_pixels
+
 __all__ = ["keypoint_depth"]
 
 
@@ -32,8 +34,7 @@ def keypoint_depth(
     height, width = image_size
     sx, sy = depth.shape[1] / width, depth.shape[0] / height
     xy = np.asarray(keypoints_xy, np.float64)
-    cols = np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(int)
-    rows = np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(int)
+    cols, rows = np.round(resized_pixels(xy, (sx, sy))).astype(int).T
     offsets = np.arange(-radius, radius + 1)
     window_rows = np.clip(rows[:, None, None] + offsets[None, :, None], 0, depth.shape[0] - 1)
     window_cols = np.clip(cols[:, None, None] + offsets[None, None, :], 0, depth.shape[1] - 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry.camera import Camera
+from ..geometry.camera import Camera, resized_pixels
 from ..geometry.pose import invert_pose, skew, so3_log
 from .types import FrameResult, TrackingState
 
@@ -89,7 +89,7 @@ def to_input_pixels(xy: np.ndarray, working_size: tuple[int, int], image_shape: 
     if (h, w) == tuple(image_shape[:2]):
         return xy
     sx, sy = image_shape[1] / w, image_shape[0] / h
-    return np.column_stack([(xy[:, 0] + 0.5) * sx - 0.5, (xy[:, 1] + 0.5) * sy - 0.5]).astype(np.float32)
+    return resized_pixels(xy, (sx, sy)).astype(np.float32)
 
 
 def viewing_rays(camera: Camera, keypoints: np.ndarray) -> np.ndarray | None:
