@@ -12,7 +12,7 @@ setup(
     # training/ is run from the repository root (python -m training.silk ...); it is not installed, so it never
     # lands in site-packages as a top-level package named "training".
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={f"{PACKAGE}.weights": ["*.pt"]},
+    package_data={f"{PACKAGE}.weights": ["*.pt", "*.onnx"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

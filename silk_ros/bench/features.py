@@ -22,7 +22,10 @@ SIZES = ((240, 320), (480, 640))
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="silk-mu", help="shipped weights name or file")
-    parser.add_argument("--backends", default="onnxruntime,torch", help="comma-separated backends")
+    parser.add_argument(
+        "--backends", default="onnxruntime,onnxruntime-int8,torch",
+        help="comma-separated backends; onnxruntime-int8: ONNX Runtime with precision int8",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (adds fp16 rows on CUDA)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure (median reported)")
     # 1500: the budget of the figures recorded in BENCHMARKS.md (the odometry keeps 1000).
@@ -91,9 +94,10 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     sgemm = measured_peak_gflops()
     # Boost clocks run above the nominal MHz: when a real SGEMM beats the nominal figure, it is the peak.
     peak = max(nominal, sgemm)
-    variants = [(b, False) for b in args.backends.split(",")]
+    variants = [(b.removesuffix("-int8"), False, "int8" if b.endswith("-int8") else "fp32")
+                for b in args.backends.split(",")]
     if args.device.startswith("cuda"):
-        variants.append(("torch", True))
+        variants = [v for v in variants if v[2] == "fp32"] + [("torch", True, "fp32")]
     rows = []
     results = {
         "peak_gflops": peak,
@@ -102,8 +106,10 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
         "model": model.config.name,
         "rows": [],
     }
-    for backend, fp16 in variants:
-        options = {"model": model, "backend": backend, "device": args.device, "fp16": fp16, "top_k": args.top_k}
+    for backend, fp16, precision in variants:
+        options = {"backend": backend, "device": args.device, "fp16": fp16, "top_k": args.top_k, "precision": precision}
+        # 8-bit models are made from a weights file (features.quantize), not from a network in memory
+        options.update({"weights": weights} if precision == "int8" else {"model": model})
         # The network alone: extract() against its dense pass.
         extractor = SilkExtractor(**options, context_scale=0.0, refine_matches=False)
         # The odometry's extractor: context descriptors (a second pass at 1/4 the pixels).
@@ -145,7 +151,9 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             "only, so it can beat the dense forward. 'extract() + context' is the odometry's extractor: context "
             f"descriptors (x{with_context.config.context_scale:g}) add a pass on the shrunk image. '+ match windows' "
             "is the extractor's default: the descriptor head runs densely for each keypoint's 5x5 window of "
-            "descriptors (refined matches).",
+            "descriptors (refined matches). '-int8' rows: ONNX Runtime with `precision: int8` (8-bit convolutions, "
+            "features.quantize); their 'x peak' is against the float32 peak, so below 1.0x is faster than the "
+            "float32 roofline.",
             "",
             "| backend | input | dense forward ms | extract() ms | extract overhead | extract() + context ms | "
             "+ match windows ms | GMAC/frame | x peak |",

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from ..schema import ConfigError, coerce_numbers, setting
 
-__all__ = ["ExtractorConfig", "FEATURE_KINDS", "BACKENDS", "PAPER_SELECTION"]
+__all__ = ["ExtractorConfig", "FEATURE_KINDS", "BACKENDS", "PRECISIONS", "PAPER_SELECTION"]
 
 FEATURE_KINDS = ("silk", "orb", "sift")
 BACKENDS = ("auto", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "int8")
 #: The SiLK paper's keypoint selection (every cell competes, integer positions, the network's own descriptors, matched
 #: where detected): the benches' "paper selection" row and the features the shipped attention matcher was trained on.
 PAPER_SELECTION = {
@@ -37,6 +38,12 @@ class ExtractorConfig:
     allow_untrained: bool = setting(False, "accept weights='untrained' (random network): plumbing tests only")
     backend: str = setting(
         "auto", "SiLK inference backend (auto: ONNX Runtime when importable, else torch)", choices=BACKENDS
+    )
+    #: ``int8``: ONNX Runtime on the CPU runs 8-bit models of the weights (``features.quantize``: about half the
+    #: network's time; the models are files beside the weights, made by ``python -m training.quantize``).
+    precision: str = setting(
+        "fp32", "SiLK network arithmetic: fp32, or int8 (ONNX Runtime on the CPU; 8-bit models beside the weights)",
+        choices=PRECISIONS,
     )
     #: ``cuda``: ONNX Runtime uses its CUDA/TensorRT providers.
     device: str = setting("cpu", "inference device (cpu, cuda, cuda:N)")
@@ -104,6 +111,13 @@ class ExtractorConfig:
             raise ConfigError(f"context_scale must be 0 (off) or in [0.1, 0.9], got {self.context_scale}")
         if self.context_weight <= 0:
             raise ConfigError(f"context_weight must be positive, got {self.context_weight}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
+        if self.precision == "int8" and (self.backend == "torch" or self.device != "cpu"):
+            raise ConfigError(
+                f"precision int8 runs on ONNX Runtime on the CPU only, not backend '{self.backend}' on device "
+                f"'{self.device}': use precision fp32 there"
+            )
         if not 1 <= self.pyramid_levels <= 4:
             raise ConfigError(f"pyramid_levels must be in [1, 4], got {self.pyramid_levels}")
         if not 0.3 <= self.pyramid_scale <= 0.9:

@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from ..geometry.camera import resized_pixels
+from ..schema import ConfigError
 from ..weights import WeightsError, load_state_into, load_weights, shipped_weights
 from .config import ExtractorConfig
 from .fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from .model import SilkConfig, SilkNet
 from .onnx_export import export_keypoints_and_features, export_onnx
+from .quantize import load_int8_models
 from .sampling import bilinear_corners, parabola_offset, unit_rows
 from .types import WINDOW_RADIUS, DescriptorWindows, Features
 
@@ -125,14 +127,18 @@ def to_grey_float(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
     raise ImageError(f"unsupported image dtype {image.dtype}")
 
 
+def weights_path(weights: str | os.PathLike) -> Path:
+    """The file of a weights setting: a path, or a shipped name (``silk-mu``)."""
+    path = Path(weights)
+    return shipped_weights(str(weights)) if not path.suffix and not path.exists() else path
+
+
 def load_silk_model(weights: str | os.PathLike, allow_untrained: bool = False, name: str = "vggnp-mu") -> SilkNet:
     """Build a SilkNet from a weights file (or shipped name); random weights only when asked."""
     if allow_untrained and (weights is None or weights == "untrained"):
         torch.manual_seed(0)
         return SilkNet(name).eval()
-    path = Path(weights)
-    if not path.suffix and not path.exists():
-        path = shipped_weights(str(weights))
+    path = weights_path(weights)
     record = load_weights(path, kind="silk")
     try:
         config = SilkConfig.from_dict(record.architecture)
@@ -187,7 +193,10 @@ class _TorchBackend:
 
 
 class _OnnxBackend:
-    def __init__(self, fused: FusedSilk, device: str, threads: int):
+    """ONNX Runtime sessions of the fused network: exported from it (float32), or its 8-bit models (``int8``, by role:
+    ``features.quantize``)."""
+
+    def __init__(self, fused: FusedSilk, device: str, threads: int, int8: dict[str, bytes] | None = None):
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
@@ -200,18 +209,24 @@ class _OnnxBackend:
         self.fused = fused
         self.threads = threads
         self.providers = providers
-        self.session = self._session(export_keypoints_and_features)
+        self.int8 = int8
+        self.session = self._session("keypoints", export_keypoints_and_features)
         self._dense_session = None
-        self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
+        provider = self.session.get_providers()[0].replace("ExecutionProvider", "").lower()
+        self.name = f"onnxruntime-{provider}{'-int8' if int8 else ''}"
 
-    def _session(self, export: Callable[[FusedSilk, io.BytesIO], None]):
+    def _session(self, role: str, export: Callable[[FusedSilk, io.BytesIO], None]):
         import onnxruntime as ort
 
         from .runtime import cpu_session_options
 
-        buffer = io.BytesIO()
-        export(self.fused, buffer)
-        return ort.InferenceSession(buffer.getvalue(), cpu_session_options(self.threads), providers=self.providers)
+        if self.int8:
+            model = self.int8[role]
+        else:
+            buffer = io.BytesIO()
+            export(self.fused, buffer)
+            model = buffer.getvalue()
+        return ort.InferenceSession(model, cpu_session_options(self.threads), providers=self.providers)
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, features = self.session.run(None, {"image": batch})
@@ -219,7 +234,7 @@ class _OnnxBackend:
 
     def dense(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._dense_session is None:  # descriptor windows, inspection, the features bench
-            self._dense_session = self._session(export_onnx)
+            self._dense_session = self._session("dense", export_onnx)
         logits, desc = self._dense_session.run(None, {"image": batch})
         return logits, desc
 
@@ -243,6 +258,7 @@ class SilkExtractor:
     def __init__(self, config: ExtractorConfig | None = None, model: SilkNet | None = None, **overrides):
         config = replace(config or ExtractorConfig(), **overrides)
         self.config = config
+        model_given = model is not None
         if model is None:
             model = load_silk_model(config.weights, allow_untrained=config.allow_untrained)
         self.model = model.eval()
@@ -251,8 +267,15 @@ class SilkExtractor:
         fused = FusedSilk.from_model(model)
         self._describe = SparseDescriptorHead(fused)
         self.backend_name = _resolve_backend(config.backend)
+        int8 = None
+        if config.precision == "int8":
+            if self.backend_name != "onnxruntime":
+                raise ConfigError("precision int8 runs on ONNX Runtime, which is not installed: use precision fp32")
+            if model_given or config.weights == "untrained":
+                raise ConfigError("precision int8 needs a weights file (its 8-bit models are made from the file)")
+            int8 = load_int8_models(weights_path(config.weights))
         if self.backend_name == "onnxruntime":
-            self._backend = _OnnxBackend(fused, config.device, config.threads)
+            self._backend = _OnnxBackend(fused, config.device, config.threads, int8)
         else:
             self._backend = _TorchBackend(fused, config.device, config.fp16, config.threads)
 
