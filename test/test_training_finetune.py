@@ -62,7 +62,7 @@ def test_fine_tune_validates_pose_and_keeps_the_best_pose_checkpoint(tmp_path, c
     best_pose = torch.load(run_dir / "checkpoint_best_pose.pt", weights_only=False)
     assert best_pose["step"] == validations[aucs.index(max(aucs))]["step"]
     out = tmp_path / "best_pose.pt"
-    assert export_main(["--run-dir", str(run_dir), "--checkpoint", "best_pose", "--out", str(out)]) == 0
+    assert export_main(["--run-dir", str(run_dir), "--checkpoint", "best_pose", "--out", str(out), "--no-int8"]) == 0
     assert load_weights(out, kind="silk").provenance["steps"] == best_pose["step"]
 
     # Resuming restores the run; the initial weights are not loaded again.

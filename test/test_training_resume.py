@@ -78,7 +78,9 @@ def _check_best_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     best = torch.load(run_dir / "checkpoint_best.pt", weights_only=False)
     assert best["step"] == best_step
     out = tmp_path / "best.pt"
-    assert export_main(["--run-dir", str(run_dir), "--out", str(out)]) == 0
+    assert export_main(["--run-dir", str(run_dir), "--out", str(out), "--int8-images", "2"]) == 0
+    from silk_ros.features.quantize import load_int8_models
     from silk_ros.weights import load_weights
 
     assert load_weights(out, kind="silk").provenance["steps"] == best_step
+    assert set(load_int8_models(out)) == {"keypoints", "dense"}  # exported weights come with their 8-bit models

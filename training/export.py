@@ -78,10 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO_ROOT / "silk_ros/weights/silk_vggnp_mu.pt"))
     parser.add_argument("--config-file", help="the YAML the run was started with (recorded in provenance)")
     parser.add_argument("--code-commit", help="commit of the training code the run used (default: git HEAD)")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="skip the 8-bit models (precision: int8 then refuses these weights until "
+                        "`python -m training.quantize` makes them)")
+    parser.add_argument("--int8-images", type=int, default=48, help="training photos that calibrate the 8-bit models")
     args = parser.parse_args(argv)
     name = CHECKPOINTS[args.checkpoint]
     path = export_checkpoint(Path(args.run_dir) / name, Path(args.out), args.config_file, args.code_commit)
     print(f"wrote {path}")
+    if not args.no_int8:  # the run's own training photos calibrate them
+        from .config import TrainConfig
+        from .quantize import quantize_weights
+
+        config = torch.load(Path(args.run_dir) / name, map_location="cpu", weights_only=False)["config"]
+        for written in quantize_weights(path, TrainConfig.from_dict(config), args.int8_images).values():
+            print(f"wrote {written}")
     return 0
 
 

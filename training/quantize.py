@@ -38,6 +38,15 @@ def calibration_photos(config: TrainConfig, count: int, root: Path) -> list[Path
     return [photos[i] for i in picks]
 
 
+def quantize_weights(weights: str | Path, config: TrainConfig, count: int = 48, data: Path | None = None,
+                     out_dir: Path | None = None) -> dict[str, Path]:
+    """The 8-bit models of ``weights``, calibrated on ``count`` training photos of ``config``; returns their paths."""
+    root = data or (Path(config.data_root) if config.data_root else shared_data_root())
+    images = [im.astype(np.float32) / 255.0 for im in load_grey_images(calibration_photos(config, count, root), 32)]
+    path = weights_path(weights)
+    return quantize_silk(FusedSilk.from_model(load_silk_model(path)), path, images, out_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="silk-mu", help="SiLK weights: shipped name or .pt path")
@@ -49,14 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
-    config = TrainConfig.from_yaml(args.config)
-    root = args.data or (Path(config.data_root) if config.data_root else shared_data_root())
-    photos = calibration_photos(config, args.images, root)
-    images = [im.astype(np.float32) / 255.0 for im in load_grey_images(photos, min_side=32)]
-    path = weights_path(args.weights)
-    written = quantize_silk(FusedSilk.from_model(load_silk_model(path)), path, images, args.out_dir)
+    written = quantize_weights(args.weights, TrainConfig.from_yaml(args.config), args.images, args.data, args.out_dir)
     for role, out in written.items():
-        print(f"{role}: {out} ({out.stat().st_size:,} bytes; {len(images)} calibration photos of {args.config.name})")
+        print(f"{role}: {out} ({out.stat().st_size:,} bytes; calibrated on {args.config.name}'s training photos)")
     return 0
 
 
