@@ -18,3 +18,4 @@ def test_only_silk_ros_is_installed(monkeypatch):
     assert {"silk_ros", "silk_ros.ros", "silk_ros.cli", "silk_ros.odometry"} <= set(packages)
     assert [p for p in packages if p.split(".")[0] != "silk_ros"] == [], "a top-level package besides silk_ros"
     assert set(captured["package_data"]) == {"silk_ros.weights"}
+    assert {"*.pt", "*.onnx"} <= set(captured["package_data"]["silk_ros.weights"])  # weights and their 8-bit models
