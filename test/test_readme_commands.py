@@ -69,6 +69,7 @@ WHERE = {
     "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node "
     "[--json PATH]": HERE,
     "python -m training.pose_check": HERE,
+    "python -m training.quantize": "test_int8.py::test_quantize_command_makes_models_the_extractor_accepts",
     # Examples.
     f"silk-vo run-dataset --format folder {DESK}/rgb --intrinsics 520.9 521.0 325.1 249.7 0.2312 -0.7849 -0.0033 "
     f"-0.0001 0.9172 --gt {DESK}/groundtruth.txt --out runs/desk_folder": HERE,
