@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
+from silk_ros.features.quantize import weights_sha256
 from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
 from silk_ros.weights import SHIPPED, SHIPPED_DIR, save_weights
 
@@ -278,7 +279,7 @@ def _pool_key(config: MatcherTrainConfig, split: str, count: int, silk_path: Pat
     """Cache key: everything that changes the pooled features (weights bytes and the extraction code included).  The
     room pairs are the same for every training seed (rendering is the costly part), the homography pairs are drawn
     per seed."""
-    digest = hashlib.sha256(silk_path.read_bytes()).hexdigest()[:16]
+    digest = weights_sha256(silk_path)[:16]
     keys = {
         "silk": digest,
         "code": _extraction_code_digest(),
@@ -677,7 +678,7 @@ class MatcherTrainer:
             "wall_s": round(self.wall_s, 1),
             "train_config": self.config.to_dict(),
             "silk_weights": silk.name,
-            "silk_weights_sha256": hashlib.sha256(silk.read_bytes()).hexdigest(),
+            "silk_weights_sha256": weights_sha256(silk),
             "final_validation": self.history[-1] if self.history else {},
         }
         threshold, f1s = self.choose_filter_threshold()

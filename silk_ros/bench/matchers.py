@@ -29,10 +29,11 @@ from tqdm import tqdm
 from ..datasets.paths import REPO_ROOT, shared_data_root
 from ..evaluation import matching_metrics as mm
 from ..features import PAPER_SELECTION, SilkExtractor
+from ..features.extractor import weights_path
+from ..features.quantize import weights_sha256
 from ..features.types import Features
 from ..geometry.pose import skew
 from ..matching import build_matcher
-from ..weights import shipped_weights
 from . import pair_data
 from .pair_data import HomographyPair, PosePair
 
@@ -137,9 +138,7 @@ def extract_all(extractor: SilkExtractor, pairs: list, args) -> dict[str, tuple[
     import hashlib
 
     c = extractor.config
-    weights = Path(c.weights)
-    weights = weights if weights.exists() else shipped_weights(c.weights)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = weights_sha256(weights_path(c.weights))
     settings = f"{digest}|{c.top_k}|{c.nms_radius}|{c.subpixel}|{args.max_side}"
     key = hashlib.sha256(f"{settings}|{[p.name for p in pairs]}".encode()).hexdigest()[:16]
     cache = args.features_cache
