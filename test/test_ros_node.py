@@ -388,3 +388,24 @@ def test_parameters_have_descriptors_and_only_mutable_ones_change_at_runtime(run
     assert len(harness.messages("path")[-1].poses) == 3
     assert harness.messages("odometry")[-1].header.frame_id == "world"
     assert harness.wait_for(lambda: harness.latest_diagnostics().get("tf", "").startswith("disabled"), 5.0)
+
+
+def test_a_node_whose_start_failed_is_kept_for_its_context_to_destroy():
+    """Session 28: destroying a half-built node inside its constructor, seconds after its creation while Fast DDS was
+    still discovering peers, crashed the process (SIGSEGV in rmw_destroy_node, 1 of 42 starts of seven nodes at
+    once) before the FATAL line.  The constructor now only stops the worker and raises; the node stays valid until
+    its context shuts down, which destroys it."""
+    from silk_ros.ros.node import SilkVoNode
+    from silk_ros.schema import ConfigError
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ConfigError, match="odom_frame and base_frame must differ"):
+            SilkVoNode(context=context, parameter_overrides=[Parameter("base_frame", value="odom")])
+        failed = [node for node in SilkVoNode._failed_starts if node.context is context]
+        assert len(failed) == 1 and failed[0]._stop.is_set() and not failed[0]._destroyed
+        assert failed[0].get_name() == "silk_vo_node"  # its native handle is still valid
+    finally:
+        context.try_shutdown()
+    assert failed[0]._destroyed and failed[0] not in SilkVoNode._failed_starts

@@ -42,7 +42,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rclpy
@@ -115,11 +115,14 @@ class _PendingFrame:
 class SilkVoNode(Node):
     """Subscribes camera topics, runs the VO in a worker thread, publishes odometry and its by-products."""
 
+    #: nodes whose construction failed, kept until their context destroys them (see ``__init__``)
+    _failed_starts: ClassVar[list[SilkVoNode]] = []
+
     def __init__(self, params_files: Sequence[str] = (), **node_options: Any) -> None:
         """``params_files``: the ``--params-file`` paths given on the command line, checked before the node says
         it is ready (one of them matching no section of this node is warned about)."""
-        # Before anything can fail: destroy_node (rclpy's context calls it on shutdown too) must work on a node
-        # whose construction failed half-way.
+        # Before anything can fail: stop() and destroy_node() (rclpy's context calls it on shutdown) must work on a
+        # node whose construction failed half-way.
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._buffer: LatestFrameSlot | FrameQueue | None = None
@@ -128,7 +131,13 @@ class SilkVoNode(Node):
         try:
             self._set_up(params_files)
         except BaseException:
-            self.destroy_node()
+            # Not destroyed here: destroying a node seconds after its creation, while Fast DDS is still discovering
+            # its peers, crashed the process (SIGSEGV in rmw_destroy_node, 1 start in 40 with seven nodes starting
+            # at once) before the error could be reported.  The worker stops; the native node is kept alive (not
+            # garbage-collected at an arbitrary moment) and the context destroys it on rclpy.shutdown().  The
+            # console script reports the error and exits without tearing DDS down.
+            self.stop()
+            SilkVoNode._failed_starts.append(self)
             raise
 
     # ------------------------------------------------------------------------------------------- set-up
@@ -674,6 +683,8 @@ class SilkVoNode(Node):
             self.stop()
         self._destroyed = True
         super().destroy_node()
+        if self in SilkVoNode._failed_starts:
+            SilkVoNode._failed_starts.remove(self)
 
 
 def _same_camera(a: Camera, b: Camera) -> bool:
@@ -727,7 +738,9 @@ def main(args: list[str] | None = None, fast_exit: bool = True) -> int:
     after its frame (at most ``SHUTDOWN_WORKER_WAIT``), the node is destroyed, rclpy shut down, one INFO line
     gives the time it took, and the process exits 0.  ``fast_exit`` then ends the process without Python's
     interpreter teardown: unloading torch, ONNX Runtime and DDS took seconds (and could abort while a thread was
-    still in native code), and nothing is left to clean up by then.
+    still in native code), and nothing is left to clean up by then.  After a start that failed or was cut short
+    it also skips the DDS teardown of the half-built node, which could crash before the error was reported (see
+    ``SilkVoNode.__init__``); without ``fast_exit`` the context destroys it.
     """
     logger = rclpy.logging.get_logger(NODE_NAME)
     signals = _Signals()
@@ -739,6 +752,7 @@ def main(args: list[str] | None = None, fast_exit: bool = True) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    rclpy.try_shutdown()
     return code
 
 
@@ -753,14 +767,12 @@ def _run(args: list[str] | None, signals: _Signals, logger: Any) -> int:
         # Checked inside the constructor, before "ready": a signal that follows "ready" cannot cut it short.
         node = SilkVoNode([arguments[i + 1] for i, arg in enumerate(arguments[:-1]) if arg == "--params-file"])
         signals.starting = False
-    except _Interrupted:
+    except _Interrupted:  # the half-built node is left to main (see its docstring)
         logger.info(f"{signals.received} during start-up: exiting")
-        rclpy.try_shutdown()
         return 0
     except Exception as error:  # noqa: BLE001 - a bad configuration gets one clear line, not a traceback
         what = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
         logger.fatal(f"cannot start: {what}")
-        rclpy.try_shutdown()
         return 1
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
