@@ -159,6 +159,13 @@ class OdometryConfig:
     rgbd_bundle: bool = setting(
         False, "RGB-D: new keyframes are bundle-adjusted with the window's landmarks and their measured depths"
     )
+    #: RGB-D: the window refinement of a frame's pose also fits the depth its own image measured at the matched
+    #: keypoints (``estimation.refine_pose_with_depth``), as ORB-SLAM's RGB-D tracking does, not only the reprojection
+    #: of the keyframes' depth points.
+    tracking_inverse_depth_sigma: float = setting(
+        0.0, "RGB-D: the frame's own depth joins its pose refinement, an inverse-depth error of this size (1/m) "
+        "counting like a pixel (0: off)", range=(0.0, 10.0)
+    )
     min_triangulation_deg: float = setting(
         0.6, "triangulated points need this angle between the two rays (degrees)", range=(0.0, 90.0)
     )

@@ -274,6 +274,49 @@ def refine_pose_with_epipolar(
     return T
 
 
+def refine_pose_with_depth(
+    points0: np.ndarray, u1: np.ndarray, z1: np.ndarray, K: np.ndarray, T_guess: np.ndarray, threshold: float,
+    inverse_depth_sigma: float, iterations: int = 5,
+) -> np.ndarray:
+    """RGB-D tracking pose from the map points' reprojection *and* the depth the current frame measured at their
+    pixels (``z1``, m, NaN where none), jointly, by Huber-weighted Gauss-Newton from a good guess (the correspondences
+    are the caller's inliers).
+
+    Reprojection fixes the frame's translation along the viewing rays weakly (a few keypoints near the centre, a
+    narrow field of view); the frame's own depth measures it directly.  The depth enters as ORB-SLAM's RGB-D
+    residual, an inverse-depth error (1/z_predicted - 1/z_measured) / ``inverse_depth_sigma`` counted like a pixel:
+    a stereo disparity error, so its weight in metres falls as z^2, as structured-light and stereo depth noise grows.
+    Two rounds: the depths that disagree with the first solution by more than ``threshold`` (a depth edge's
+    background) are dropped for the second."""
+    if len(points0) < 6:
+        return T_guess
+    measured = np.isfinite(z1)
+    inverse_z1 = 1.0 / np.where(measured, z1, 1.0)
+
+    def disparity(T: np.ndarray) -> np.ndarray:
+        return (1.0 / transform_points(T, points0)[:, 2] - inverse_z1) / inverse_depth_sigma
+
+    def residuals(T: np.ndarray) -> np.ndarray:
+        reprojection = (project(transform_points(T, points0), K) - u1).ravel()
+        return np.concatenate([reprojection, disparity(T)[measured]])
+
+    T = T_guess.copy()
+    step = 1e-6
+    for _ in range(2):
+        r = residuals(T)
+        for _ in range(iterations):
+            J = np.column_stack([(residuals(left_increment(T, step * e)) - r) / step for e in np.eye(6)])
+            weight = huber_weights(r, threshold)
+            JtW = J.T * weight
+            delta = np.linalg.solve(JtW @ J + 1e-9 * np.eye(6), -JtW @ r)
+            T = left_increment(T, delta)
+            r = residuals(T)
+            if np.linalg.norm(delta) < 1e-9:
+                break
+        measured &= np.abs(disparity(T)) <= threshold
+    return T
+
+
 def triangulate(u0: np.ndarray, u1: np.ndarray, K: np.ndarray, T_1_0: np.ndarray) -> tuple[np.ndarray, ...]:
     """Linear triangulation in frame 0: points (N, 3), max reprojection error (px), ray angle (degrees)."""
     if len(u0) == 0:
