@@ -56,7 +56,7 @@ def refine_in_window(
     if solution is None or solution.inliers.sum() < config.init_min_points:
         return T_cur_kf
     T_cur_world = solution.T_1_0
-    if config.tracking_inverse_depth_sigma > 0:
+    if config.tracking_inverse_depth_sigma > 0 and frame.depth_points is not None:
         inliers = solution.inliers
         T_cur_world = est.refine_pose_with_depth(world[inliers], image[inliers], depth[inliers], frame.K,
                                                  T_cur_world, config.ransac_threshold_px,
