@@ -8,6 +8,7 @@ any image size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -37,6 +38,8 @@ __all__ = [
     "left_increment",
     "sampson_errors",
     "refine_pose_with_epipolar",
+    "huber_gauss_newton",
+    "refine_pose_with_depth",
     "triangulate",
     "pose_covariance",
     "rotation_covariance",
@@ -259,7 +262,13 @@ def refine_pose_with_epipolar(
         reprojection = (project(transform_points(T, p0), K) - q1).ravel()
         return np.concatenate([reprojection, sampson_errors(T, a0, a1, K)])
 
-    T = T_guess.copy()
+    return huber_gauss_newton(residuals, T_guess, threshold, iterations)
+
+
+def huber_gauss_newton(residuals: Callable[[np.ndarray], np.ndarray], T: np.ndarray, threshold: float,
+                       iterations: int) -> np.ndarray:
+    """A pose minimising Huber(``residuals(T)``, ``threshold``) by iteratively-reweighted Gauss-Newton from ``T``,
+    with a forward-difference Jacobian over ``left_increment``'s six directions (cheap for one pose)."""
     r = residuals(T)
     step = 1e-6
     for _ in range(iterations):
@@ -301,18 +310,8 @@ def refine_pose_with_depth(
         return np.concatenate([reprojection, disparity(T)[measured]])
 
     T = T_guess.copy()
-    step = 1e-6
     for _ in range(2):
-        r = residuals(T)
-        for _ in range(iterations):
-            J = np.column_stack([(residuals(left_increment(T, step * e)) - r) / step for e in np.eye(6)])
-            weight = huber_weights(r, threshold)
-            JtW = J.T * weight
-            delta = np.linalg.solve(JtW @ J + 1e-9 * np.eye(6), -JtW @ r)
-            T = left_increment(T, delta)
-            r = residuals(T)
-            if np.linalg.norm(delta) < 1e-9:
-                break
+        T = huber_gauss_newton(residuals, T, threshold, iterations)
         measured &= np.abs(disparity(T)) <= threshold
     return T
 
