@@ -72,6 +72,19 @@ def test_bench_vo_reports_the_median_over_start_frames(data_root, tmp_path):
     assert "euroc-v101-rest-mono" not in results["start_offsets"]
 
 
+def test_bench_vo_runs_the_attention_front_end_on_the_descriptors_it_was_trained_on(data_root, tmp_path):
+    """Session 28: ``make bench``'s ``--features silk,silk+attention,...`` stopped at silk+attention with a ConfigError
+    since context descriptors became the default (the shipped matcher takes the network's own 32-d descriptors)."""
+    json_path = tmp_path / "vo.json"
+    code = main([
+        "bench", "vo", "--data", str(data_root), "--features", "silk+attention", "--sequences", "tum-desk-mono",
+        "--max-frames", "12", "--out", str(tmp_path / "runs"), "--json", str(json_path), "--record", "",
+    ])
+    assert code == 0
+    run = json.loads(json_path.read_text())["runs"]["tum-desk-mono"]["silk+attention"]
+    assert run["lost_frames"] == 0 and run["ate_rmse_m"] < 0.05, run
+
+
 def test_bench_vo_perturbed_runs_report_median_worst_and_spread(data_root, tmp_path):
     """``silk-vo bench vo --perturb N``: each moving sequence N more times (start frame, thread count, input dither
     changed), with the median, the worst and their ratio as a target; the at-rest sequence is left out."""

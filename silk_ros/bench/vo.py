@@ -81,12 +81,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _front_end(spec: str) -> dict[str, Any]:
     """``silk`` -> features only (the config's matchers); ``silk+attention`` / ``silk+mnn`` -> that one matcher for
-    every frame, keyframes included (the attention matcher on ONNX Runtime when present)."""
+    every frame, keyframes included (the attention matcher on ONNX Runtime when present).  The shipped attention
+    matcher takes the network's own 32-d descriptors, so its front end turns the context descriptors off (the
+    odometry refuses a matcher of another descriptor size)."""
     features, _, matcher = spec.partition("+")
     if not matcher:
         return {"features": features}
-    matcher_config = {"name": matcher, "backend": "auto"} if matcher == "attention" else matcher
-    return {"features": features, "matcher": matcher_config, "keyframe_matcher": "none"}
+    if matcher == "attention":
+        return {"features": features, "matcher": {"name": "attention", "backend": "auto"},
+                "keyframe_matcher": "none", "context_scale": 0.0}
+    return {"features": features, "matcher": matcher, "keyframe_matcher": "none"}
 
 
 def _headline(metrics: dict[str, Any], mode: str) -> float | None:
