@@ -302,17 +302,19 @@ def refine_pose_with_depth(
     measured = np.isfinite(z1)
     inverse_z1 = 1.0 / np.where(measured, z1, 1.0)
 
-    def disparity(T: np.ndarray) -> np.ndarray:
-        return (1.0 / transform_points(T, points0)[:, 2] - inverse_z1) / inverse_depth_sigma
+    def errors(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reprojection (N, 2) and disparity (N,) errors, the points moved into the frame once."""
+        camera = transform_points(T, points0)
+        return project(camera, K) - u1, (1.0 / camera[:, 2] - inverse_z1) / inverse_depth_sigma
 
     def residuals(T: np.ndarray) -> np.ndarray:
-        reprojection = (project(transform_points(T, points0), K) - u1).ravel()
-        return np.concatenate([reprojection, disparity(T)[measured]])
+        reprojection, disparity = errors(T)
+        return np.concatenate([reprojection.ravel(), disparity[measured]])
 
-    T = T_guess.copy()
+    T = T_guess
     for _ in range(2):
         T = huber_gauss_newton(residuals, T, threshold, iterations)
-        measured &= np.abs(disparity(T)) <= threshold
+        measured &= np.abs(errors(T)[1]) <= threshold
     return T
 
 

@@ -41,16 +41,15 @@ def refine_in_window(
     others = [k for k in window if k is not keyframe and k.map_size > 0]
     if config.window_keyframes < 2 or not others:
         return T_cur_kf
-    world, image, depth = [], [], []
+    world, observed = [], []  # map points in the world, and the frame's features that see them
     pairs = [(keyframe, matches)] + [(k, window_matcher(k.features, frame.features)) for k in others]
     for reference, reference_matches in pairs:
         i0, i1 = reference_matches.indices[:, 0], reference_matches.indices[:, 1]
         known = np.isfinite(reference.points[i0, 0])
         world.append(transform_points(reference.pose_world, reference.points[i0[known]]))
-        image.append(frame.pixels[i1[known]])
-        measured = frame.depth_points[i1[known], 2] if frame.depth_points is not None else None
-        depth.append(np.full(int(known.sum()), np.nan) if measured is None else measured)
-    world, image, depth = np.concatenate(world), np.concatenate(image), np.concatenate(depth)
+        observed.append(i1[known])
+    world, observed = np.concatenate(world), np.concatenate(observed)
+    image = frame.pixels[observed]
     T_cur_world = T_cur_kf @ invert_pose(keyframe.pose_world)
     solution = est.refine_pose(world, image, frame.K, T_cur_world, config.ransac_threshold_px)
     if solution is None or solution.inliers.sum() < config.init_min_points:
@@ -58,7 +57,8 @@ def refine_in_window(
     T_cur_world = solution.T_1_0
     if config.tracking_inverse_depth_sigma > 0 and frame.depth_points is not None:
         inliers = solution.inliers
-        T_cur_world = est.refine_pose_with_depth(world[inliers], image[inliers], depth[inliers], frame.K,
-                                                 T_cur_world, config.ransac_threshold_px,
-                                                 config.tracking_inverse_depth_sigma)
+        T_cur_world = est.refine_pose_with_depth(
+            world[inliers], image[inliers], frame.depth_points[observed[inliers], 2], frame.K, T_cur_world,
+            config.ransac_threshold_px, config.tracking_inverse_depth_sigma,
+        )
     return T_cur_world @ keyframe.pose_world  # T_cur_world @ T_world_kf
