@@ -101,3 +101,34 @@ def test_mutual_within_radius_tells_repeated_descriptors_apart_by_position():
     predicted[2] += 20.0
     matches = mutual_within_radius(f0, predicted, f1, xy1, radius=8.0)
     assert sorted(map(tuple, matches.indices.tolist())) == [(0, 0), (3, 3)]
+
+
+def test_double_softmax_defaults_keep_the_matches_of_the_shipped_features(data_root):
+    """The default temperature is the one the shipped SiLK-µ was trained at; with it, double-softmax keeps a large,
+    more precise subset of MNN's matches on a real pair (at 0.1 it kept none: BENCHMARKS.md `matchers`)."""
+    import cv2
+
+    from silk_ros.features import SilkExtractor
+    from silk_ros.weights import WeightsError, load_weights, shipped_weights
+
+    try:
+        record = load_weights(shipped_weights("silk-mu"), kind="silk")
+    except WeightsError as exc:
+        pytest.skip(str(exc))
+    assert DoubleSoftmax().temperature == record.provenance["config"]["temperature"]
+
+    folder = data_root / "homography" / "hpatches" / "v_churchill"
+    images = [cv2.imread(str(folder / f"{k}.ppm"), cv2.IMREAD_GRAYSCALE) for k in (1, 2)]
+    h = np.loadtxt(folder / "H_1_2")
+    extractor = SilkExtractor(top_k=1024)
+    f0, f1 = (extractor.extract(image) for image in images)
+
+    def correct(matches: Matches) -> int:
+        p0, p1 = matches.points(f0, f1)
+        projected = cv2.perspectiveTransform(p0[None].astype(np.float64), h)[0]
+        return int((np.linalg.norm(projected - p1, axis=1) < 3.0).sum())
+
+    mnn, double_softmax = MutualNearestNeighbour()(f0, f1), DoubleSoftmax()(f0, f1)
+    assert len(double_softmax) >= 0.25 * len(mnn)
+    assert correct(double_softmax) / len(double_softmax) > correct(mnn) / len(mnn)
+    assert np.all(double_softmax.confidence > DoubleSoftmax().threshold)
