@@ -281,12 +281,15 @@ def test_benches_give_an_attention_matcher_of_context_descriptors_the_context_ex
 
 def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
     from silk_ros.bench.homography import build_methods
-    from silk_ros.matching.classic import MutualNearestNeighbour, RatioTest
+    from silk_ros.matching.classic import DoubleSoftmax, MutualNearestNeighbour, RatioTest
 
-    methods = build_methods(["silk", "silk+ratio", "sift+ratio"], 500)
-    (mnn_label, (silk, mnn)), (ratio_label, (silk_again, ratio)), (sift_label, (_, sift_ratio)) = methods.items()
+    methods = build_methods(["silk", "silk+ratio", "silk+double_softmax", "sift+ratio"], 500)
+    (mnn_label, (silk, mnn)), (ratio_label, (silk_again, ratio)), (ds_label, (silk_third, ds)), (sift_label, (
+        _, sift_ratio)) = methods.items()
     assert mnn_label.endswith("+ MNN") and isinstance(mnn, MutualNearestNeighbour)
     assert "ratio test 0.9" in ratio_label and isinstance(ratio, RatioTest) and silk_again is silk
+    assert ds_label.endswith("double-softmax (T 0.05, p > 0.1)") and isinstance(ds, DoubleSoftmax)
+    assert silk_third is silk
     assert sift_label.startswith("OpenCV SIFT, RootSIFT") and isinstance(sift_ratio, RatioTest)
     with pytest.raises(ValueError, match="unknown methods"):
         build_methods(["orb+ratio"], 500)

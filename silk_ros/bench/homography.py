@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: (``ExtractorConfig.context_scale``), ``silk-own`` with the network's own descriptor only, as the attention matcher
 #: does.  ``+ratio`` is Lowe's ratio test with its default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK
 #: it was chosen on the validation pose pairs of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching
-#: SiLK-µ"), never on these benchmarks.
-METHODS = ("silk", "silk+ratio", "silk-unrefined", "silk-unrefined+ratio", "silk-own", "silk-own+ratio", "silk-paper",
-           "silk+attention", "sift", "sift+ratio", "orb")
+#: SiLK-µ"), never on these benchmarks.  ``+double_softmax`` is SiLK's own filter at its defaults (``DoubleSoftmax``:
+#: the training temperature, threshold 0.1).
+METHODS = ("silk", "silk+ratio", "silk+double_softmax", "silk-unrefined", "silk-unrefined+ratio", "silk-own",
+           "silk-own+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio", "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +117,8 @@ def _silk_label(config) -> str:
 
 
 def _bench_matcher(name: str, matcher_weights: str):
-    """The matcher a ``+name`` suffix asks for: MNN (no suffix), the ratio test or the attention matcher."""
+    """The matcher a ``+name`` suffix asks for: MNN (no suffix), the ratio test, double-softmax or the attention
+    matcher."""
     if name == "attention":
         return build_matcher({"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"})
     return build_matcher(name or "mnn")
@@ -124,8 +126,10 @@ def _bench_matcher(name: str, matcher_weights: str):
 
 def _matcher_label(matcher, matcher_weights: str) -> str:
     """The row's matcher as built (its settings, not a restatement of their defaults)."""
-    from ..matching.classic import MutualNearestNeighbour, RatioTest
+    from ..matching.classic import DoubleSoftmax, MutualNearestNeighbour, RatioTest
 
+    if isinstance(matcher, DoubleSoftmax):
+        return f"double-softmax (T {matcher.temperature:g}, p > {matcher.threshold:g})"
     if isinstance(matcher, RatioTest):
         return f"ratio test {matcher.ratio}{' (mutual)' if matcher.mutual else ''}"
     if isinstance(matcher, MutualNearestNeighbour):
