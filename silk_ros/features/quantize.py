@@ -157,13 +157,13 @@ def quantize_silk(fused: FusedSilk, weights_path: str | os.PathLike, images: Seq
             # 8-bit weights stays under int16 (2 x 127 x 127 = 32,258), so AVX2's pair sums cannot saturate
             first = onnx.load(str(quantized)).graph
             constants = {t.name: onnx.numpy_helper.to_array(t) for t in first.initializer}
-            halved = {
+            seven_bit = {
                 node.input[0]: [{"scale": np.array(2.0 * constants[node.input[1]], np.float32),
                                  "zero_point": np.array(0, np.uint8)}]
                 for node in first.node if node.op_type == "QuantizeLinear" and node.input[0] not in constants
             }
             quantize_static(str(prepared), str(quantized), Calibration(), **options,
-                            extra_options={**percentile, "TensorQuantOverrides": halved})
+                            extra_options={**percentile, "TensorQuantOverrides": seven_bit})
             model = onnx.load(str(quantized))
             onnx.helper.set_model_props(model, {
                 _DIGEST_KEY: digest, "silk_ros.weights_file": Path(weights_path).name,
