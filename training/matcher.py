@@ -60,8 +60,9 @@ UNMATCHED, IGNORED = -1, -2
 KEYPOINT_SELECTIONS = ("paper", "default")
 #: a new room (walls, boxes, photos) every this many 3D pairs
 PAIRS_PER_ROOM = 16
-#: match-probability thresholds tried on the validation pool when the weights are written
-THRESHOLD_CANDIDATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+#: match-probability thresholds tried on the validation pool when the weights are written (up to 0.5: every wide
+#: matcher of session 28-29 had its F1 optimum at 0.2, the end of the earlier grid)
+THRESHOLD_CANDIDATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 @dataclass
