@@ -288,7 +288,7 @@ def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
         _, sift_ratio)) = methods.items()
     assert mnn_label.endswith("+ MNN") and isinstance(mnn, MutualNearestNeighbour)
     assert "ratio test 0.9" in ratio_label and isinstance(ratio, RatioTest) and silk_again is silk
-    assert ds_label.endswith("double-softmax (T 0.05, p > 0.1)") and isinstance(ds, DoubleSoftmax)
+    assert ds_label.endswith("double-softmax (T 0.05, p > 0.05)") and isinstance(ds, DoubleSoftmax)
     assert silk_third is silk
     assert sift_label.startswith("OpenCV SIFT, RootSIFT") and isinstance(sift_ratio, RatioTest)
     with pytest.raises(ValueError, match="unknown methods"):

@@ -108,10 +108,11 @@ class DoubleSoftmax:
     """SiLK's double-softmax: P = softmax_rows(S / T) * softmax_cols(S / T); mutual matches with P > threshold.
 
     ``temperature`` is the one SiLK-µ's descriptors were trained at (cosine / 0.05: the paper's 0.1 on descriptors
-    scaled by sqrt(2)); at 0.1 the softmax is so flat on them that no match passes the threshold."""
+    scaled by sqrt(2)); at 0.1 the softmax is so flat on them that no match passes the threshold.  ``threshold``
+    was chosen with it on the validation rooms of ``training.pose_check`` (three seeds; MODEL_CARD.md "Session 29")."""
 
     temperature: float = 0.05
-    threshold: float = 0.1
+    threshold: float = 0.05
 
     def __call__(self, features0: Features, features1: Features) -> Matches:
         if _empty_if_needed(features0, features1):
