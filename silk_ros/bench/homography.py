@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: does.  ``+ratio`` is Lowe's ratio test with its default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK
 #: it was chosen on the validation pose pairs of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching
 #: SiLK-µ"), never on these benchmarks.  ``+double_softmax`` is SiLK's own filter at its defaults (``DoubleSoftmax``:
-#: the training temperature, threshold 0.1).
+#: the training temperature and a threshold chosen on the same validation rooms).
 METHODS = ("silk", "silk+ratio", "silk+double_softmax", "silk-unrefined", "silk-unrefined+ratio", "silk-own",
            "silk-own+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio", "orb")
 
