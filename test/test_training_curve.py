@@ -27,3 +27,12 @@ def test_curve_keeps_validation_rows_in_step_order_and_the_last_of_a_repeated_st
 def test_a_folder_without_a_log_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="log.jsonl"):
         validation_curve(tmp_path)
+
+
+def test_the_matcher_runs_plot_their_validation_nll(tmp_path, capsys):
+    _log(tmp_path / "matcher", [{"step": 250, "val_nll": 2.5, "val_precision": 0.5}, {"step": 500, "val_nll": 2.0}])
+    assert validation_curve(tmp_path / "matcher", "val_nll") == [(250, 2.5), (500, 2.0)]
+    assert main([str(tmp_path / "matcher"), "--metric", "val_nll", "--out", str(tmp_path / "m.png")]) == 0
+    assert "| matcher | 2.5000 | 2.0000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no 'val_f1' rows"):
+        main([str(tmp_path / "matcher")])  # the SiLK metric on a matcher run: said, not an empty table

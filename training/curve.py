@@ -1,7 +1,8 @@
-"""``python -m training.curve RUN_DIR [RUN_DIR ...] --out curve.png``: validation F1 against step for training runs.
+"""``python -m training.curve RUN_DIR [RUN_DIR ...] --out curve.png``: a validation figure against step for runs.
 
-Reads each run's ``log.jsonl`` (the rows with ``val_f1``), prints a Markdown table and draws one line per run, so
-the model card can show the long run next to the ablation runs and the shipped weights' level.
+Reads each run's ``log.jsonl`` (the rows with the metric: ``val_f1`` of the SiLK trainer by default, ``--metric
+val_nll`` for the matcher trainer), prints a Markdown table and draws one line per run, so the model card can show
+the long run next to the ablation runs and the shipped weights' level.
 """
 
 from __future__ import annotations
@@ -13,16 +14,24 @@ from pathlib import Path
 __all__ = ["validation_curve", "main"]
 
 
-def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, val_f1) of a run, in step order; a step validated twice (a resumed run) keeps its last value."""
+#: the metrics the trainers log at each validation, and what the figure's axis says
+METRICS = {
+    "val_f1": "validation F1 (MNN, 32 held-out pairs)",
+    "val_nll": "validation NLL (held-out pairs, lower is better)",
+    "val_pose_auc10": "validation pose AUC@10 (synthetic rooms)",
+}
+
+
+def validation_curve(run_dir: Path, metric: str = "val_f1") -> list[tuple[int, float]]:
+    """(step, metric) of a run, in step order; a step validated twice (a resumed run) keeps its last value."""
     log = Path(run_dir) / "log.jsonl"
     if not log.is_file():
         raise SystemExit(f"training.curve: {log} not found (a run folder holds log.jsonl)")
     points: dict[int, float] = {}
     for line in log.read_text().splitlines():
         row = json.loads(line)
-        if "val_f1" in row:
-            points[int(row["step"])] = float(row["val_f1"])
+        if metric in row:
+            points[int(row["step"])] = float(row[metric])
     return sorted(points.items())
 
 
@@ -30,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.curve", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with a log.jsonl)")
     parser.add_argument("--out", type=Path, help="PNG of the curves")
-    parser.add_argument("--reference", type=float, help="a horizontal line: the shipped weights' validation F1")
+    parser.add_argument("--reference", type=float, help="a horizontal line: the shipped weights' level")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="val_f1", help="the logged validation figure")
     args = parser.parse_args(argv)
-    curves = {run.name: validation_curve(run) for run in args.runs}
+    curves = {run.name: validation_curve(run, args.metric) for run in args.runs}
+    if not any(curves.values()):
+        raise SystemExit(f"training.curve: no '{args.metric}' rows in {', '.join(str(r) for r in args.runs)}")
     print("| run | " + " | ".join(f"step {s}" for s in sorted({s for c in curves.values() for s, _ in c})) + " |")
     steps = sorted({s for c in curves.values() for s, _ in c})
     print("|---|" + "---|" * len(steps))
@@ -50,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             axes.plot([s for s, _ in curve], [f for _, f in curve], marker="o", label=name)
         if args.reference is not None:
             axes.axhline(args.reference, color="grey", linestyle="--", label=f"shipped weights ({args.reference})")
-        axes.set(xlabel="training step", ylabel="validation F1 (MNN, 32 held-out pairs)", ylim=(0, None))
+        axes.set(xlabel="training step", ylabel=METRICS[args.metric], ylim=(0, None))
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
