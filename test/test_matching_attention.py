@@ -221,18 +221,17 @@ def _hpatches_pair(data_root):
 
 
 def test_shipped_matcher_is_precise_on_hpatches(data_root):
-    """The shipped matcher on the shipped SiLK's features gives mostly correct matches on a real pair.  It no longer
-    beats MNN's precision there (session 13, step-19,500 features: 0.80 against MNN's 0.83; on the step-5,500
-    features it did): MODEL_CARD.md says so, and the odometry's pose check keeps it out of the maps."""
+    """The shipped matcher on the shipped SiLK's features (the odometry's: context descriptors, NMS, sub-pixel) gives
+    more correct matches than MNN on a real pair, at a higher precision: the point of a learned matcher."""
     try:
         shipped_weights("matcher-mu")
         shipped_weights("silk-mu")
     except WeightsError as exc:
         pytest.skip(str(exc))
-    from silk_ros.features import PAPER_SELECTION, SilkExtractor
+    from silk_ros.features import SilkExtractor
 
     (image0, image1), h = _hpatches_pair(data_root)
-    extractor = SilkExtractor(top_k=1024, **PAPER_SELECTION)  # the features the shipped matcher was trained on
+    extractor = SilkExtractor(top_k=1024)  # the features the shipped matcher was trained on
     f0, f1 = extractor.extract(image0), extractor.extract(image1)
 
     def precision(matches):
@@ -242,5 +241,6 @@ def test_shipped_matcher_is_precise_on_hpatches(data_root):
 
     attention = build_matcher({"name": "attention"})(f0, f1)
     mnn = MutualNearestNeighbour()(f0, f1)
-    assert len(attention) >= 30
-    assert precision(attention) > 0.7 and precision(attention) > 0.9 * precision(mnn)
+    # measured: 445 matches at 0.955 precision, MNN 468 at 0.603
+    assert precision(attention) > 0.85 and precision(attention) > precision(mnn) + 0.2
+    assert len(attention) * precision(attention) > len(mnn) * precision(mnn)

@@ -132,3 +132,13 @@ def test_double_softmax_defaults_keep_the_matches_of_the_shipped_features(data_r
     assert len(double_softmax) >= 0.25 * len(mnn)
     assert correct(double_softmax) / len(double_softmax) > correct(mnn) / len(mnn)
     assert np.all(double_softmax.confidence > DoubleSoftmax().threshold)
+
+
+def test_extended_matches_add_only_pairs_of_unmatched_keypoints():
+    """The keyframe matcher's matches win; the tracking matches fill in keypoints it left unmatched, one-to-one."""
+    strong = Matches(np.array([[0, 0], [1, 2]]), np.array([0.9, 0.8], np.float32))
+    tracking = Matches(np.array([[0, 5], [3, 2], [4, 4], [1, 2]]), np.array([0.5, 0.5, 0.4, 0.3], np.float32))
+    both = strong.extended(tracking)
+    np.testing.assert_array_equal(both.indices, [[0, 0], [1, 2], [4, 4]])
+    np.testing.assert_allclose(both.confidence, [0.9, 0.8, 0.4])
+    assert len(Matches.empty().extended(tracking)) == 4 and len(strong.extended(Matches.empty())) == 2

@@ -69,6 +69,8 @@ WHERE = {
     "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node "
     "[--json PATH]": HERE,
     "python -m training.pose_check": HERE,
+    "python -m training.pose_check --choose-threshold":
+        "test_training_pose_check.py::test_chosen_threshold_becomes_the_weights_default",
     "python -m training.quantize": "test_int8.py::test_quantize_command_makes_models_the_extractor_accepts",
     # Examples.
     f"silk-vo run-dataset --format folder {DESK}/rgb --intrinsics 520.9 521.0 325.1 249.7 0.2312 -0.7849 -0.0033 "

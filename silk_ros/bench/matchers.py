@@ -1,7 +1,9 @@
 """``silk-vo bench matchers``: every matcher on the same SiLK-µ features of real pairs.
 
 Rows: MNN, ratio test, double-softmax (SiLK's own), the shipped attention matcher and its ablation: trained
-with and without the matchability reweighting (bias + value), three training seeds each.  Columns:
+with and without the matchability reweighting (bias + value), three training seeds each.  Every row matches the
+odometry's descriptors (context, ``ExtractorConfig.context_scale``) except a learned matcher trained on the network's
+own, which gets those.  Columns:
 
 * homography pairs (HPatches v_churchill, Oxford graf: image 1 against 2..6): match count, precision
   (reprojection error < 3 px under the true homography), homography AUC@1/3/5 px of the mean corner
@@ -37,13 +39,14 @@ from ..matching import build_matcher
 from . import pair_data
 from .pair_data import HomographyPair, PosePair
 
-ABLATION_DIR = REPO_ROOT / "training" / "ablation"
-#: ablation weights written by ``python -m training.matcher --config training/configs/matcher_mu_rooms.yaml --variant V
-#: --seed S --copy-to ...`` (homography + 3D room pairs, on the shipped SiLK-µ): with and without the reweighting
+ABLATION_DIR = REPO_ROOT / "training" / "runs"
+#: the shipped file (8,000 steps) and the ablation it came from, written by ``python -m training.matcher --config
+#: training/configs/matcher_mu_context_wide.yaml --variant V --seed S`` (4,000 steps, homography + 3D room pairs, on
+#: the shipped SiLK-µ's context descriptors): with and without the matchability reweighting (bias + value)
 DEFAULT_ATTENTION = (
     "attention (shipped: matcher-mu)=matcher-mu",
     *(
-        f"attention ({label}, seed {seed})={ABLATION_DIR / f'matcher_mu_rooms_{variant}_seed{seed}.pt'}"
+        f"attention ({label}, seed {seed})={ABLATION_DIR / f'matcher_context_wide_{variant}_s{seed}' / 'matcher.pt'}"
         for seed in (0, 1, 2)
         for variant, label in (("none", "no reweighting"), ("both", "bias + value"))
     ),
@@ -133,15 +136,19 @@ def evaluate_pose(matcher, pairs, features) -> dict:
     }
 
 
-def extract_all(extractor: SilkExtractor, pairs: list, args) -> dict[str, tuple[Features, Features]]:
-    """SiLK features of every pair (optionally cached: extraction dominates the benchmark's run time)."""
+def extract_all(extractor: SilkExtractor, pairs: list, args, cache_suffix: str = ""
+                ) -> dict[str, tuple[Features, Features]]:
+    """SiLK features of every pair (optionally cached, one file per kind of descriptor: ``cache_suffix`` is added to
+    the cache file's name; extraction dominates the benchmark's run time)."""
     import hashlib
 
     c = extractor.config
     digest = weights_sha256(weights_path(c.weights))
-    settings = f"{digest}|{c.top_k}|{c.nms_radius}|{c.subpixel}|{args.max_side}"
+    settings = f"{digest}|{c.top_k}|{c.nms_radius}|{c.subpixel}|{c.context_scale}|{c.context_weight}|{args.max_side}"
     key = hashlib.sha256(f"{settings}|{[p.name for p in pairs]}".encode()).hexdigest()[:16]
     cache = args.features_cache
+    if cache and cache_suffix:
+        cache = cache.with_name(cache.stem + cache_suffix + cache.suffix)
     if cache and cache.exists():
         data = np.load(cache, allow_pickle=False)
         if str(data["key"]) == key:
@@ -213,28 +220,36 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     rows = [(label, {"numpy": build_matcher(config)}) for label, config in CLASSIC]
     rows += _attention_rows(args.attention or list(DEFAULT_ATTENTION), args.threads)
     # Accuracy on the default keypoint selection (NMS + sub-pixel: the other benches', the pose check's and the
-    # ablation matchers' training features); timing on the paper's selection, which keeps the full counts of the
-    # timing sizes (NMS keeps fewer than 2,048 keypoints on small images).
-    # The network's own descriptors (no context): what the attention matchers take.  Matches at the keypoints (no
+    # attention matchers' training features); timing on the paper's selection, which keeps the full counts of the
+    # timing sizes (NMS keeps fewer than 2,048 keypoints on small images).  Matches at the keypoints (no
     # descriptor-window refinement, which the feature cache does not keep): the rows compare matchers alone.
-    extractor = SilkExtractor(weights=args.silk_weights, top_k=args.top_k, threads=args.threads, context_scale=0.0,
-                              refine_matches=False)
+    extractors = {context: SilkExtractor(weights=args.silk_weights, top_k=args.top_k, threads=args.threads,
+                                         refine_matches=False, **({} if context else {"context_scale": 0.0}))
+                  for context in (True, False)}
+    extractor = extractors[True]
     h_pairs, p_pairs = load_pairs(root, args.max_side)
-    top = extract_all(extractor, h_pairs + p_pairs, args)
-    h_features = [top[p.name] for p in h_pairs]
-    p_features = [top[p.name] for p in p_pairs]
-    timing = SilkExtractor(weights=args.silk_weights, top_k=max(sizes), threads=args.threads, **PAPER_SELECTION)
-    timing_pair = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
+    features, timing_pairs = {}, {}
+    for context, ex in extractors.items():
+        top = extract_all(ex, h_pairs + p_pairs, args, cache_suffix="" if context else "-own")
+        features[ex.descriptor_dim] = ([top[p.name] for p in h_pairs], [top[p.name] for p in p_pairs])
+        timing = SilkExtractor(weights=args.silk_weights, top_k=max(sizes), threads=args.threads,
+                               **{**PAPER_SELECTION, "context_scale": ex.config.context_scale})
+        timing_pairs[ex.descriptor_dim] = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
 
     c = extractor.config
-    selection = f"NMS {c.nms_radius}" + (", sub-pixel" if c.subpixel else "")
+    selection = f"NMS {c.nms_radius}" + (", sub-pixel" if c.subpixel else "") + f", context x{c.context_scale:g}"
     results: dict = {"top_k": args.top_k, "selection": selection,
                      "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
     for label, backends in tqdm(rows, desc="matchers", dynamic_ncols=True):
         reference = next(iter(backends.values()))
-        timings = {name: time_matcher(m, *timing_pair, sizes, args.repeats) for name, m in backends.items()}
+        dim = getattr(getattr(reference, "config", None), "descriptor_dim", extractor.descriptor_dim)
+        if dim not in features:
+            raise SystemExit(f"bench matchers: '{label}' takes {dim}-d descriptors; SiLK gives {sorted(features)}")
+        h_features, p_features = features[dim]
+        timings = {name: time_matcher(m, *timing_pairs[dim], sizes, args.repeats) for name, m in backends.items()}
         fastest = {n: min((t[n], name) for name, t in timings.items()) for n in sizes}
         results["rows"][label] = {
+            "descriptors": "context" if dim == extractor.descriptor_dim else "own",
             "homography": evaluate_homography(reference, h_pairs, h_features),
             "pose": evaluate_pose(reference, p_pairs, p_features),
             "ms": {str(n): {"ms": ms, "backend": name} for n, (ms, name) in fastest.items()},
@@ -246,7 +261,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 def markdown(results: dict, sizes: list[int], silk_backend: str, args) -> str:
     n_h, n_p = results["pairs"]["homography"], results["pairs"]["pose"]
     head = (
-        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image ({results['selection']}; "
+        f"SiLK-µ features ({silk_backend}), top {results['top_k']} keypoints per image ({results['selection']}, "
+        "context descriptors as the odometry's unless a row says 'own descriptors'; "
         f"timing: the paper's selection, full counts), "
         f"longer side {args.max_side} px; "
         f"{n_h} homography pairs (HPatches v_churchill + Oxford graf), {n_p} pose pairs (ScanNet sample + Strecha "
@@ -271,7 +287,7 @@ def markdown(results: dict, sizes: list[int], silk_backend: str, args) -> str:
     for label, row in results["rows"].items():
         h, p = row["homography"], row["pose"]
         cells = [
-            label,
+            label + (" (own descriptors)" if row.get("descriptors") == "own" else ""),
             f"{h['matches']:.0f}",
             f"{h['precision']:.3f}",
             *(f"{100 * h[f'auc@{t}px']:.1f}" for t in (1, 3, 5)),

@@ -81,16 +81,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _front_end(spec: str) -> dict[str, Any]:
     """``silk`` -> features only (the config's matchers); ``silk+attention`` / ``silk+mnn`` -> that one matcher for
-    every frame, keyframes included (the attention matcher on ONNX Runtime when present).  The shipped attention
-    matcher takes the network's own 32-d descriptors, so its front end turns the context descriptors off (the
-    odometry refuses a matcher of another descriptor size)."""
+    every frame, keyframes included (the attention matcher on ONNX Runtime when present), with the descriptors the
+    shipped attention matcher takes (``_attention_descriptors``)."""
     features, _, matcher = spec.partition("+")
     if not matcher:
         return {"features": features}
     if matcher == "attention":
         return {"features": features, "matcher": {"name": "attention", "backend": "auto"},
-                "keyframe_matcher": "none", "context_scale": 0.0}
+                "keyframe_matcher": "none", **_attention_descriptors()}
     return {"features": features, "matcher": matcher, "keyframe_matcher": "none"}
+
+
+def _attention_descriptors() -> dict[str, Any]:
+    """The shipped attention matcher takes context descriptors (twice the network's size, the odometry's default) or
+    the network's own (context off): the odometry refuses a matcher of another descriptor size."""
+    from silk_ros.weights import load_weights, shipped_weights
+
+    matcher_dim = load_weights(shipped_weights("matcher-mu"), kind="matcher").architecture["descriptor_dim"]
+    silk_dim = load_weights(shipped_weights("silk-mu"), kind="silk").architecture["descriptor_dim"]
+    return {} if matcher_dim == 2 * silk_dim else {"context_scale": 0.0}
 
 
 def _headline(metrics: dict[str, Any], mode: str) -> float | None:

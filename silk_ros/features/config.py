@@ -12,7 +12,8 @@ FEATURE_KINDS = ("silk", "orb", "sift")
 BACKENDS = ("auto", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "int8")
 #: The SiLK paper's keypoint selection (every cell competes, integer positions, the network's own descriptors, matched
-#: where detected): the benches' "paper selection" row and the features the shipped attention matcher was trained on.
+#: where detected): the benches' "paper selection" row (the shipped attention matcher takes the default selection's
+#: context descriptors).
 PAPER_SELECTION = {
     "nms_radius": 0, "subpixel": False, "context_scale": 0.0, "pyramid_levels": 1, "refine_matches": False,
 }

@@ -31,6 +31,13 @@ class Matches:
     def subset(self, keep: np.ndarray) -> Matches:
         return Matches(self.indices[keep], self.confidence[keep])
 
+    def extended(self, other: Matches) -> Matches:
+        """These matches, then those of ``other`` between keypoints that both have no match here (one-to-one stays
+        one-to-one; where the two disagree, these win)."""
+        new = ~np.isin(other.indices[:, 0], self.indices[:, 0]) & ~np.isin(other.indices[:, 1], self.indices[:, 1])
+        return Matches(np.concatenate([self.indices, other.indices[new]]),
+                       np.concatenate([self.confidence, other.confidence[new]]))
+
     def points(self, features0: Features, features1: Features) -> tuple[np.ndarray, np.ndarray]:
         """Matched pixel coordinates: two (M, 2) arrays, the second refined to sub-pixel by descriptor correlation when
         both features carry SiLK's descriptor windows (``ExtractorConfig.refine_matches``)."""

@@ -283,7 +283,10 @@ class VisualOdometry:
         strong = self.keyframe_matcher(keyframe.features, frame.features)
         spent += time.perf_counter() - start
         better = self._estimate(keyframe, strong, frame)
-        if better is not None and better.inliers.sum() >= self.config.min_inliers:
+        enough = self.config.min_inliers
+        if self.config.matching.keyframe_no_thinner:
+            enough = max(enough, int(estimate.inliers.sum()))
+        if better is not None and better.inliers.sum() >= enough:
             return strong, better, spent
         self._refine(keyframe, frame, matches)
         return matches, estimate, spent
@@ -317,9 +320,7 @@ class VisualOdometry:
         guided = mutual_within_radius(keyframe.features.subset(mapped), predicted, frame.features, frame.pixels,
                                       cfg.guided_radius_px)
         i0, i1 = mapped[guided.indices[:, 0]], guided.indices[:, 1]
-        new = ~np.isin(i0, matches.indices[:, 0]) & ~np.isin(i1, matches.indices[:, 1])
-        indices = np.concatenate([matches.indices, np.stack([i0[new], i1[new]], 1)])
-        return Matches(indices, np.concatenate([matches.confidence, guided.confidence[new]]))
+        return matches.extended(Matches(np.stack([i0, i1], 1), guided.confidence))
 
     def _promote_last_tracked(self) -> bool:
         """Make the last tracked frame the keyframe, as it would have become had its parallax or inlier count

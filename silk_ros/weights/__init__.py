@@ -41,7 +41,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent
 SHIPPED = {
     "silk-mu": "silk_vggnp_mu.pt",
     "silk-4": "silk_vggnp_4.pt",
-    "matcher-mu": "matcher_reweighted_mu.pt",
+    "matcher-mu": "matcher_attention_mu.pt",
 }
 
 
