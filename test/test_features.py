@@ -258,14 +258,25 @@ def test_benches_name_the_keypoint_selection_of_each_silk_row():
     assert "context x0.5" in ours_label and ours.descriptor_dim == 64 and paper.descriptor_dim == 32
 
 
-def test_benches_give_the_attention_matcher_the_networks_own_descriptors():
+def test_benches_give_the_shipped_attention_matcher_the_context_descriptors():
     from silk_ros.bench.homography import build_methods
 
     methods = build_methods(["silk", "silk-own+ratio", "silk+attention"], 500)
     (context_label, (context, _)), (own_label, (own, _)), (attention_label, (attention, _)) = methods.items()
     assert "context" in context_label and context.descriptor_dim == 64
-    assert "context" not in own_label and own.descriptor_dim == 32 and attention is own
-    assert "context" not in attention_label
+    assert "context" not in own_label and own.descriptor_dim == 32
+    assert attention is context and "context x0.5" in attention_label  # trained on them (session 30)
+
+
+def test_benches_give_an_attention_matcher_of_own_descriptors_the_networks_own(tmp_path):
+    from silk_ros.bench.homography import build_methods
+    from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
+
+    net = AttentionMatcherNet(AttentionMatcherConfig(descriptor_dim=32, width=32))
+    path = save_weights(tmp_path / "m32.pt", "matcher", net.config.architecture(), net.state_dict(), {"test": True})
+    methods = build_methods(["silk-own", "silk+attention"], 500, matcher_weights=str(path))
+    (_, (own, _)), (attention_label, (attention, matcher)) = methods.items()
+    assert attention is own and matcher.config.descriptor_dim == 32 and "context" not in attention_label
 
 
 def test_benches_give_an_attention_matcher_of_context_descriptors_the_context_extractor(tmp_path):
