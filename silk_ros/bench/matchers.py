@@ -227,24 +227,30 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
                                          refine_matches=False, **({} if context else {"context_scale": 0.0}))
                   for context in (True, False)}
     extractor = extractors[True]
+    by_dim = {ex.descriptor_dim: (context, ex) for context, ex in extractors.items()}
+    row_dims = {}
+    for label, backends in rows:
+        reference = next(iter(backends.values()))
+        row_dims[label] = getattr(getattr(reference, "config", None), "descriptor_dim", extractor.descriptor_dim)
+        if row_dims[label] not in by_dim:
+            raise SystemExit(f"bench matchers: '{label}' takes {row_dims[label]}-d descriptors; SiLK gives "
+                             f"{sorted(by_dim)}")
     h_pairs, p_pairs = load_pairs(root, args.max_side)
     features, timing_pairs = {}, {}
-    for context, ex in extractors.items():
+    for dim in sorted(set(row_dims.values())):  # only the kinds of descriptor some row takes
+        context, ex = by_dim[dim]
         top = extract_all(ex, h_pairs + p_pairs, args, cache_suffix="" if context else "-own")
-        features[ex.descriptor_dim] = ([top[p.name] for p in h_pairs], [top[p.name] for p in p_pairs])
+        features[dim] = ([top[p.name] for p in h_pairs], [top[p.name] for p in p_pairs])
         timing = SilkExtractor(weights=args.silk_weights, top_k=max(sizes), threads=args.threads,
                                **{**PAPER_SELECTION, "context_scale": ex.config.context_scale})
-        timing_pairs[ex.descriptor_dim] = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
+        timing_pairs[dim] = (timing.extract(p_pairs[0].image0), timing.extract(p_pairs[0].image1))
 
     c = extractor.config
     selection = f"NMS {c.nms_radius}" + (", sub-pixel" if c.subpixel else "") + f", context x{c.context_scale:g}"
     results: dict = {"top_k": args.top_k, "selection": selection,
                      "pairs": {"homography": len(h_pairs), "pose": len(p_pairs)}, "rows": {}}
     for label, backends in tqdm(rows, desc="matchers", dynamic_ncols=True):
-        reference = next(iter(backends.values()))
-        dim = getattr(getattr(reference, "config", None), "descriptor_dim", extractor.descriptor_dim)
-        if dim not in features:
-            raise SystemExit(f"bench matchers: '{label}' takes {dim}-d descriptors; SiLK gives {sorted(features)}")
+        reference, dim = next(iter(backends.values())), row_dims[label]
         h_features, p_features = features[dim]
         timings = {name: time_matcher(m, *timing_pairs[dim], sizes, args.repeats) for name, m in backends.items()}
         fastest = {n: min((t[n], name) for name, t in timings.items()) for n in sizes}
