@@ -139,13 +139,11 @@ def choose_threshold(matcher_weights: str, silk_weights: str, seeds, count: int,
     return float(best), mean
 
 
-def compare_with_mnn(matcher_weights: str, silk_weights: str, pairs: list[PosePair], max_keypoints: int,
-                     threshold: float | None = None) -> dict:
-    """Pose AUC@5/10/20 of the matcher and of MNN on the same SiLK features and pairs (``front_end``)."""
+def compare_with_mnn(extractor, matcher, pairs: list[PosePair]) -> dict:
+    """Pose AUC@5/10/20 of the matcher and of MNN on the same SiLK features and pairs (a ``front_end``)."""
     from silk_ros.bench.pose_pairs import evaluate_pose
     from silk_ros.matching import build_matcher
 
-    extractor, matcher = front_end(matcher_weights, silk_weights, max_keypoints, threshold)
     matchers = {"mnn": build_matcher("mnn"), "matcher": matcher}
     return {name: evaluate_pose(extractor, pairs, matcher=m) for name, m in matchers.items()}
 
@@ -176,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.pairs, args.max_keypoints)
         choice = {"seeds": args.threshold_seeds, "pairs_per_seed": args.pairs, "pose_auc10_by_threshold": by_threshold}
         print(json.dumps({"filter_threshold": threshold, "chosen_on": choice}, indent=2))
-    results = {seed: compare_with_mnn(args.matcher_weights, args.silk_weights,
-                                      synthetic_pose_pairs(args.pairs, seed), args.max_keypoints, threshold)
+    extractor, matcher = front_end(args.matcher_weights, args.silk_weights, args.max_keypoints, threshold)
+    results = {seed: compare_with_mnn(extractor, matcher, synthetic_pose_pairs(args.pairs, seed))
                for seed in args.seeds}
     mean = {name: float(np.mean([r[name]["auc@10"] for r in results.values()])) for name in ("matcher", "mnn")}
     seeds = ", ".join(str(s) for s in args.seeds)
