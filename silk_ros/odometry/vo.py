@@ -36,6 +36,10 @@ points from depth.  Monocular keyframes re-estimate their pose from all 2D-2D ma
 scale that makes the triangulated depths of the well-triangulated points shared with the old keyframe's map agree
 with that map (median ratio, ``SCALE_ANGLE_FACTOR``), unless the tracked pose explains more matches and map points
 (``estimation.pose_support``); they then triangulate every essential inlier and carry the old inlier points over.
+A frame that builds a map (a new keyframe, or the first map) is re-matched by the keyframe matcher
+(``matching.keyframe_matcher``); its matches replace the tracking matches only when they give at least as many pose
+inliers (``keyframe_no_thinner``) and its pose explains the union of both match sets about as well as the tracking
+pose (``estimation.supported_as_well``).
 
 RGB-D points take the median depth of a small neighbourhood of the keypoint, and none where it spans a depth edge
 or a hole (``keypoint_depth``): learned keypoints sit on edges, where the nearest sample is often the background.
