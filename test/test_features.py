@@ -23,7 +23,7 @@ from silk_ros.features import (
 )
 from silk_ros.features.fusion import FusedSilk, KeypointsAndFeatures, SparseDescriptorHead
 from silk_ros.features.onnx_export import export_onnx
-from silk_ros.weights import WeightsError, load_weights, save_weights
+from silk_ros.weights import WeightsError, load_weights, save_weights, shipped_weights
 
 
 def _randomised(name: str = "vggnp-mu", seed: int = 0) -> SilkNet:
@@ -324,6 +324,19 @@ def test_subpixel_keypoints_stay_within_half_a_pixel_of_their_cell(model, textur
     assert np.abs(shift).max() <= 0.5 and np.abs(shift).mean() > 0.01
     np.testing.assert_array_equal(refined.descriptors, whole.descriptors)
 
+
+
+def test_a_matchers_descriptor_size_names_the_kind_of_silk_descriptors_it_takes():
+    """One rule gives a matcher its descriptors everywhere (odometry checks, benches, pose check): twice the network's
+    size is its context descriptors, its own size the network's own; any other size names both it could be."""
+    from silk_ros.features.extractor import uses_context_descriptors
+    from silk_ros.schema import ConfigError
+
+    own = load_weights(shipped_weights("silk-mu"), kind="silk").architecture["descriptor_dim"]
+    assert uses_context_descriptors(2 * own, "silk-mu") and not uses_context_descriptors(own, "silk-mu")
+    assert uses_context_descriptors(2 * own, shipped_weights("silk-mu"))  # a path as well as a shipped name
+    with pytest.raises(ConfigError, match=f"{own}-d descriptors and {2 * own}-d context descriptors, never 128-d"):
+        uses_context_descriptors(128, "silk-mu")
 
 def test_context_descriptors_join_the_cells_own_to_the_shrunk_images_at_the_same_point(model, textured):
     import cv2

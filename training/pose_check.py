@@ -92,16 +92,16 @@ def front_end(matcher_weights: str, silk_weights: str, max_keypoints: int, thres
     from dataclasses import replace
 
     from silk_ros.features import build_extractor
+    from silk_ros.features.extractor import uses_context_descriptors
     from silk_ros.matching import build_matcher
     from silk_ros.odometry.config import OdometryConfig
 
     spec = {"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"}
     matcher = build_matcher(spec if threshold is None else {**spec, "filter_threshold": threshold})
     options = replace(OdometryConfig().extractor, weights=silk_weights, top_k=max_keypoints, threads=1)
-    extractor = build_extractor(options)
-    if extractor.descriptor_dim != matcher.config.descriptor_dim:
-        extractor = build_extractor(replace(options, context_scale=0.0))
-    return extractor, matcher
+    if not uses_context_descriptors(matcher.config.descriptor_dim, silk_weights):
+        options = replace(options, context_scale=0.0)
+    return build_extractor(options), matcher
 
 
 def pose_auc_by_threshold(extractor, matcher, pairs: list[PosePair], thresholds, ransac_px: float = 0.5

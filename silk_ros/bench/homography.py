@@ -69,6 +69,7 @@ def build_methods(
     every row says which descriptor and matcher it uses."""
     from ..features import PAPER_SELECTION, SilkExtractor
     from ..features.classic import ClassicExtractor
+    from ..features.extractor import uses_context_descriptors
 
     unknown = [n for n in names if n not in METHODS]
     if unknown:
@@ -90,10 +91,10 @@ def build_methods(
                 return silk[context, refine]
 
             matcher = _bench_matcher(matcher_name, matcher_weights)
-            extractor = silk_extractor(extractor_name != "silk-own", extractor_name != "silk-unrefined")
-            if matcher_name == "attention" and extractor.descriptor_dim != matcher.config.descriptor_dim:
-                # An attention matcher takes the descriptors it was trained on: the other kind of the two.
-                extractor = silk_extractor(not extractor.config.context_scale)
+            context = extractor_name != "silk-own"
+            if matcher_name == "attention":  # an attention matcher takes the descriptors it was trained on
+                context = uses_context_descriptors(matcher.config.descriptor_dim, silk_weights)
+            extractor = silk_extractor(context, extractor_name != "silk-unrefined")
             label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)})"
             methods[f"{label} + {_matcher_label(matcher, matcher_weights)}"] = (extractor, matcher)
         elif extractor_name == "sift":

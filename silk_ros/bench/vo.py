@@ -95,11 +95,11 @@ def _front_end(spec: str) -> dict[str, Any]:
 def _attention_descriptors() -> dict[str, Any]:
     """The shipped attention matcher takes context descriptors (twice the network's size, the odometry's default) or
     the network's own (context off): the odometry refuses a matcher of another descriptor size."""
+    from silk_ros.features.extractor import uses_context_descriptors
     from silk_ros.weights import load_weights, shipped_weights
 
     matcher_dim = load_weights(shipped_weights("matcher-mu"), kind="matcher").architecture["descriptor_dim"]
-    silk_dim = load_weights(shipped_weights("silk-mu"), kind="silk").architecture["descriptor_dim"]
-    return {} if matcher_dim == 2 * silk_dim else {"context_scale": 0.0}
+    return {} if uses_context_descriptors(matcher_dim, "silk-mu") else {"context_scale": 0.0}
 
 
 def _headline(metrics: dict[str, Any], mode: str) -> float | None:

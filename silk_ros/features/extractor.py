@@ -45,6 +45,7 @@ __all__ = [
     "context_image_size",
     "context_grid_position",
     "pyramid_sizes",
+    "uses_context_descriptors",
 ]
 
 
@@ -131,6 +132,17 @@ def weights_path(weights: str | os.PathLike) -> Path:
     """The file of a weights setting: a path, or a shipped name (``silk-mu``)."""
     path = Path(weights)
     return shipped_weights(str(weights)) if not path.suffix and not path.exists() else path
+
+
+def uses_context_descriptors(descriptor_dim: int, weights: str | os.PathLike) -> bool:
+    """Whether descriptors of ``descriptor_dim`` (the size a matcher was trained on) are the context descriptors of the
+    SiLK network in ``weights`` (twice its own size: ``context_scale`` on) or its own (``context_scale: 0``): the one
+    rule by which the odometry's checks, the benches and the pose check give a matcher the descriptors it takes."""
+    network_dim = load_weights(weights_path(weights), kind="silk").architecture["descriptor_dim"]
+    if descriptor_dim not in (network_dim, 2 * network_dim):
+        raise ConfigError(f"the SiLK network {weights} gives {network_dim}-d descriptors and {2 * network_dim}-d "
+                          f"context descriptors, never {descriptor_dim}-d")
+    return descriptor_dim == 2 * network_dim
 
 
 def load_silk_model(weights: str | os.PathLike, allow_untrained: bool = False, name: str = "vggnp-mu") -> SilkNet:
