@@ -242,13 +242,13 @@ def pose_support(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarra
     return int((np.abs(sampson_errors(T_1_0, u0, u1, K)) < threshold).sum()) + on_map_count
 
 
-
 def supported_as_well(T_candidate: np.ndarray, T_reference: np.ndarray, u0: np.ndarray, u1: np.ndarray,
                       K: np.ndarray, threshold: float, points0: np.ndarray) -> bool:
     """Whether ``T_candidate`` explains the matches about as well as ``T_reference`` (``pose_support``): short of it by
     at most a count's standard deviation, so two poses that agree tie whatever the noise, and a wrong one is caught."""
     reference = pose_support(T_reference, u0, u1, K, threshold, points0)
     return pose_support(T_candidate, u0, u1, K, threshold, points0) >= reference - np.sqrt(reference)
+
 
 def refine_pose_with_epipolar(
     points0: np.ndarray, u1_points: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray,
