@@ -172,11 +172,37 @@ def config_from_dict(cls, data: dict, what: str):
     return config
 
 
-def config_from_yaml(cls, path: str | Path, what: str, overrides: list[str] = ()):
-    path = Path(path)
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` applied: sections (dicts) merge key by key, any other value replaces."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both_sections else value
+    return merged
+
+
+def read_config_file(path: str | Path, what: str, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's plain data with its ``base:`` chain resolved (glue-factory style): ``base: other.yaml``
+    (relative to the file) loads that config first and the file states only what it changes, so a recipe and
+    its variants declare each setting once."""
+    path = Path(path).resolve()
     if not path.exists():
         raise FileNotFoundError(f"{what} config {path} does not exist")
+    if path in _seen:
+        raise ValueError(f"{what} config {path} is its own base: {' -> '.join(str(p) for p in _seen + (path,))}")
     data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} config {path} is not a mapping of settings")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"base in {path} must be one file name, got {base!r}")
+    return _merged(read_config_file(path.parent / base, what, _seen + (path,)), data)
+
+
+def config_from_yaml(cls, path: str | Path, what: str, overrides: list[str] = ()):
+    data = read_config_file(path, what)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
