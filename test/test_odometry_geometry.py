@@ -212,6 +212,24 @@ def test_bundle_depth_residual_has_the_analytic_jacobian():
         assert np.allclose(numeric, J[:, 2, k], rtol=1e-3, atol=1e-4)
 
 
+def test_sampson_error_has_the_analytic_jacobian():
+    """The epipolar residual's derivative w.r.t. a left pose perturbation (what the monocular tracking refinement
+    steps on) agrees with central differences, for translation and rotation alike."""
+    points = scene(80, seed=3)
+    T = make_pose(so3_exp([0.05, -0.1, 0.02]), [0.3, -0.1, 0.05])
+    rng = np.random.default_rng(4)
+    u0 = est.project(points, K) + rng.normal(0, 0.5, (80, 2))  # off the epipolar lines: nonzero errors
+    u1 = est.project(transform_points(T, points), K) + rng.normal(0, 0.5, (80, 2))
+    errors, J = est.sampson_jacobian(T, u0, u1, K)
+    assert np.allclose(errors, est.sampson_errors(T, u0, u1, K)) and J.shape == (80, 6)
+    for k in range(6):
+        delta = np.zeros(6)
+        delta[k] = 1e-6
+        numeric = (est.sampson_errors(est.left_increment(T, delta), u0, u1, K)
+                   - est.sampson_errors(est.left_increment(T, -delta), u0, u1, K)) / 2e-6
+        assert np.allclose(numeric, J[:, k], rtol=1e-4, atol=1e-4)
+
+
 def test_bundle_with_measured_depths_fixes_the_scale_from_one_keyframe():
     """RGB-D: with the depth each keyframe measured, one fixed keyframe is a full gauge: keyframes placed at the
     wrong scale (a map 20 % too large) and points with 3 cm noise come back to the truth; without the depths the
