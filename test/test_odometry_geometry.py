@@ -350,6 +350,33 @@ def test_ransac_seed_is_another_draw_of_the_same_estimators():
     assert not np.array_equal(poses[0], poses[7])
 
 
+def test_more_essential_draws_keep_the_best_supported_pose():
+    """``draws`` runs MAGSAC++ on other orders of the correspondences and keeps the pose with the most matches
+    within the threshold of its epipolar geometry: never fewer than the first draw's, the first draw itself when
+    the draws tie, and one draw is the plain estimator.  A small baseline with a few pixels of parallax and many
+    outliers, where the draws differ."""
+    rng = np.random.default_rng(5)
+    points0 = scene(300, seed=6)
+    T = make_pose(so3_exp([0.01, 0.03, -0.01]), [0.04, 0.01, 0.0])
+    u0 = est.project(points0, K)
+    u1 = est.project(transform_points(T, points0), K) + rng.normal(0, 0.5, (300, 2))
+    wrong = rng.choice(300, 150, replace=False)
+    u1[wrong] += rng.uniform(-20, 20, (150, 2))
+    solver = dict(threshold=1.0, confidence=0.999, iterations=1000)
+
+    def support(solution):
+        return int((np.abs(est.sampson_errors(solution.T_1_0, u0, u1, K)) < 1.0).sum())
+
+    for seed in (0, 3):
+        single = est.essential_pose(u0, u1, K, **solver, seed=seed)
+        assert np.array_equal(est.essential_pose(u0, u1, K, **solver, seed=seed, draws=1).T_1_0, single.T_1_0)
+        best = est.essential_pose(u0, u1, K, **solver, seed=seed, draws=4)
+        draws = [est._essential_draw(u0, u1, K, 1.0, 0.999, 1000, est._draw_order(300, seed, d)) for d in range(4)]
+        assert support(best) == max(support(d) for d in draws) >= support(single)
+        first_best = next(d for d in draws if support(d) == support(best))
+        assert np.array_equal(best.T_1_0, first_best.T_1_0)
+
+
 def test_an_opencv_solver_assertion_is_a_failed_estimate_not_a_crash(monkeypatch):
     """OpenCV 5.1's five-point solver asserts (``cv2.error``) on degenerate samples and aborts the whole RANSAC
     run; the odometry and the pose benchmark treat that as "no estimate" (the frame or pair fails), never a crash."""

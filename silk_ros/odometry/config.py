@@ -74,6 +74,12 @@ class OdometryConfig:
         0, "robust estimators' random draw: 0 keeps OpenCV's fixed sampling, any other value shuffles the "
         "correspondences first (another draw, same estimator)", range=(0, 2**31 - 1)
     )
+    #: MAGSAC++ stops once its confidence is reached, at a few pixels of parallax sometimes on a wrong pose that
+    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``).
+    essential_draws: int = setting(
+        3, "monocular: essential-matrix estimations per call, each another draw; the pose with the most matches "
+        "within the inlier threshold of its epipolar geometry is kept", range=(1, 20)
+    )
     #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
     #: translation stays with the keyframe (deferred, never lost or invented).
     static_parallax_px: float = setting(

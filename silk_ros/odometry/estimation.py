@@ -131,12 +131,35 @@ def rotation_only(
 
 def essential_pose(
     u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int,
-    seed: int = 0,
+    seed: int = 0, draws: int = 1,
 ) -> Solution | None:
-    """Essential matrix by MAGSAC++ and the cheirality check of ``recoverPose``: rotation and unit translation."""
+    """Essential matrix by MAGSAC++ and the cheirality check of ``recoverPose``: rotation and unit translation.
+
+    ``draws`` > 1 runs the estimator that many times, each on another order of the correspondences (another
+    draw), and keeps the pose that puts the most matches within ``threshold`` of its epipolar geometry (Sampson
+    distance), the first on a tie.  MAGSAC++ stops as soon as its confidence is reached, which at a new map's
+    few pixels of parallax can be on a wrong pose: TUM desk's first map once came out 3.6 degrees and 128 degrees
+    of direction off with 289 matches within 1 px, where the true pose has 305 or more."""
+    best, best_support = None, -1
+    for draw in range(max(1, draws)):
+        solution = _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, draw))
+        if solution is None:
+            continue
+        support = int((np.abs(sampson_errors(solution.T_1_0, u0, u1, K)) < threshold).sum()) if draws > 1 else 0
+        if support > best_support:
+            best, best_support = solution, support
+    return best
+
+
+def _draw_order(count: int, seed: int, draw: int) -> np.ndarray | None:
+    """The ``draw``-th order of the correspondences for ``seed``: the first is ``sampling_order``'s."""
+    return sampling_order(count, seed) if draw == 0 else np.random.default_rng((seed, draw)).permutation(count)
+
+
+def _essential_draw(u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float,
+                    iterations: int, order: np.ndarray | None) -> Solution | None:
     if len(u0) < 8:
         return None
-    order = sampling_order(len(u0), seed)
     u0, u1 = _permuted(order, u0, u1)
     try:
         E, mask = cv2.findEssentialMat(
