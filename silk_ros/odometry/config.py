@@ -76,8 +76,11 @@ class OdometryConfig:
     )
     #: MAGSAC++ stops once its confidence is reached, at a few pixels of parallax sometimes on a wrong pose that
     #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``).
+    #: 3 fixed TUM desk's wrong first map on a Zen 3 (worst of 10 runs 9.9x the median -> 1.4x) but was slightly worse
+    #: on the design set there (median / mean 0.0143 / 0.0560 m, 99 lost -> 0.0147 / 0.0617, 112): BENCHMARKS.md
+    #: ``vo``, session 32.
     essential_draws: int = setting(
-        3, "monocular: essential-matrix estimations per call, each another draw; the pose with the most matches "
+        1, "monocular: essential-matrix estimations per call, each another draw; the pose with the most matches "
         "within the inlier threshold of its epipolar geometry is kept", range=(1, 20)
     )
     #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
