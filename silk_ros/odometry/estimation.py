@@ -38,6 +38,7 @@ __all__ = [
     "left_increment",
     "sampson_errors",
     "sampson_jacobian",
+    "epipolar_support",
     "refine_pose_with_epipolar",
     "huber_gauss_newton",
     "refine_pose_with_depth",
@@ -145,7 +146,7 @@ def essential_pose(
         solution = _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, draw))
         if solution is None:
             continue
-        support = int((np.abs(sampson_errors(solution.T_1_0, u0, u1, K)) < threshold).sum()) if draws > 1 else 0
+        support = epipolar_support(solution.T_1_0, u0, u1, K, threshold) if draws > 1 else 0
         if support > best_support:
             best, best_support = solution, support
     return best
@@ -287,7 +288,12 @@ def pose_support(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarra
     on_map_count = int(reprojection_inliers(T_1_0, points0, u1, K, threshold).sum())
     if np.linalg.norm(T_1_0[:3, 3]) < 1e-12:  # no baseline, no epipolar geometry: every match would fit it
         return on_map_count
-    return int((np.abs(sampson_errors(T_1_0, u0, u1, K)) < threshold).sum()) + on_map_count
+    return epipolar_support(T_1_0, u0, u1, K, threshold) + on_map_count
+
+
+def epipolar_support(T_1_0: np.ndarray, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float) -> int:
+    """How many matches ``u0 -> u1`` lie within ``threshold`` px (Sampson distance) of ``T_1_0``'s epipolar geometry."""
+    return int((np.abs(sampson_errors(T_1_0, u0, u1, K)) < threshold).sum())
 
 
 def supported_as_well(T_candidate: np.ndarray, T_reference: np.ndarray, u0: np.ndarray, u1: np.ndarray,
@@ -358,14 +364,13 @@ def refine_pose_with_depth(
     measured = np.isfinite(z1)
     inverse_z1 = 1.0 / np.where(measured, z1, 1.0)
 
-    def errors(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Reprojection (N, 2) and disparity (N,) errors, the points moved into the frame once."""
-        camera = transform_points(T, points0)
+    def errors(camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reprojection (N, 2) and disparity (N,) errors of the points moved into the frame (``camera``)."""
         return project(camera, K) - u1, (1.0 / camera[:, 2] - inverse_z1) / inverse_depth_sigma
 
     def linearised(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         camera = transform_points(T, points0)
-        reprojection, disparity = errors(T)
+        reprojection, disparity = errors(camera)
         inverse_z = 1.0 / camera[measured, 2]
         d_z = np.column_stack([np.zeros((len(inverse_z), 2)), np.ones(len(inverse_z)),  # dz of [I, -[p]x]
                                camera[measured, 1], -camera[measured, 0], np.zeros(len(inverse_z))])
@@ -376,7 +381,7 @@ def refine_pose_with_depth(
     T = T_guess
     for _ in range(2):
         T = huber_gauss_newton(linearised, T, threshold, iterations)
-        measured &= np.abs(errors(T)[1]) <= threshold
+        measured &= np.abs(errors(transform_points(T, points0))[1]) <= threshold
     return T
 
 
