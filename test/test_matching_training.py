@@ -13,6 +13,7 @@ from silk_ros.features.model import SilkNet
 from silk_ros.geometry.camera import Camera
 from silk_ros.matching.attention import load_attention_net
 from silk_ros.weights import save_weights
+from training import matcher as matcher_module
 from training.matcher import (
     IGNORED,
     THRESHOLD_CANDIDATES,
@@ -102,6 +103,41 @@ def test_pool_is_cached_and_labelled(tiny_config):
     again = build_pool(tiny_config, "train", progress=False)  # from the cache file
     assert torch.equal(again["desc1"], pool["desc1"])
     assert len(list(Path(tiny_config.cache_dir).glob("pool_train_*.pt"))) == 1
+
+
+def test_an_interrupted_pool_build_resumes_from_its_chunks(tiny_config, monkeypatch):
+    """A cache build cut off (a session's end) keeps its finished chunks and resumes after them; the pool is the
+    one a straight build gives, and the chunks are gone once the pool file is written."""
+    tiny_config.room_pairs, tiny_config.room_size, tiny_config.keypoint_selection = 5, [96, 64], "default"
+    monkeypatch.setattr(matcher_module, "CHUNK_PAIRS", 2)
+    straight = build_pool(tiny_config, "train", progress=False)
+    cache = Path(tiny_config.cache_dir)
+    for f in cache.glob("*.pt"):
+        f.unlink()
+    real_room_pair, built = matcher_module._room_pair, []
+
+    def room_pair_cut_at(stop):
+        def maker(*args):
+            pair = real_room_pair(*args)
+
+            def counted(i):
+                if i == stop:
+                    raise KeyboardInterrupt
+                built.append(i)
+                return pair(i)
+            return counted
+        return maker
+
+    monkeypatch.setattr(matcher_module, "_room_pair", room_pair_cut_at(3))
+    with pytest.raises(KeyboardInterrupt):
+        build_pool(tiny_config, "train", progress=False)
+    assert len(list(cache.glob("rooms_train_*.chunk*.pt"))) == 1  # pairs 0-1 saved; pair 2 is lost with its chunk
+    built.clear()
+    monkeypatch.setattr(matcher_module, "_room_pair", room_pair_cut_at(None))
+    resumed = build_pool(tiny_config, "train", progress=False)
+    assert built == [2, 3, 4]  # only what the chunks did not hold
+    assert all(torch.equal(resumed[name], straight[name]) for name in straight)
+    assert not list(cache.glob("*.chunk*.pt")) and len(list(cache.glob("rooms_train_*.pt"))) == 1
 
 
 def test_context_pool_trains_a_matcher_of_the_context_descriptors_size(tiny_config):

@@ -339,24 +339,61 @@ def _store(pool: dict[str, torch.Tensor], i: int, features, labels, size: tuple[
     pool["size"][i] = torch.tensor(size)
 
 
-def _cached(path: Path, build) -> dict[str, torch.Tensor]:
+#: pairs per saved chunk of a pool being built: a build cut off (a session's end) resumes at its last full chunk
+CHUNK_PAIRS = 100
+
+
+def _cached(path: Path, count: int, top_k: int, pair_maker, desc: str, progress: bool) -> dict[str, torch.Tensor]:
+    """The pool at ``path``, else built from ``pair = pair_maker()``, ``pair(i) -> (features, labels, size)`` for
+    i < ``count`` (at most ``top_k`` keypoints an image).
+
+    Built in chunks of ``CHUNK_PAIRS`` saved beside ``path`` (``<stem>.chunkNNN.pt``): each pair depends only on its
+    index, so a build resumed from the chunks is the one an uninterrupted build gives, and a session that ends
+    while the (several-hundred-MB, never committed) cache is built loses at most one chunk."""
     if path.exists():
         return torch.load(path, weights_only=True)
-    pool = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(pool, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
+    chunks, pair = [], None
+    bar = tqdm(total=count, desc=desc, disable=not progress, dynamic_ncols=True)
+    for c, start in enumerate(range(0, count, CHUNK_PAIRS)):
+        stop = min(start + CHUNK_PAIRS, count)
+        chunk_path = path.with_name(f"{path.stem}.chunk{c:03d}.pt")
+        if chunk_path.exists():
+            chunks.append(torch.load(chunk_path, weights_only=True))
+            bar.update(stop - start)
+            continue
+        pair = pair or pair_maker()
+        chunk = None
+        for i in range(start, stop):
+            features, labels, size = pair(i)
+            if chunk is None:
+                chunk = _empty_pool(stop - start, top_k, features[0].descriptors.shape[1])
+            _store(chunk, i - start, features, labels, size)
+            bar.update(1)
+        _save_atomically(chunk, chunk_path)
+        chunks.append(chunk)
+    bar.close()
+    pool = {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
+    _save_atomically(pool, path)
+    for c in range(len(chunks)):
+        path.with_name(f"{path.stem}.chunk{c:03d}.pt").unlink(missing_ok=True)
     return pool
 
 
-def _homography_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, root: Path,
-                     progress: bool) -> dict[str, torch.Tensor]:
+def _save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    torch.save(tensors, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def _homography_pair(config: MatcherTrainConfig, split: str, silk_path: Path, root: Path):
+    """``i -> (features, labels, size)`` of the i-th homography pair of ``split``."""
     folders = config.train_images if split == "train" else config.val_images
     images = load_grey_images(list_images(folders, root), config.crop)
     extractor = _extractor(config, silk_path)
-    pool, size = _empty_pool(count, config.top_k, extractor.descriptor_dim), (config.crop, config.crop)
+    size = (config.crop, config.crop)
     stream = 1 if split == "train" else 2  # distinct random streams from SiLK's own sampler
-    for i in tqdm(range(count), desc=f"SiLK features ({split} pool)", disable=not progress, dynamic_ncols=True):
+
+    def pair(i: int):
         rng = np.random.default_rng([config.seed, stream, i])
         image = images[int(rng.integers(len(images)))]
         view0, view1, h = make_pair(image, config.crop, rng, config.homography, config.photometric)
@@ -364,14 +401,15 @@ def _homography_pool(config: MatcherTrainConfig, split: str, count: int, silk_pa
         labels = reprojection_labels(
             f0.keypoints_xy, f1.keypoints_xy, h, size, size, config.match_radius, config.unmatched_radius
         )
-        _store(pool, i, (f0, f1), labels, size)
-    return pool
+        return (f0, f1), labels, size
+
+    return pair
 
 
-def _room_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Path, root: Path,
-               progress: bool) -> dict[str, torch.Tensor]:
-    """``count`` rendered 3D pairs (``training.pose_check``'s camera pairs: 0.2-0.7 m apart, 5-35 degrees),
-    photometrically augmented as the homography pairs are, labelled with the rendered depth."""
+def _room_pair(config: MatcherTrainConfig, split: str, silk_path: Path, root: Path):
+    """``i -> (features, labels, size)`` of the i-th rendered 3D pair of ``split`` (``training.pose_check``'s camera
+    pairs: 0.2-0.7 m apart, 5-35 degrees), photometrically augmented as the homography pairs are, labelled with the
+    rendered depth; ``PAIRS_PER_ROOM`` consecutive pairs share a room."""
     from silk_ros.datasets.synthetic import build_room, render
     from silk_ros.geometry.camera import Camera
     from silk_ros.geometry.pose import invert_pose
@@ -384,15 +422,20 @@ def _room_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Pa
     width, height = config.room_size
     focal = 0.8 * width
     camera = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
-    pool = _empty_pool(count, config.top_k, extractor.descriptor_dim)
     stream = 3 if split == "train" else 4
-    quads = None
-    for i in tqdm(range(count), desc=f"SiLK features ({split} rooms)", disable=not progress, dynamic_ncols=True):
-        rng = np.random.default_rng([stream, i])
-        if i % PAIRS_PER_ROOM == 0:
-            room_rng = np.random.default_rng([stream, i, 1])
+    rooms: dict[int, object] = {}  # the last room's quads, by its first pair's index
+
+    def room(first: int):
+        if first not in rooms:
+            room_rng = np.random.default_rng([stream, first, 1])
             chosen = room_rng.choice(len(photos), 21, replace=len(photos) < 21)
-            quads = build_room(room_rng, [cv2.cvtColor(photos[j], cv2.COLOR_GRAY2BGR) for j in chosen])
+            rooms.clear()
+            rooms[first] = build_room(room_rng, [cv2.cvtColor(photos[j], cv2.COLOR_GRAY2BGR) for j in chosen])
+        return rooms[first]
+
+    def pair(i: int):
+        quads = room(i - i % PAIRS_PER_ROOM)
+        rng = np.random.default_rng([stream, i])
         pose0, pose1 = camera_pair(rng)
         views, depths = [], []
         for pose in (pose0, pose1):
@@ -405,8 +448,9 @@ def _room_pool(config: MatcherTrainConfig, split: str, count: int, silk_path: Pa
             f0.keypoints_xy, f1.keypoints_xy, *depths, camera, camera, invert_pose(pose1) @ pose0,
             config.match_radius, config.unmatched_radius,
         )
-        _store(pool, i, (f0, f1), labels, (height, width))
-    return pool
+        return (f0, f1), labels, (height, width)
+
+    return pair
 
 
 def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool = True) -> dict[str, torch.Tensor]:
@@ -424,12 +468,14 @@ def build_pool(config: MatcherTrainConfig, split: str = "train", progress: bool 
     parts = []
     if count:
         key = _pool_key(config, split, count, silk_path)
-        parts.append(_cached(cache / f"pool_{split}_{key}.pt",
-                             lambda: _homography_pool(config, split, count, silk_path, root, progress)))
+        parts.append(_cached(cache / f"pool_{split}_{key}.pt", count, config.top_k,
+                             lambda: _homography_pair(config, split, silk_path, root),
+                             f"SiLK features ({split} pool)", progress))
     if rooms:
         key = _pool_key(config, split, rooms, silk_path, rooms=True)
-        parts.append(_cached(cache / f"rooms_{split}_{key}.pt",
-                             lambda: _room_pool(config, split, rooms, silk_path, root, progress)))
+        parts.append(_cached(cache / f"rooms_{split}_{key}.pt", rooms, config.top_k,
+                             lambda: _room_pair(config, split, silk_path, root),
+                             f"SiLK features ({split} rooms)", progress))
     if not parts:
         raise ValueError(f"the {split} pool is empty: set pool_pairs / room_pairs (or val_pairs / val_room_pairs)")
     return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
