@@ -75,13 +75,15 @@ class OdometryConfig:
         "correspondences first (another draw, same estimator)", range=(0, 2**31 - 1)
     )
     #: MAGSAC++ stops once its confidence is reached, at a few pixels of parallax sometimes on a wrong pose that
-    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``).
-    #: 3 fixed TUM desk's wrong first map on a Zen 3 (worst of 10 runs 9.9x the median -> 1.4x) but was slightly worse
-    #: on the design set there (median / mean 0.0143 / 0.0560 m, 99 lost -> 0.0147 / 0.0617, 112): BENCHMARKS.md
-    #: ``vo``, session 32.
-    essential_draws: int = setting(
-        1, "monocular: essential-matrix estimations per call, each another draw; the pose with the most matches "
-        "within the inlier threshold of its epipolar geometry is kept", range=(1, 20)
+    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``). A new
+    #: map's pose is inherited by every later keyframe, so the draws go to two-view estimates only (frames without a
+    #: map, which start or restart it, and turns past the map), not to keyframe successors. On a Zen 3 (BENCHMARKS.md
+    #: ``vo``, sessions 32-33): TUM desk's worst of 10 runs 9.9x -> 1.4x the median; the design set level (40 paired
+    #: runs: 11 better, 8 worse, 21 equal, geometric mean ratio 1.004). Draws on every keyframe's essential matrix as
+    #: well were slightly worse there.
+    init_essential_draws: int = setting(
+        3, "monocular: essential-matrix estimations for a new map, each another draw; the pose with the most "
+        "matches within the inlier threshold of its epipolar geometry is kept", range=(1, 20)
     )
     #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
     #: translation stays with the keyframe (deferred, never lost or invented).

@@ -538,7 +538,7 @@ class VisualOdometry:
     def _estimate_two_view(self, keyframe, i0, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
         rotation = est.rotation_only(u0, u1, K, **solver)
-        essential = est.essential_pose(u0, u1, K, **solver, draws=cfg.essential_draws)
+        essential = est.essential_pose(u0, u1, K, **solver, draws=cfg.init_essential_draws)
         if rotation is None and essential is None:
             return None
         # Which model explains the matches (a GRIC-like count test): when the pure rotation keeps nearly all of
@@ -666,7 +666,7 @@ class VisualOdometry:
         few shared points triangulate."""
         cfg = self.config
         solution = est.essential_pose(u0, u1, K, cfg.ransac_threshold_px, cfg.ransac_confidence, cfg.ransac_iterations,
-                                      cfg.ransac_seed, cfg.essential_draws)
+                                      cfg.ransac_seed)
         if solution is None:
             return T_pnp
         keep = np.flatnonzero(solution.inliers & np.isfinite(keyframe.points[i0, 0]))
