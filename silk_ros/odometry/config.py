@@ -75,14 +75,15 @@ class OdometryConfig:
         "correspondences first (another draw, same estimator)", range=(0, 2**31 - 1)
     )
     #: MAGSAC++ stops once its confidence is reached, at a few pixels of parallax sometimes on a wrong pose that
-    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``). A new
-    #: map's pose is inherited by every later keyframe, so the draws go to two-view estimates only (frames without a
-    #: map, which start or restart it, and turns past the map), not to keyframe successors. On a Zen 3 (BENCHMARKS.md
-    #: ``vo``, sessions 32-33): TUM desk's worst of 10 runs 9.9x -> 1.4x the median; the design set level (40 paired
-    #: runs: 11 better, 8 worse, 21 equal, geometric mean ratio 1.004). Draws on every keyframe's essential matrix as
-    #: well were slightly worse there.
+    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``), on the
+    #: two-view estimates only (frames without a map, which start or restart it, and turns past the map), not on
+    #: keyframe successors. On a Zen 3 three draws fixed TUM desk's wrong first map (worst of 10 runs 9.9x -> 1.4x the
+    #: median) and left the design set level (40 paired runs: 11 better, 8 worse; geometric mean ratio 1.004), but maps
+    #: then start earlier, at the marginal parallax where one draw fails and the rotation model waits: in the synthetic-
+    #: room tests the first map's rotation error grew 0.13 -> 0.85 degrees and a restart's scale ratio 0.85 -> 1.65. So
+    #: one draw (BENCHMARKS.md ``vo``, sessions 32-33).
     init_essential_draws: int = setting(
-        3, "monocular: essential-matrix estimations for a new map, each another draw; the pose with the most "
+        1, "monocular: essential-matrix estimations for a new map, each another draw; the pose with the most "
         "matches within the inlier threshold of its epipolar geometry is kept", range=(1, 20)
     )
     #: Below this median rotation-compensated parallax translation is not observable: rotation only, the
