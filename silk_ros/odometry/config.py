@@ -75,13 +75,12 @@ class OdometryConfig:
         "correspondences first (another draw, same estimator)", range=(0, 2**31 - 1)
     )
     #: MAGSAC++ stops once its confidence is reached, at a few pixels of parallax sometimes on a wrong pose that
-    #: explains nearly as many matches as the true one: more draws, the best-supported kept (``essential_pose``), on the
-    #: two-view estimates only (frames without a map, which start or restart it, and turns past the map), not on
-    #: keyframe successors. On a Zen 3 three draws fixed TUM desk's wrong first map (worst of 10 runs 9.9x -> 1.4x the
-    #: median) and left the design set level (40 paired runs: 11 better, 8 worse; geometric mean ratio 1.004), but maps
-    #: then start earlier, at the marginal parallax where one draw fails and the rotation model waits: in the synthetic-
-    #: room tests the first map's rotation error grew 0.13 -> 0.85 degrees and a restart's scale ratio 0.85 -> 1.65. So
-    #: one draw (BENCHMARKS.md ``vo``, sessions 32-33).
+    #: explains nearly as many matches as the true one. With more draws a new map's pose is the best-supported draw
+    #: (``estimation.more_essential_draws``); the first draw alone still decides whether and when a map starts. Draws
+    #: that also decided when (session 33) started maps earlier, at marginal parallax, and two synthetic-room tests got
+    #: worse (orientation ten frames in 0.13 -> 0.85 degrees; a restart's scale 0.85x -> 1.65x the first map's); draws
+    #: on every keyframe's essential matrix were slightly worse on the design set (session 32). On a Zen 3 three draws
+    #: fix TUM desk's wrong first map (worst of 10 runs 9.9x -> 1.4x the median): BENCHMARKS.md ``vo``, sessions 32-33.
     init_essential_draws: int = setting(
         1, "monocular: essential-matrix estimations for a new map, each another draw; the pose with the most "
         "matches within the inlier threshold of its epipolar geometry is kept", range=(1, 20)

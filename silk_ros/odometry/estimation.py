@@ -31,6 +31,7 @@ __all__ = [
     "rotation_only",
     "rotation_parallax_px",
     "essential_pose",
+    "more_essential_draws",
     "pnp_pose",
     "reprojection_inliers",
     "refine_pose",
@@ -141,12 +142,25 @@ def essential_pose(
     distance), the first on a tie.  MAGSAC++ stops as soon as its confidence is reached, which at a new map's
     few pixels of parallax can be on a wrong pose: TUM desk's first map once came out 3.6 degrees and 128 degrees
     of direction off with 289 matches within 1 px, where the true pose has 305 or more."""
+    first = _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, 0))
+    return more_essential_draws(first, u0, u1, K, threshold, confidence, iterations, seed, draws)
+
+
+def more_essential_draws(
+    first: Solution | None, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float,
+    iterations: int, seed: int, draws: int,
+) -> Solution | None:
+    """``first`` (``essential_pose``'s draw 0) or one of ``draws - 1`` further draws, whichever puts the most
+    matches within ``threshold`` of its epipolar geometry (the earlier on a tie)."""
+    if draws <= 1:
+        return first
     best, best_support = None, -1
-    for draw in range(max(1, draws)):
-        solution = _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, draw))
+    for draw in range(draws):
+        solution = first if draw == 0 else _essential_draw(u0, u1, K, threshold, confidence, iterations,
+                                                           _draw_order(len(u0), seed, draw))
         if solution is None:
             continue
-        support = epipolar_support(solution.T_1_0, u0, u1, K, threshold) if draws > 1 else 0
+        support = epipolar_support(solution.T_1_0, u0, u1, K, threshold)
         if support > best_support:
             best, best_support = solution, support
     return best

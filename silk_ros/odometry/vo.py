@@ -538,7 +538,7 @@ class VisualOdometry:
     def _estimate_two_view(self, keyframe, i0, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
         rotation = est.rotation_only(u0, u1, K, **solver)
-        essential = est.essential_pose(u0, u1, K, **solver, draws=cfg.init_essential_draws)
+        essential = est.essential_pose(u0, u1, K, **solver)
         if rotation is None and essential is None:
             return None
         # Which model explains the matches (a GRIC-like count test): when the pure rotation keeps nearly all of
@@ -550,6 +550,8 @@ class VisualOdometry:
         reference = model.inliers
         parallax = float(np.median(est.rotation_parallax_px(model.T_1_0[:3, :3], u0[reference], u1[reference], K)))
         if translating and parallax >= cfg.init_parallax_px and essential.inliers.sum() >= cfg.init_min_points:
+            # The first draw decides whether (and when) a map starts; the map's pose is the best-supported draw.
+            essential = est.more_essential_draws(essential, u0, u1, K, **solver, draws=cfg.init_essential_draws)
             T = essential.T_1_0.copy()
             keep = np.flatnonzero(essential.inliers)
             xyz, error, angle = est.triangulate(u0[keep], u1[keep], K, T)
