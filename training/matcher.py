@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -353,11 +354,12 @@ def _cached(path: Path, count: int, top_k: int, pair_maker, desc: str, progress:
     if path.exists():
         return torch.load(path, weights_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    starts = range(0, count, CHUNK_PAIRS)
+    chunk_paths = [path.with_name(f"{path.stem}.chunk{c:03d}.pt") for c in range(len(starts))]
     chunks, pair = [], None
     bar = tqdm(total=count, desc=desc, disable=not progress, dynamic_ncols=True)
-    for c, start in enumerate(range(0, count, CHUNK_PAIRS)):
+    for start, chunk_path in zip(starts, chunk_paths, strict=True):
         stop = min(start + CHUNK_PAIRS, count)
-        chunk_path = path.with_name(f"{path.stem}.chunk{c:03d}.pt")
         if chunk_path.exists():
             chunks.append(torch.load(chunk_path, weights_only=True))
             bar.update(stop - start)
@@ -375,8 +377,8 @@ def _cached(path: Path, count: int, top_k: int, pair_maker, desc: str, progress:
     bar.close()
     pool = {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
     _save_atomically(pool, path)
-    for c in range(len(chunks)):
-        path.with_name(f"{path.stem}.chunk{c:03d}.pt").unlink(missing_ok=True)
+    for chunk_path in chunk_paths:
+        chunk_path.unlink(missing_ok=True)
     return pool
 
 
@@ -423,15 +425,11 @@ def _room_pair(config: MatcherTrainConfig, split: str, silk_path: Path, root: Pa
     focal = 0.8 * width
     camera = Camera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
     stream = 3 if split == "train" else 4
-    rooms: dict[int, object] = {}  # the last room's quads, by its first pair's index
-
+    @functools.lru_cache(maxsize=1)  # consecutive pairs share a room
     def room(first: int):
-        if first not in rooms:
-            room_rng = np.random.default_rng([stream, first, 1])
-            chosen = room_rng.choice(len(photos), 21, replace=len(photos) < 21)
-            rooms.clear()
-            rooms[first] = build_room(room_rng, [cv2.cvtColor(photos[j], cv2.COLOR_GRAY2BGR) for j in chosen])
-        return rooms[first]
+        room_rng = np.random.default_rng([stream, first, 1])
+        chosen = room_rng.choice(len(photos), 21, replace=len(photos) < 21)
+        return build_room(room_rng, [cv2.cvtColor(photos[j], cv2.COLOR_GRAY2BGR) for j in chosen])
 
     def pair(i: int):
         quads = room(i - i % PAIRS_PER_ROOM)
