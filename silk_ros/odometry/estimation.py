@@ -133,25 +133,22 @@ def rotation_only(
 
 def essential_pose(
     u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float, iterations: int,
-    seed: int = 0, draws: int = 1,
+    seed: int = 0,
 ) -> Solution | None:
     """Essential matrix by MAGSAC++ and the cheirality check of ``recoverPose``: rotation and unit translation.
-
-    ``draws`` > 1 runs the estimator that many times, each on another order of the correspondences (another
-    draw), and keeps the pose that puts the most matches within ``threshold`` of its epipolar geometry (Sampson
-    distance), the first on a tie.  MAGSAC++ stops as soon as its confidence is reached, which at a new map's
-    few pixels of parallax can be on a wrong pose: TUM desk's first map once came out 3.6 degrees and 128 degrees
-    of direction off with 289 matches within 1 px, where the true pose has 305 or more."""
-    first = _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, 0))
-    return more_essential_draws(first, u0, u1, K, threshold, confidence, iterations, seed, draws)
+    One draw, on ``sampling_order``'s order of the correspondences; ``more_essential_draws`` adds others."""
+    return _essential_draw(u0, u1, K, threshold, confidence, iterations, _draw_order(len(u0), seed, 0))
 
 
 def more_essential_draws(
     first: Solution | None, u0: np.ndarray, u1: np.ndarray, K: np.ndarray, threshold: float, confidence: float,
     iterations: int, seed: int, draws: int,
 ) -> Solution | None:
-    """``first`` (``essential_pose``'s draw 0) or one of ``draws - 1`` further draws, whichever puts the most
-    matches within ``threshold`` of its epipolar geometry (the earlier on a tie)."""
+    """``first`` (``essential_pose``'s draw 0) or one of ``draws - 1`` further draws, each on another order of the
+    correspondences, whichever puts the most matches within ``threshold`` of its epipolar geometry (Sampson
+    distance; the earlier on a tie).  MAGSAC++ stops as soon as its confidence is reached, which at a new map's few
+    pixels of parallax can be on a wrong pose: TUM desk's first map once came out 3.6 degrees and 128 degrees of
+    direction off with 289 matches within 1 px, where the true pose has 305 or more."""
     if draws <= 1:
         return first
     best, best_support = None, -1
