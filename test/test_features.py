@@ -306,6 +306,21 @@ def test_benches_name_the_matcher_of_each_row_and_share_one_silk_extractor():
         build_methods(["orb+ratio"], 500)
 
 
+def test_benches_have_int8_rows_on_the_8_bit_models():
+    """``silk-int8`` rows run the network's 8-bit ONNX Runtime models with the ``silk`` row's selection, descriptors
+    and refinement, on an extractor of their own, and say so in the label."""
+    from silk_ros.bench.homography import build_methods
+
+    methods = build_methods(["silk", "silk-int8", "silk-int8+ratio"], 500)
+    (fp32_label, (fp32, _)), (int8_label, (int8, _)), (ratio_label, (int8_again, _)) = methods.items()
+    assert fp32.config.precision == "fp32" and "int8" not in fp32_label
+    assert int8.config.precision == "int8" and int8 is int8_again and int8 is not fp32
+    assert int8_label == fp32_label.replace("matches refined", "matches refined, int8")
+    assert "int8" in ratio_label and "ratio test 0.9" in ratio_label
+    image = (np.random.default_rng(0).random((120, 160)) * 255).astype(np.uint8)
+    assert len(int8.extract(image)) > 0
+
+
 def test_subpixel_refinement_finds_the_peak_of_a_parabola():
     from silk_ros.features.extractor import _quadratic_offsets
 

@@ -48,9 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: does.  ``+ratio`` is Lowe's ratio test with its default (``RatioTest``: 0.9, mutual), SIFT's own matcher; for SiLK
 #: it was chosen on the validation pose pairs of ``python -m training.pose_check`` (MODEL_CARD.md, "Matching
 #: SiLK-µ"), never on these benchmarks.  ``+double_softmax`` is SiLK's own filter at its defaults (``DoubleSoftmax``:
-#: the training temperature and a threshold chosen on the same validation rooms).
+#: the training temperature and a threshold chosen on the same validation rooms).  ``silk-int8`` is ``silk`` with
+#: the network's 8-bit ONNX Runtime models (``precision: int8``, about half the network's time on a small CPU).
 METHODS = ("silk", "silk+ratio", "silk+double_softmax", "silk-unrefined", "silk-unrefined+ratio", "silk-own",
-           "silk-own+ratio", "silk-paper", "silk+attention", "sift", "sift+ratio", "orb")
+           "silk-own+ratio", "silk-paper", "silk+attention", "silk-int8", "silk-int8+ratio", "sift", "sift+ratio",
+           "orb")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,27 +76,29 @@ def build_methods(
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown} (expected some of {', '.join(METHODS)})")
-    silk: dict[tuple[bool, bool], SilkExtractor] = {}
+    silk: dict[tuple[bool, bool, str], SilkExtractor] = {}
     methods = {}
     for name in names:
         extractor_name, _, matcher_name = name.partition("+")
         if name == "silk-paper":
             paper = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads, **PAPER_SELECTION)
             methods[f"SiLK-µ ({silk_weights}, paper selection: no NMS) + MNN"] = (paper, build_matcher("mnn"))
-        elif extractor_name in ("silk", "silk-own", "silk-unrefined"):
+        elif extractor_name in ("silk", "silk-own", "silk-unrefined", "silk-int8"):
 
-            def silk_extractor(context: bool, refine: bool = True) -> SilkExtractor:
-                if (context, refine) not in silk:
-                    overrides = ({} if context else {"context_scale": 0.0}) | {"refine_matches": refine}
-                    silk[context, refine] = SilkExtractor(weights=silk_weights, top_k=max_keypoints, threads=threads,
-                                                          **overrides)
-                return silk[context, refine]
+            def silk_extractor(context: bool, refine: bool = True, precision: str = "fp32") -> SilkExtractor:
+                if (context, refine, precision) not in silk:
+                    overrides = ({} if context else {"context_scale": 0.0}) | {"refine_matches": refine,
+                                                                               "precision": precision}
+                    silk[context, refine, precision] = SilkExtractor(weights=silk_weights, top_k=max_keypoints,
+                                                                     threads=threads, **overrides)
+                return silk[context, refine, precision]
 
             matcher = _bench_matcher(matcher_name, matcher_weights)
             context = extractor_name != "silk-own"
             if matcher_name == "attention":  # an attention matcher takes the descriptors it was trained on
                 context = uses_context_descriptors(matcher.config.descriptor_dim, silk_weights)
-            extractor = silk_extractor(context, extractor_name != "silk-unrefined")
+            precision = "int8" if extractor_name == "silk-int8" else "fp32"
+            extractor = silk_extractor(context, extractor_name != "silk-unrefined", precision)
             label = f"SiLK-µ ({silk_weights}, {_silk_label(extractor.config)})"
             methods[f"{label} + {_matcher_label(matcher, matcher_weights)}"] = (extractor, matcher)
         elif extractor_name == "sift":
@@ -114,6 +118,8 @@ def _silk_label(config) -> str:
         parts.append(f"context x{config.context_scale:g} w{config.context_weight:g}")
     if config.refine_matches:
         parts.append("matches refined")
+    if config.precision == "int8":
+        parts.append("int8")
     return ", ".join(parts)
 
 
