@@ -155,10 +155,11 @@ class OdometryConfig:
         "adjustment with covisible_bundle) (0: off)", range=(0, 20),
     )
     #: Monocular: the covisible keyframes are also matched to the new keyframe (landmark fusion) and held fixed in its
-    #: bundle adjustment.  Off: measured mixed (KITTI 07 median ATE 0.36 -> 0.34 m, 7-Scenes mono 0.097 -> 0.119 m
-    #: with a 2x worst perturbed run; neutral on the synthetic rooms with training photos).
+    #: bundle adjustment, so the window's scale and position stay tied to the map it moves along.  On since session
+    #: 35: 7-Scenes mono median ATE of 10 perturbed runs 0.0399 -> 0.0330 m (BENCHMARKS.md `vo`).  Session 10 had
+    #: measured it mixed on the odometry of then (7-Scenes mono 0.097 -> 0.119 m).
     covisible_bundle: bool = setting(
-        False, "monocular: the covisible keyframes join the local bundle adjustment, held fixed, landmarks fused"
+        True, "monocular: the covisible keyframes join the local bundle adjustment, held fixed, landmarks fused"
     )
     #: Two passes: all observations, then without the outliers.
     bundle_iterations: int = setting(

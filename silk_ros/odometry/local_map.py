@@ -22,7 +22,7 @@ RGB-D (``rgbd_bundle``, off by default): each keyframe's depth measurement of a 
 them.  Measured worse than the default pose-only refinement of RGB-D keyframes on the window's depth points
 (``rgbd_window``): 7-Scenes RGB-D ATE 0.0394 -> 0.0430 m, the synthetic rooms with noisy depth 1.46 -> 1.65 mm.
 
-Covisibility (``covisible_bundle``, off by default; ``covisible_keyframes``, ``covisibility.KeyframeMemory``): older
+Covisibility (``covisible_bundle``, on by default; ``covisible_keyframes``, ``covisibility.KeyframeMemory``): older
 keyframes that left the window but see the newest keyframe's area have their landmarks fused with the newest
 keyframe's features (descriptor match, gated by the reprojection) and join the bundle adjustment held fixed, so the
 window cannot drift away from a part of the map it observes again.

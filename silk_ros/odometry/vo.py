@@ -48,7 +48,7 @@ last ``window_keyframes`` keyframes, not only those of the keyframe they are tra
 Each new monocular keyframe (RGB-D: with ``rgbd_bundle``) is bundle-adjusted with the last ``window_keyframes``
 keyframes and the landmarks they share (``local_map.LandmarkMap``).  Older keyframes that see a new keyframe's area
 (``covisible_keyframes``, found by ``covisibility.KeyframeMemory``) join its local map: their depth points are
-added to the RGB-D refinement; monocular, with ``covisible_bundle``, they are held fixed in the bundle adjustment,
+added to the RGB-D refinement; monocular (``covisible_bundle``) they are held fixed in the bundle adjustment,
 their landmarks fused.  This module keeps the tracking policy: which pose, which state, which frame becomes a
 keyframe.
 
