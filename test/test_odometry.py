@@ -688,15 +688,15 @@ def test_trajectory_is_a_trajectory(room):
 def test_keyframes_are_remembered_only_where_the_covisibility_search_reads_them():
     """Older keyframes are remembered (up to KEYFRAME_MEMORY, ~0.3 MB each with context descriptors: a long-running
     node grew by ~55 MB in the node bench's soak) only where something reads them back: RGB-D keyframe refinement,
-    the monocular covisible bundle adjustment, and monocular keyframes made while turning
-    (``rotation_keeps_window_map``, on by default).  With neither monocular reader nothing is kept."""
+    the monocular covisible bundle adjustment (``covisible_bundle``) and monocular keyframes made while turning
+    (``rotation_keeps_window_map``), both on by default.  With neither monocular reader nothing is kept."""
     from silk_ros.datasets import open_sequence
     from silk_ros.odometry import OdometryConfig, VisualOdometry
     from silk_ros.odometry.covisibility import KEYFRAME_MEMORY
 
     remembered = {}
     runs = (("mono", {"mode": "mono"}),
-            ("mono, no reader", {"mode": "mono", "rotation_keeps_window_map": False}),
+            ("mono, no reader", {"mode": "mono", "rotation_keeps_window_map": False, "covisible_bundle": False}),
             ("mono+covisible", {"mode": "mono", "rotation_keeps_window_map": False, "covisible_bundle": True}),
             ("rgbd", {"mode": "rgbd"}))
     for name, settings in runs:
