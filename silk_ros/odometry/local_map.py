@@ -140,7 +140,8 @@ class LandmarkMap:
             return False
         covisible = list(covisible)
         self.associate(window[-1], window[:-2] + covisible, K)
-        n_fixed = len(covisible) + FIXED_KEYFRAMES  # letting them move too was worse on the synthetic rooms
+        # moving the covisible keyframes too: mixed on the design set, worse on 7-Scenes (BENCHMARKS.md, session 36)
+        n_fixed = len(covisible) + FIXED_KEYFRAMES
         window = covisible + window  # oldest first (the newest estimate of a point wins below)
         frame = np.concatenate([np.full(int((k.landmarks >= 0).sum()), f) for f, k in enumerate(window)])
         feature = np.concatenate([np.flatnonzero(k.landmarks >= 0) for k in window])
