@@ -233,6 +233,42 @@ def test_monocular_rotation_is_followed_when_the_map_no_longer_explains_the_view
         assert np.degrees(np.arccos(np.clip((np.trace(R_error) - 1) / 2, -1, 1))) < 0.5  # measured 0.11-0.13
 
 
+@pytest.mark.parametrize(("angle", "shift", "turn_keyframe_deg", "becomes_keyframe"), [
+    (6.0, 0.02, 5.0, True),  # turned off the map, near the loss, no parallax: a keyframe carrying the map
+    (6.0, 0.02, 0.0, False),  # the same frame with the rule off
+    (2.0, 0.01, 5.0, False),  # little turn (forward motion loses inliers at low parallax too): no keyframe
+    (0.0, 0.03, 5.0, False),
+])
+def test_monocular_turn_off_the_map_near_the_keyframe_makes_a_keyframe(
+    room, angle, shift, turn_keyframe_deg, becomes_keyframe
+):
+    """A head shake swinging back near the keyframe while turning away from its map: PnP still poses the frame but
+    its inliers run out and the parallax is too small to triangulate a successor (the fast textured design room lost
+    10 frames in 12 runs this way).  Such a frame becomes a keyframe at its own pose carrying the map points it
+    sees, as after a pure rotation; the map is thinned here to 30 points so the inliers are near the loss."""
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="mono", turn_keyframe_deg=turn_keyframe_deg))
+    for frame in room.head(10):
+        vo.process(frame.image, frame.timestamp, frame.camera)
+    keyframe = vo._keyframe
+    known = np.flatnonzero(np.isfinite(keyframe.points[:, 0]))
+    keyframe.points[np.random.default_rng(0).permutation(known)[30:]] = np.nan
+    truth = room.ground_truth
+    at_keyframe = truth.poses[int(np.argmin(np.abs(truth.timestamps - keyframe.timestamp)))]
+    pose = at_keyframe @ make_pose(so3_exp(np.radians([0.0, angle, 0.0])), np.array([shift, 0.0, 0.0]))
+    image, _ = render(room.quads, room.camera, pose)
+    result = vo.process(image, 10.0, room.camera)
+    assert result.method == "pnp" and result.inliers < 2 * vo.config.min_inliers
+    assert result.parallax_px < vo.config.init_parallax_px
+    assert result.is_keyframe == becomes_keyframe
+    assert (vo._keyframe is not keyframe) == becomes_keyframe
+    if becomes_keyframe:
+        successor = vo._keyframe
+        assert np.allclose(successor.pose_world, result.pose_world_cam)
+        assert successor.map_size >= result.inliers  # the inlier map points, moved into its frame
+        R_error = result.pose_world_cam[:3, :3].T @ (np.linalg.inv(truth.poses[0]) @ pose)[:3, :3]
+        assert np.degrees(np.arccos(np.clip((np.trace(R_error) - 1) / 2, -1, 1))) < 1.0
+
+
 def test_monocular_fast_shake_is_followed_without_losing_track():
     """A head shake (up to ~10 degrees per frame) turns the view off the keyframe faster than the keyframe rules
     react: a frame tracked by pure rotation is promoted to keyframe when the next frame fails against the old one,

@@ -103,6 +103,15 @@ class OdometryConfig:
     keyframe_parallax_px: float = setting(14.0, "new keyframe above this parallax (px)", range=(0.5, 200.0))
     #: ... or (monocular: with enough parallax to triangulate) below this inlier count.
     keyframe_min_inliers: int = setting(80, "new keyframe below this inlier count", range=(5, 10000))
+    #: A turn away from the map with the camera near the keyframe (a head shake swinging back): PnP still poses the
+    #: frame but its inliers run out, and there is no parallax to triangulate a successor.  Such a frame (fewer than
+    #: twice ``min_inliers`` inliers, under ``init_parallax_px``) turned at least this far from its keyframe becomes a
+    #: keyframe at its own pose carrying the map points it sees, as after a pure rotation.  Driving forward also
+    #: loses inliers at low parallax but turns little: the angle tells the two apart (BENCHMARKS.md `vo`, session 37).
+    turn_keyframe_deg: float = setting(
+        5.0, "monocular: a PnP frame this many degrees from its keyframe, with under twice min_inliers inliers and no "
+        "parallax to triangulate, becomes a keyframe carrying the map points it sees (0: off)", range=(0.0, 180.0)
+    )
     epipolar_refinement: bool = setting(
         True, "monocular tracking: PnP pose refined jointly on the map points and the epipolar distance of every match"
     )

@@ -70,7 +70,7 @@ from ..features import build_extractor
 from ..features.runtime import limit_blas_threads
 from ..features.types import Features
 from ..geometry.camera import Camera
-from ..geometry.pose import invert_pose, make_pose, so3_exp, so3_log, transform_points
+from ..geometry.pose import invert_pose, make_pose, rotation_angle_deg, so3_exp, so3_log, transform_points
 from ..geometry.trajectory import Trajectory
 from ..matching.base import Matches
 from ..matching.classic import mutual_within_radius
@@ -418,7 +418,9 @@ class VisualOdometry:
                     estimate.T_cur_kf = invert_pose(pose) @ keyframe.pose_world
                 self._scale_reference = max(float(np.linalg.norm(estimate.T_cur_kf[:3, 3])), 1e-6)
                 is_keyframe = True
-        elif estimate.method == "rotation" and inliers < cfg.keyframe_min_inliers:
+        elif inliers < cfg.keyframe_min_inliers and (
+            estimate.method == "rotation" or (has_map and self._turns_off_map(estimate, frame, inliers))
+        ):
             # Rotating away (before translation became observable, or with the map turning out of view): follow
             # with a keyframe at the same position so the rotation keeps being tracked instead of running out of
             # matches; it carries the map points it sees, which keeps the monocular scale through the turn.
@@ -444,6 +446,16 @@ class VisualOdometry:
             return True
         wants = estimate.parallax_px > cfg.keyframe_parallax_px or estimate.inliers.sum() < cfg.keyframe_min_inliers
         return wants and self._can_build_map(keyframe, estimate, frame)
+
+    def _turns_off_map(self, estimate: _Estimate, frame: Observation, inliers: int) -> bool:
+        """Monocular PnP frame turning away from its keyframe's map (``turn_keyframe_deg``): inliers near the loss,
+        too little parallax for a triangulated successor, and a turn a forward motion does not make."""
+        cfg = self.config
+        if not cfg.turn_keyframe_deg or estimate.method != "pnp" or frame.depth_points is not None:
+            return False
+        if inliers >= 2 * cfg.min_inliers or estimate.parallax_px >= cfg.init_parallax_px:
+            return False
+        return rotation_angle_deg(estimate.T_cur_kf[:3, :3]) >= cfg.turn_keyframe_deg
 
     def _can_build_map(self, keyframe: Keyframe, estimate: _Estimate, frame: Observation) -> bool:
         """A frame tracked on the keyframe's map that could become the next keyframe (monocular: with the parallax
