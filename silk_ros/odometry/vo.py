@@ -421,9 +421,9 @@ class VisualOdometry:
         elif inliers < cfg.keyframe_min_inliers and (
             estimate.method == "rotation" or (has_map and self._turns_off_map(estimate, frame, inliers))
         ):
-            # Rotating away (before translation became observable, or with the map turning out of view): follow
-            # with a keyframe at the same position so the rotation keeps being tracked instead of running out of
-            # matches; it carries the map points it sees, which keeps the monocular scale through the turn.
+            # Rotating away (before translation became observable, with the map turning out of view, or turning off
+            # it near the keyframe): follow with a keyframe at this pose so the turn keeps being tracked instead of
+            # running out of matches; it carries the map points it sees, which keeps the monocular scale through it.
             self._adopt(self._rotated_successor(keyframe, matches, estimate, frame, pose))
             is_keyframe = True
         self._state = state
