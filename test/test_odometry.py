@@ -99,6 +99,47 @@ def test_rgbd_synthetic_with_silk(room):
         assert result.timings_ms["total"] >= result.timings_ms["extract"]
 
 
+@pytest.mark.parametrize("gate", [0.1, 0.0])
+def test_rgbd_pose_contradicting_the_frames_depth_is_lost(room, gate):
+    """A frame whose measured depth contradicts the pose its pixels give (here: a depth image reading twice the
+    distance, an inverse-depth error of ~0.2 1/m) is lost with the lost covariance, not tracked; the next frame
+    with sound depth is tracked again at the right pose.  ``depth_gate_inverse_m: 0`` turns the check off."""
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", depth_gate_inverse_m=gate))
+    results = []
+    for i in range(4):
+        frame = room[i]
+        depth = frame.depth * (2.0 if i == 2 else 1.0)
+        results.append(vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32)))
+    if not gate:  # tracked on the wrong depth (the next frame then starts from it: 7.7 cm off when measured)
+        assert results[2].state in (TrackingState.TRACKING, TrackingState.DEGRADED)
+        return
+    assert results[2].state == TrackingState.LOST
+    assert np.all(np.diag(results[2].covariance) >= vo.config.lost_variance)
+    assert results[3].state in (TrackingState.TRACKING, TrackingState.DEGRADED)
+    truth = np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[3]
+    assert np.linalg.norm(results[3].pose_world_cam[:3, 3] - truth[:3, 3]) < 0.02
+
+
+@pytest.mark.parametrize("coast", [True, False])
+def test_rgbd_lost_frame_coasts_on_the_last_motion(room, coast):
+    """RGB-D, ``coast_lost_frames``: a lost frame (its depth contradicts its pose) is placed by the last two tracked
+    frames' motion, nearer the camera than the held pose; off, the pose holds still."""
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", coast_lost_frames=coast))
+    results = []
+    for i in range(5):
+        frame = room[i]
+        depth = frame.depth * (2.0 if i == 4 else 1.0)
+        results.append(vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32)))
+    assert results[4].state == TrackingState.LOST
+    truth = np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[4]
+    held_error = np.linalg.norm(results[3].pose_world_cam[:3, 3] - truth[:3, 3])
+    error = np.linalg.norm(results[4].pose_world_cam[:3, 3] - truth[:3, 3])
+    if coast:
+        assert error < 0.5 * held_error, (error, held_error)
+    else:
+        np.testing.assert_allclose(results[4].pose_world_cam, results[3].pose_world_cam, atol=1e-12)
+
+
 def test_window_refinement_reduces_keyframe_chaining_drift(room):
     """Every other frame comes from a depth sensor reading 10 % long: chained keyframe to keyframe, the biased
     keyframes' points pass their error on; refined against the window's other keyframes, less of it stays."""
@@ -628,18 +669,21 @@ def test_blank_frames_are_lost_with_large_covariance_then_recover(room):
     config = OdometryConfig.from_settings(features="orb", mode="rgbd")
     vo = VisualOdometry(config)
     frames = [room[i] for i in range(12)]
-    for frame in frames[:6]:
-        vo.process(frame.image, frame.timestamp, frame.camera, frame.depth)
+    tracked = [vo.process(frame.image, frame.timestamp, frame.camera, frame.depth) for frame in frames[:6]]
     assert vo.state == TrackingState.TRACKING
-    held = vo.pose
+    last_step = np.linalg.norm(tracked[-1].relative_pose[:3, 3])
     blank = np.full_like(frames[0].image, 127)
     for k in range(config.max_lost_frames + 2):
         result = vo.process(blank, 10.0 + k, frames[0].camera, frames[0].depth)
         assert result.state == TrackingState.LOST
         assert np.allclose(result.covariance, np.eye(6) * config.lost_variance)
         assert np.all(np.isfinite(result.covariance))
-        assert np.allclose(result.pose_world_cam, held)
-        assert np.allclose(result.relative_pose, np.eye(4))
+        if k == 0:  # RGB-D coasting (``coast_lost_frames``): the last motion, at most 3 frame intervals of it
+            coasted = result.pose_world_cam
+            assert 0 < np.linalg.norm(result.relative_pose[:3, 3]) <= 3 * last_step + 1e-9
+        else:  # then the pose holds
+            assert np.allclose(result.pose_world_cam, coasted)
+            assert np.allclose(result.relative_pose, np.eye(4))
     # The keyframe survives blank frames (they have no texture to restart from): tracking resumes against it.
     recovered = [vo.process(f.image, f.timestamp, f.camera, f.depth) for f in frames[6:]]
     assert recovered[-1].state == TrackingState.TRACKING

@@ -219,7 +219,8 @@ def summary_lines(summary: dict) -> list[str]:
         dropped = "none (every frame was processed: not a real-time run)"
     keyframes = summary["keyframes"]
     return [
-        f"- **Lost:** {summary['lost_frames']} of {frames} frames (LOST state: pose held, covariance large)",
+        f"- **Lost:** {summary['lost_frames']} of {frames} frames (LOST state: pose held, RGB-D coasting; large "
+        "covariance)",
         f"- **Dropped in real time:** {dropped}",
         f"- **Large rotation errors:** {_rotation_line(summary['large_rotation_errors'])}",
         f"- **Units:** {_units_line(summary)}",

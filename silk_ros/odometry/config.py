@@ -191,6 +191,17 @@ class OdometryConfig:
         0.05, "RGB-D: the frame's own depth joins its pose refinement, an inverse-depth error of this size (1/m) "
         "counting like a pixel (0: off)", range=(0.0, 10.0)
     )
+    #: RGB-D: a pose must agree with the depth its own frame measured.  On a blank wall under fast motion and blur,
+    #: RANSAC PnP can settle on a wrong pose held by a few reprojection inliers (design set, room8 RGB-D: a 0.7 m jump
+    #: on 30 inliers, none of them within 0.05 1/m of the frame's depth).  Such a frame is lost instead (lost
+    #: covariance, relocalisation), not published as tracked.  The gate is loose, twice
+    #: ``tracking_inverse_depth_sigma``: only gross contradictions count.  Measured (BENCHMARKS.md ``vo``, session
+    #: 38): RGB-D design set, room8 ATE 0.212 -> 0.101 m, the other nine rooms identical; on 7-Scenes RGB-D it never
+    #: fires (at most 3 % of a pose's inliers disagree, never fewer than 68 agree).
+    depth_gate_inverse_m: float = setting(
+        0.1, "RGB-D: a pose is rejected when fewer than min_inliers of its inliers lie within this inverse depth "
+        "(1/m) of the depth the frame measured (0: off)", range=(0.0, 10.0)
+    )
     min_triangulation_deg: float = setting(
         0.6, "triangulated points need this angle between the two rays (degrees)", range=(0.0, 90.0)
     )
@@ -228,6 +239,15 @@ class OdometryConfig:
     #: scale) instead of re-initialising a new one after ``max_lost_frames``.
     relocalise_keyframes: int = setting(
         4, "window keyframes a lost frame is matched to, to resume tracking on their map (0: none)", range=(0, 50)
+    )
+    #: RGB-D: a lost frame's pose follows the last two tracked frames' motion (constant velocity, at most
+    #: ``MAX_PREDICTED_INTERVALS`` frame intervals past the last tracked one) instead of holding still, so a map that
+    #: restarts after ``max_lost_frames`` starts nearer where the camera is.  Monocular restarts take a new scale
+    #: anyway; not tried there.  Measured (BENCHMARKS.md ``vo``, session 38): RGB-D design set, room8 (blank walls,
+    #: head shake, blur; 4 lost frames a run) ATE 0.101 -> 0.061 m with ``depth_gate_inverse_m`` (without the gate it
+    #: coasts on a wrong pose: 0.88 m); no other room and no benchmark sequence loses a frame.
+    coast_lost_frames: bool = setting(
+        True, "RGB-D: a lost frame's pose follows the last tracked motion (constant velocity) instead of holding still"
     )
     # --- covariance ------------------------------------------------------------------------------
     min_pixel_sigma: float = setting(

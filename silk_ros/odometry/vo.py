@@ -133,19 +133,25 @@ class _Motion:
     stamp_before: float | None = None
 
     def predict(self, stamp: float) -> np.ndarray:
-        """Constant velocity: the last frame-to-frame motion, scaled to the time since the last frame (a dropped
-        frame, another play rate; rotation angle and translation scaled alike, exact at the same rate), applied once
-        more; none known: the last pose."""
+        """The next frame's pose on the keyframe (``constant_velocity``); none known: the last pose."""
         if self.T_before_kf is None or self.stamp_before is None:
             return self.T_last_kf.copy()
-        step = self.T_last_kf @ invert_pose(self.T_before_kf)
-        interval = self.stamp - self.stamp_before
-        # Rounded: stamps that differ below a microsecond (a bag's nanoseconds, a file's float seconds) predict alike.
-        ratio = round((stamp - self.stamp) / interval, 4) if interval > 0 else 1.0
-        if abs(ratio - 1.0) > 1e-3:  # closer: the same rate (stamp rounding)
-            ratio = float(np.clip(ratio, 0.0, MAX_PREDICTED_INTERVALS))
-            step = make_pose(so3_exp(ratio * so3_log(step[:3, :3])), ratio * step[:3, 3])
-        return step @ self.T_last_kf
+        return constant_velocity(self.T_before_kf, self.stamp_before, self.T_last_kf, self.stamp, stamp)
+
+
+def constant_velocity(T_before: np.ndarray, stamp_before: float, T_last: np.ndarray, stamp_last: float,
+                      stamp: float) -> np.ndarray:
+    """``T_cur_ref`` at ``stamp`` from the two last ones (``T_before``, ``T_last``): the last frame-to-frame motion,
+    scaled to the time since the last frame (a dropped frame, another play rate; rotation angle and translation
+    scaled alike, exact at the same rate, at most ``MAX_PREDICTED_INTERVALS``), applied once more."""
+    step = T_last @ invert_pose(T_before)
+    interval = stamp_last - stamp_before
+    # Rounded: stamps that differ below a microsecond (a bag's nanoseconds, a file's float seconds) predict alike.
+    ratio = round((stamp - stamp_last) / interval, 4) if interval > 0 else 1.0
+    if abs(ratio - 1.0) > 1e-3:  # closer: the same rate (stamp rounding)
+        ratio = float(np.clip(ratio, 0.0, MAX_PREDICTED_INTERVALS))
+        step = make_pose(so3_exp(ratio * so3_log(step[:3, :3])), ratio * step[:3, 3])
+    return step @ T_last
 
 
 #: A prediction extrapolates at most this many of the last frame intervals (a long gap: the robust estimator).
@@ -216,6 +222,8 @@ class VisualOdometry:
         self._depth_tracking = False
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
+        #: The last two tracked frames (T_cur_world, stamp): the motion a lost RGB-D frame coasts on.
+        self._tracked_motion: deque[tuple[np.ndarray, float]] = deque(maxlen=2)
         self._scale_reference = 1.0
         #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
         self._scene_depth: float | None = None
@@ -495,6 +503,8 @@ class VisualOdometry:
                 # of 6 sequences (median 2.4 -> 2.0 mm).
                 estimate.T_cur_kf = refine_in_window(self._window, keyframe, matches, frame, estimate.T_cur_kf,
                                                      self.window_matcher, cfg)
+            if use_depth and estimate is not None and self._contradicts_depth(keyframe, matches, estimate, frame):
+                return None
             if use_depth or (estimate is not None and estimate.inliers.sum() >= cfg.min_inliers):
                 return estimate
             # Monocular, the map turning out of view while the camera rotates in place (too little parallax for a
@@ -507,6 +517,21 @@ class VisualOdometry:
         if use_depth:
             return None  # an RGB-D keyframe without depth: lost until a frame with depth becomes keyframe
         return self._estimate_two_view(keyframe, i0, u0, u1, K, solver)
+
+    def _contradicts_depth(self, keyframe: Keyframe, matches: Matches, estimate: _Estimate,
+                           frame: Observation) -> bool:
+        """RGB-D: fewer than ``min_inliers`` of the pose's inliers agree with the depth this frame measured
+        (``depth_gate_inverse_m``; an inlier without a measurement cannot disagree).  Reprojection alone can hold a
+        wrong pose on a few matches; the frame's own depth of the same points rules it out."""
+        gate = self.config.depth_gate_inverse_m
+        if not gate:
+            return False
+        kept = matches.indices[estimate.inliers]
+        predicted_z = transform_points(estimate.T_cur_kf, keyframe.points[kept[:, 0]])[:, 2]
+        measured_z = frame.depth_points[kept[:, 1], 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            disagrees = np.abs(1.0 / predicted_z - 1.0 / measured_z) > gate  # False where a depth is NaN
+        return len(kept) - int(disagrees.sum()) < self.config.min_inliers
 
     def _estimate_pnp(self, keyframe, stamp, map_points, on_map, u0, u1, K, solver) -> _Estimate | None:
         cfg = self.config
@@ -735,8 +760,9 @@ class VisualOdometry:
     def _lost(
         self, frame: Observation, keyframe: Keyframe, matches: Matches, estimate: _Estimate | None, times: tuple
     ) -> FrameResult:
-        """Resume on a window keyframe's map (``relocalise_keyframes``), else hold the pose; after
-        ``max_lost_frames`` failures re-start from the current frame (if it has texture)."""
+        """Resume on a window keyframe's map (``relocalise_keyframes``), else hold the pose (RGB-D: coast on the last
+        tracked motion, ``coast_lost_frames``); after ``max_lost_frames`` failures re-start from the current frame
+        (if it has texture)."""
         cfg = self.config
         found = self._relocalise(frame, keyframe)
         if found is not None:
@@ -744,8 +770,12 @@ class VisualOdometry:
         self._lost_count += 1
         self._state = TrackingState.LOST
         self._motion = None
+        if cfg.coast_lost_frames and frame.depth_points is not None and len(self._tracked_motion) == 2:
+            (T_before, stamp_before), (T_last, stamp_last) = self._tracked_motion
+            self._pose = invert_pose(constant_velocity(T_before, stamp_before, T_last, stamp_last, frame.timestamp))
         is_keyframe = False
         if self._lost_count > cfg.max_lost_frames and len(frame.features) >= cfg.init_min_points:
+            self._tracked_motion.clear()  # the new map's motion starts with its own frames
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
             self._refine(keyframe, frame, Matches.empty())  # a new map starts from the points as detected
             self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
@@ -780,6 +810,8 @@ class VisualOdometry:
         t0, t1, t2, t3 = outcome.times
         estimate = outcome.estimate
         self._pose = outcome.pose.copy()
+        if self._state != TrackingState.LOST:
+            self._tracked_motion.append((invert_pose(self._pose), frame.timestamp))
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
             self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
