@@ -99,17 +99,23 @@ def test_rgbd_synthetic_with_silk(room):
         assert result.timings_ms["total"] >= result.timings_ms["extract"]
 
 
+def run_rgbd_with_a_long_depth_frame(room, count: int, bad: int, **settings) -> tuple[VisualOdometry, list]:
+    """RGB-D ORB odometry on the first ``count`` frames, frame ``bad``'s depth image reading twice the distance."""
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", **settings))
+    results = []
+    for i in range(count):
+        frame = room[i]
+        depth = frame.depth * (2.0 if i == bad else 1.0)
+        results.append(vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32)))
+    return vo, results
+
+
 @pytest.mark.parametrize("gate", [0.1, 0.0])
 def test_rgbd_pose_contradicting_the_frames_depth_is_lost(room, gate):
     """A frame whose measured depth contradicts the pose its pixels give (here: a depth image reading twice the
     distance, an inverse-depth error of ~0.2 1/m) is lost with the lost covariance, not tracked; the next frame
     with sound depth is tracked again at the right pose.  ``depth_gate_inverse_m: 0`` turns the check off."""
-    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", depth_gate_inverse_m=gate))
-    results = []
-    for i in range(4):
-        frame = room[i]
-        depth = frame.depth * (2.0 if i == 2 else 1.0)
-        results.append(vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32)))
+    vo, results = run_rgbd_with_a_long_depth_frame(room, 4, 2, depth_gate_inverse_m=gate)
     if not gate:  # tracked on the wrong depth (the next frame then starts from it: 7.7 cm off when measured)
         assert results[2].state in (TrackingState.TRACKING, TrackingState.DEGRADED)
         return
@@ -124,12 +130,7 @@ def test_rgbd_pose_contradicting_the_frames_depth_is_lost(room, gate):
 def test_rgbd_lost_frame_coasts_on_the_last_motion(room, coast):
     """RGB-D, ``coast_lost_frames``: a lost frame (its depth contradicts its pose) is placed by the last two tracked
     frames' motion, nearer the camera than the held pose; off, the pose holds still."""
-    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", coast_lost_frames=coast))
-    results = []
-    for i in range(5):
-        frame = room[i]
-        depth = frame.depth * (2.0 if i == 4 else 1.0)
-        results.append(vo.process(frame.image, frame.timestamp, frame.camera, depth.astype(np.float32)))
+    _, results = run_rgbd_with_a_long_depth_frame(room, 5, 4, coast_lost_frames=coast)
     assert results[4].state == TrackingState.LOST
     truth = np.linalg.inv(room.ground_truth.poses[0]) @ room.ground_truth.poses[4]
     held_error = np.linalg.norm(results[3].pose_world_cam[:3, 3] - truth[:3, 3])
