@@ -245,7 +245,7 @@ class OdometryConfig:
     #: restarts after ``max_lost_frames`` starts nearer where the camera is.  Monocular restarts take a new scale
     #: anyway; not tried there.  Measured (BENCHMARKS.md ``vo``, session 38): RGB-D design set, room8 (blank walls,
     #: head shake, blur; 4 lost frames a run) ATE 0.101 -> 0.061 m with ``depth_gate_inverse_m`` (without the gate it
-    #: coasts on a wrong pose: 0.88 m); no other room and no benchmark sequence loses a frame.
+    #: coasts on a wrong pose: 0.88 m); no other room and no RGB-D benchmark sequence loses a frame.
     coast_lost_frames: bool = setting(
         True, "RGB-D: a lost frame's pose follows the last tracked motion (constant velocity) instead of holding still"
     )
