@@ -810,7 +810,7 @@ class VisualOdometry:
         t0, t1, t2, t3 = outcome.times
         estimate = outcome.estimate
         self._pose = outcome.pose.copy()
-        if self._state != TrackingState.LOST:
+        if self._depth_tracking and self.config.coast_lost_frames and self._state != TrackingState.LOST:
             self._tracked_motion.append((invert_pose(self._pose), frame.timestamp))
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
