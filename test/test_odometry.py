@@ -141,6 +141,28 @@ def test_rgbd_lost_frame_coasts_on_the_last_motion(room, coast):
         np.testing.assert_allclose(results[4].pose_world_cam, results[3].pose_world_cam, atol=1e-12)
 
 
+@pytest.mark.parametrize("align", [True, False])
+def test_rgbd_blank_frames_are_tracked_by_their_depth(room, align):
+    """Two frames without texture (blank images) but with the room's depth: with ``depth_alignment`` each is posed by
+    aligning its depth to the last posed frame's (DEGRADED, method "depth", within 2 cm of the truth, a covariance
+    larger than a tracked frame's), and feature tracking resumes after them; off, they are lost."""
+    vo = VisualOdometry(OdometryConfig.from_settings(features="orb", mode="rgbd", depth_alignment=align))
+    blank = np.full_like(room[0].image, 127)
+    results = [vo.process(blank if i in (5, 6) else room[i].image, room[i].timestamp, room.camera, room[i].depth)
+               for i in range(10)]
+    truth = [np.linalg.inv(room.ground_truth.poses[0]) @ pose for pose in room.ground_truth.poses[:10]]
+    for i in (5, 6):
+        if not align:
+            assert results[i].state == TrackingState.LOST
+            continue
+        assert (results[i].state, results[i].method) == (TrackingState.DEGRADED, "depth")
+        assert np.linalg.norm(results[i].pose_world_cam[:3, 3] - truth[i][:3, 3]) < 0.02
+        check_covariance(results[i].covariance)
+        assert np.trace(results[i].covariance) > np.trace(results[4].covariance)
+    assert results[-1].state == TrackingState.TRACKING
+    assert np.linalg.norm(results[-1].pose_world_cam[:3, 3] - truth[-1][:3, 3]) < 0.03
+
+
 def test_window_refinement_reduces_keyframe_chaining_drift(room):
     """Every other frame comes from a depth sensor reading 10 % long: chained keyframe to keyframe, the biased
     keyframes' points pass their error on; refined against the window's other keyframes, less of it stays."""

@@ -249,6 +249,14 @@ class OdometryConfig:
     coast_lost_frames: bool = setting(
         True, "RGB-D: a lost frame's pose follows the last tracked motion (constant velocity) instead of holding still"
     )
+    #: RGB-D: a frame that neither its keyframe nor the window's keyframes pose (blank walls, blur, a fast turn) is
+    #: aligned by its depth to the last posed frame's (``depth_alignment.align_depth``: projective point-to-plane
+    #: ICP from the constant-velocity guess), and becomes a keyframe at that pose, so the next frames track features
+    #: near it in the same map instead of coasting and restarting one.  Accepted only when the depth fixes all six
+    #: degrees of freedom (not one bare wall).
+    depth_alignment: bool = setting(
+        True, "RGB-D: a frame the features cannot pose is aligned to the last posed frame's depth (ICP)"
+    )
     # --- covariance ------------------------------------------------------------------------------
     min_pixel_sigma: float = setting(
         0.3, "floor of the reprojection residual sigma (px) scaling the pose covariance", range=(0.0, 100.0)

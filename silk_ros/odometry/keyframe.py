@@ -27,6 +27,8 @@ class Observation:
     detected_xy: np.ndarray
     #: monocular with ``depth_scale``: measured depth (m) of each feature, NaN where not trusted (the scale source)
     scale_depth: np.ndarray | None = None
+    #: RGB-D with ``depth_alignment``: the depth image as given (m), for depth-only tracking when features fail
+    depth_image: np.ndarray | None = None
 
     @property
     def K(self) -> np.ndarray:  # noqa: N802 - the camera matrix's usual name

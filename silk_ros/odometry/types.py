@@ -49,5 +49,6 @@ class FrameResult:
     inlier_mask: np.ndarray | None = None
     #: Median rotation-compensated parallax to the keyframe (working-resolution pixels).
     parallax_px: float = 0.0
-    #: How the pose was obtained: first, pnp, pnp-static (translation kept), essential, rotation, lost.
+    #: How the pose was obtained: first, pnp, pnp-static (translation kept), essential, rotation, depth (RGB-D:
+    #: aligned by depth alone, ``depth_alignment``), lost.
     method: str = ""

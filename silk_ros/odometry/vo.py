@@ -78,6 +78,7 @@ from . import estimation as est
 from .config import OdometryConfig, uses_depth
 from .covisibility import KeyframeMemory
 from .depth import keypoint_depth
+from .depth_alignment import FINEST_COLUMNS, DepthGrid, align_depth
 from .frontend import (
     build_keyframe_matcher,
     build_vo_matcher,
@@ -222,8 +223,11 @@ class VisualOdometry:
         self._depth_tracking = False
         self._state = TrackingState.INITIALIZING
         self._lost_count = 0
-        #: The last two tracked frames (T_cur_world, stamp): the motion a lost RGB-D frame coasts on.
+        #: The last two posed RGB-D frames (T_cur_world, stamp): the motion a lost frame coasts on, and the guess its
+        #: depth alignment starts from.
         self._tracked_motion: deque[tuple[np.ndarray, float]] = deque(maxlen=2)
+        #: RGB-D with ``depth_alignment``: the last posed frame's depth image, working camera and T_cur_world.
+        self._last_depth: tuple[np.ndarray, Camera, np.ndarray] | None = None
         self._scale_reference = 1.0
         #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
         self._scene_depth: float | None = None
@@ -381,7 +385,9 @@ class VisualOdometry:
         scale_depth = None
         if not use_depth and depth is not None and self.config.depth_scale:
             scale_depth = self._keypoint_depth(depth, features, cam)
-        return Observation(timestamp, features, pixels, points, cam, features.keypoints_xy, scale_depth)
+        aligns = use_depth and self.config.depth_alignment
+        return Observation(timestamp, features, pixels, points, cam, features.keypoints_xy, scale_depth,
+                           depth if aligns else None)
 
     def _first(self, frame: Observation, times: tuple[float, float]) -> FrameResult:
         """The first frame (or the first after a reset) is the first keyframe, at the current pose."""
@@ -760,13 +766,16 @@ class VisualOdometry:
     def _lost(
         self, frame: Observation, keyframe: Keyframe, matches: Matches, estimate: _Estimate | None, times: tuple
     ) -> FrameResult:
-        """Resume on a window keyframe's map (``relocalise_keyframes``), else hold the pose (RGB-D: coast on the last
-        tracked motion, ``coast_lost_frames``); after ``max_lost_frames`` failures re-start from the current frame
-        (if it has texture)."""
+        """Resume on a window keyframe's map (``relocalise_keyframes``), else (RGB-D) pose the frame by its depth
+        (``depth_alignment``), else hold the pose (RGB-D: coast on the last tracked motion, ``coast_lost_frames``);
+        after ``max_lost_frames`` failures re-start from the current frame (if it has texture)."""
         cfg = self.config
         found = self._relocalise(frame, keyframe)
         if found is not None:
             return self._track(frame, *found, times)
+        aligned = self._align_depth(frame)
+        if aligned is not None:
+            return self._depth_tracked(frame, keyframe, *aligned, times)
         self._lost_count += 1
         self._state = TrackingState.LOST
         self._motion = None
@@ -776,6 +785,7 @@ class VisualOdometry:
         is_keyframe = False
         if self._lost_count > cfg.max_lost_frames and len(frame.features) >= cfg.init_min_points:
             self._tracked_motion.clear()  # the new map's motion starts with its own frames
+            self._last_depth = None
             # The held pose is only a guess: the old window's map must not pull the new keyframe towards it.
             self._refine(keyframe, frame, Matches.empty())  # a new map starts from the points as detected
             self._adopt(self._new_keyframe(frame, self._pose, frame.depth_points), restart=True)
@@ -785,6 +795,41 @@ class VisualOdometry:
         covariance = np.eye(6) * cfg.lost_variance
         outcome = _Outcome(self._pose, covariance, "lost", keyframe.features, (*times, time.perf_counter()), matches,
                            estimate, is_keyframe)
+        return self._finish(frame, outcome)
+
+    def _align_depth(self, frame: Observation) -> tuple[np.ndarray, np.ndarray] | None:
+        """RGB-D, ``depth_alignment``: the frame's pose (T_world_cam) and covariance from aligning its depth to the
+        last posed frame's, from the constant-velocity guess; None when the depth does not fix it."""
+        if frame.depth_image is None or self._last_depth is None or self._last_depth[1] != frame.camera:
+            return None
+        depth_before, camera, T_last_world = self._last_depth
+        T_guess = np.eye(4)
+        if len(self._tracked_motion) == 2:
+            (T_before, stamp_before), (T_last, stamp_last) = self._tracked_motion
+            T_predicted = constant_velocity(T_before, stamp_before, T_last, stamp_last, frame.timestamp)
+            T_guess = T_predicted @ invert_pose(T_last)
+        step = camera.width / FINEST_COLUMNS
+        cfg = self.config
+        grids = [DepthGrid.from_depth(depth, camera, step, cfg.depth_min, cfg.depth_max)
+                 for depth in (depth_before, frame.depth_image)]
+        alignment = align_depth(*grids, camera, T_guess)
+        if alignment is None:
+            return None
+        return invert_pose(alignment.T_dst_src @ T_last_world), alignment.covariance
+
+    def _depth_tracked(self, frame: Observation, keyframe: Keyframe, pose: np.ndarray, covariance: np.ndarray,
+                       times: tuple) -> FrameResult:
+        """A frame posed by its depth alone (DEGRADED): it becomes the keyframe (its points from depth) so the next
+        frames track features near it, in the same map."""
+        cfg = self.config
+        self._lost_count = 0
+        self._state = TrackingState.DEGRADED
+        self._last_tracked, self._motion = None, None
+        is_keyframe = bool(np.isfinite(frame.depth_points[:, 0]).sum() >= cfg.min_inliers)
+        if is_keyframe:
+            self._adopt(self._new_keyframe(frame, pose, frame.depth_points))
+        outcome = _Outcome(pose, covariance * cfg.degraded_inflation, "depth", keyframe.features,
+                           (*times, time.perf_counter()), Matches.empty(), None, is_keyframe)
         return self._finish(frame, outcome)
 
     def _relocalise(self, frame: Observation, lost_on: Keyframe) -> tuple[Keyframe, Matches, _Estimate] | None:
@@ -810,8 +855,11 @@ class VisualOdometry:
         t0, t1, t2, t3 = outcome.times
         estimate = outcome.estimate
         self._pose = outcome.pose.copy()
-        if self._depth_tracking and self.config.coast_lost_frames and self._state != TrackingState.LOST:
-            self._tracked_motion.append((invert_pose(self._pose), frame.timestamp))
+        if self._depth_tracking and self._state != TrackingState.LOST:
+            if self.config.coast_lost_frames or self.config.depth_alignment:
+                self._tracked_motion.append((invert_pose(self._pose), frame.timestamp))
+            if frame.depth_image is not None:
+                self._last_depth = (frame.depth_image.copy(), frame.camera, invert_pose(self._pose))
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
             self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
