@@ -58,6 +58,7 @@ def test_corner_motion_is_recovered_from_the_constant_velocity_guess(angle_deg):
     assert np.linalg.norm(error[:3, 3]) < 1e-3, error
     assert rotation_angle_deg(error[:3, :3]) < 0.1
     assert result.paired_fraction > 0.6  # the rest turned out of view
+    assert result.surface_agreement > 0.99  # every point that lands on measured depth lands on the surface
     assert np.all(np.isfinite(result.covariance)) and np.linalg.eigvalsh(result.covariance).min() > 0
 
 
@@ -83,3 +84,17 @@ def test_depth_of_another_resolution_and_holes():
     assert result is not None
     error = invert_pose(invert_pose(T1) @ T0) @ result.T_dst_src
     assert np.linalg.norm(error[:3, 3]) < 2e-3
+
+
+def test_a_pose_off_the_surface_does_not_agree_with_it():
+    """The acceptance check on its own: under the true motion every point that lands on measured depth lands on the
+    surface; 10 cm along the floor (a slide the back and left walls see) most do not."""
+    from silk_ros.odometry.depth_alignment import MIN_SURFACE_AGREEMENT, _surface_agreement
+
+    T0, T1 = looking_into_the_corner(), looking_into_the_corner(3.0, (0.02, 0.0, 0.0))
+    source, target = grid(render_depth(T0)), grid(render_depth(T1))
+    points = source.points.reshape(-1, 3)
+    truth = invert_pose(T1) @ T0
+    assert _surface_agreement(truth, points, target, CAMERA, 0.08) > 0.99
+    slid = make_pose(np.eye(3), np.array([0.1, 0.0, 0.1])) @ truth
+    assert _surface_agreement(slid, points, target, CAMERA, 0.08) < MIN_SURFACE_AGREEMENT
