@@ -3,9 +3,9 @@ from the last posed frame's depth to this frame's.
 
 Blank walls, motion blur and fast turns leave a learned detector without enough correct matches while the depth
 camera still sees the room's shape.  The alignment starts from the constant-velocity guess, runs coarse to fine on
-grids of the depth image, and is accepted only when the scene's shape fixes all six degrees of freedom: one plane
-fixes three (a wall: the slide along it and the turn about its normal are free), two planes five.  Its Laplace
-covariance is what the frame reports."""
+grids of the depth image, and is accepted only when the scene's shape fixes all six degrees of freedom (one plane
+fixes three: a wall leaves the slide along it and the turn about its normal free; two planes five) and the points
+land on the other frame's surface (not a wrong minimum).  Its covariance is what the frame reports."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class DepthGrid:
 
     points: np.ndarray
     normals: np.ndarray
-    #: pixel of grid cell (0, 0) and the grid step, in the camera's pixels
+    #: grid step in the camera's pixels (cell (r, c) is centred on pixel ((c + 0.5) step - 0.5, (r + 0.5) step - 0.5))
     step: float
 
     @classmethod
