@@ -8,7 +8,7 @@ import pytest
 
 from silk_ros.geometry.camera import Camera
 from silk_ros.geometry.pose import invert_pose, make_pose, rotation_angle_deg, so3_exp
-from silk_ros.odometry.depth_alignment import FINEST_COLUMNS, DepthGrid, align_depth
+from silk_ros.odometry.depth_alignment import FINEST_COLUMNS, MIN_SURFACE_AGREEMENT, DepthGrid, _Pairing, align_depth
 
 CAMERA = Camera.from_intrinsics(260.0, 260.0, 159.5, 119.5, 320, 240)
 #: A room's corner: the floor (y = 1), the left wall (x = -1.5), the back wall (z = 3) in the world frame.
@@ -89,12 +89,10 @@ def test_depth_of_another_resolution_and_holes():
 def test_a_pose_off_the_surface_does_not_agree_with_it():
     """The acceptance check on its own: under the true motion every point that lands on measured depth lands on the
     surface; 10 cm along the floor (a slide the back and left walls see) most do not."""
-    from silk_ros.odometry.depth_alignment import MIN_SURFACE_AGREEMENT, _surface_agreement
-
     T0, T1 = looking_into_the_corner(), looking_into_the_corner(3.0, (0.02, 0.0, 0.0))
     source, target = grid(render_depth(T0)), grid(render_depth(T1))
     points = source.points.reshape(-1, 3)
     truth = invert_pose(T1) @ T0
-    assert _surface_agreement(truth, points, target, CAMERA, 0.08) > 0.99
+    assert _Pairing(truth, points, target, CAMERA, 0.08).surface_agreement() > 0.99
     slid = make_pose(np.eye(3), np.array([0.1, 0.0, 0.1])) @ truth
-    assert _surface_agreement(slid, points, target, CAMERA, 0.08) < MIN_SURFACE_AGREEMENT
+    assert _Pairing(slid, points, target, CAMERA, 0.08).surface_agreement() < MIN_SURFACE_AGREEMENT

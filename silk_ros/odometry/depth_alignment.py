@@ -122,15 +122,16 @@ class DepthAlignment:
 
 def align_depth(src: DepthGrid, dst: DepthGrid, camera: Camera, T_guess: np.ndarray) -> DepthAlignment | None:
     """Point-to-plane ICP of ``src``'s points onto ``dst``'s surface from ``T_guess`` (T_dst_src), coarse to fine;
-    pairs by projection into ``dst``.  None when fewer than ``MIN_PAIRED_FRACTION`` of the source's points pair or
-    the depth leaves a direction unconstrained (``MIN_CONSTRAINT``)."""
+    pairs by projection into ``dst``.  None when fewer than ``MIN_PAIRED_FRACTION`` of the source's points pair, when
+    fewer than ``MIN_SURFACE_AGREEMENT`` of those landing on measured depth land on the surface, or when the depth
+    leaves a direction unconstrained (``MIN_CONSTRAINT``)."""
     T = T_guess.copy()
     for (factor, iterations), max_distance in zip(LEVELS, MAX_PAIR_DISTANCE_M, strict=True):
         source, target = src.downsampled(factor), dst.downsampled(factor)
         points = source.points.reshape(-1, 3)
         points = points[np.isfinite(points).all(axis=1)]
         for _ in range(iterations):
-            residual, jacobian = _point_to_plane(T, points, target, camera, max_distance)
+            residual, jacobian = _Pairing(T, points, target, camera, max_distance).point_to_plane()
             if len(residual) < 6:
                 return None
             JtW = jacobian.T * huber_weights(residual, HUBER_M)
@@ -138,7 +139,8 @@ def align_depth(src: DepthGrid, dst: DepthGrid, camera: Camera, T_guess: np.ndar
             T = left_increment(T, delta)
             if np.linalg.norm(delta) < 1e-7:
                 break
-    residual, jacobian = _point_to_plane(T, points, target, camera, max_distance)
+    pairing = _Pairing(T, points, target, camera, max_distance)
+    residual, jacobian = pairing.point_to_plane()
     if len(residual) < 6:
         return None
     weight = np.sqrt(huber_weights(residual, HUBER_M))
@@ -146,8 +148,7 @@ def align_depth(src: DepthGrid, dst: DepthGrid, camera: Camera, T_guess: np.ndar
     covariance = gauss_newton_covariance(weighted_J, weighted_r, min_sigma=MIN_SIGMA_M)
     alignment = DepthAlignment(
         T, covariance * max(len(residual) / EFFECTIVE_POINTS, 1.0), len(residual), len(residual) / len(points),
-        _surface_agreement(T, points, target, camera, max_distance),
-        _weakest_constraint(weighted_J, transform_points(T, points)),
+        pairing.surface_agreement(), _weakest_constraint(weighted_J, pairing.moved),
     )
     if (alignment.paired_fraction < MIN_PAIRED_FRACTION or alignment.surface_agreement < MIN_SURFACE_AGREEMENT
             or alignment.weakest_constraint < MIN_CONSTRAINT):
@@ -155,29 +156,29 @@ def align_depth(src: DepthGrid, dst: DepthGrid, camera: Camera, T_guess: np.ndar
     return alignment
 
 
-def _point_to_plane(T: np.ndarray, points: np.ndarray, target: DepthGrid, camera: Camera,
-                    max_distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals n.(T p - q) of the source ``points`` paired with the target point they project onto (closer than
-    ``max_distance``, with a normal), and their Jacobian w.r.t. ``left_increment``'s (translation, rotation)."""
-    moved = transform_points(T, points)
-    row, col, inside = target.cell(camera.project(moved))
-    q, n = target.points[row, col], target.normals[row, col]
-    paired = inside & np.isfinite(n).all(axis=1) & (np.linalg.norm(moved - q, axis=1) < max_distance)
-    p, q, n = moved[paired], q[paired], n[paired]
-    # d(n.(exp(delta) p - q))/d delta = [n, p x n]
-    return np.sum(n * (p - q), axis=1), np.hstack([n, np.cross(p, n)])
+class _Pairing:
+    """The source ``points`` moved by ``T`` and the target points they project onto: ``seen`` where that is a measured
+    point, ``close`` where it is within ``max_distance`` as well."""
 
+    def __init__(self, T: np.ndarray, points: np.ndarray, target: DepthGrid, camera: Camera, max_distance: float):
+        self.moved = transform_points(T, points)
+        row, col, inside = target.cell(camera.project(self.moved))
+        self.target_points, self.normals = target.points[row, col], target.normals[row, col]
+        self.seen = inside & np.isfinite(self.target_points).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            self.close = self.seen & (np.linalg.norm(self.moved - self.target_points, axis=1) < max_distance)
 
-def _surface_agreement(T: np.ndarray, points: np.ndarray, target: DepthGrid, camera: Camera,
-                       max_distance: float) -> float:
-    """Share of the source ``points`` landing on a measured target point that land within ``max_distance`` of it."""
-    moved = transform_points(T, points)
-    row, col, inside = target.cell(camera.project(moved))
-    q = target.points[row, col]
-    seen = inside & np.isfinite(q).all(axis=1)
-    if not seen.any():
-        return 0.0
-    return float(np.mean(np.linalg.norm(moved[seen] - q[seen], axis=1) < max_distance))
+    def point_to_plane(self) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals n.(T p - q) of the close pairs with a normal, and their Jacobian w.r.t. ``left_increment``'s
+        (translation, rotation)."""
+        paired = self.close & np.isfinite(self.normals).all(axis=1)
+        p, q, n = self.moved[paired], self.target_points[paired], self.normals[paired]
+        # d(n.(exp(delta) p - q))/d delta = [n, p x n]
+        return np.sum(n * (p - q), axis=1), np.hstack([n, np.cross(p, n)])
+
+    def surface_agreement(self) -> float:
+        """Share of the points landing on a measured target point that land close to it."""
+        return float(self.close.sum() / self.seen.sum()) if self.seen.any() else 0.0
 
 
 def _weakest_constraint(jacobian: np.ndarray, points: np.ndarray) -> float:

@@ -226,8 +226,9 @@ class VisualOdometry:
         #: The last two posed RGB-D frames (T_cur_world, stamp): the motion a lost frame coasts on, and the guess its
         #: depth alignment starts from.
         self._tracked_motion: deque[tuple[np.ndarray, float]] = deque(maxlen=2)
-        #: RGB-D with ``depth_alignment``: the last posed frame's depth image, working camera and T_cur_world.
-        self._last_depth: tuple[np.ndarray, Camera, np.ndarray] | None = None
+        #: RGB-D with ``depth_alignment``: the last posed frame's depth image and working camera (its pose is the last
+        #: of ``_tracked_motion``).
+        self._last_depth: tuple[np.ndarray, Camera] | None = None
         self._scale_reference = 1.0
         #: Median depth of the last keyframe map (monocular: in the map's scale), kept across restarts.
         self._scene_depth: float | None = None
@@ -802,7 +803,8 @@ class VisualOdometry:
         last posed frame's, from the constant-velocity guess; None when the depth does not fix it."""
         if frame.depth_image is None or self._last_depth is None or self._last_depth[1] != frame.camera:
             return None
-        depth_before, camera, T_last_world = self._last_depth
+        depth_before, camera = self._last_depth
+        T_last_world = self._tracked_motion[-1][0]
         T_guess = np.eye(4)
         if len(self._tracked_motion) == 2:
             (T_before, stamp_before), (T_last, stamp_last) = self._tracked_motion
@@ -859,7 +861,7 @@ class VisualOdometry:
             if self.config.coast_lost_frames or self.config.depth_alignment:
                 self._tracked_motion.append((invert_pose(self._pose), frame.timestamp))
             if frame.depth_image is not None:
-                self._last_depth = (frame.depth_image.copy(), frame.camera, invert_pose(self._pose))
+                self._last_depth = (frame.depth_image.copy(), frame.camera)
         covariance = outcome.covariance
         if not self._depth_tracking:  # monocular: a measured scale source turns map units into metres
             self.metric_scale.update(self._keyframe, self.config.min_inliers, self._window)
