@@ -181,3 +181,34 @@ def test_peer_targets_compare_medians_over_start_frames_where_they_ran():
     assert mono["value"] == pytest.approx(0.104 / 0.035) and not mono["met"]
     rgbd = targets["7scenes01-rgbd: SiLK ATE <= orbslam3 ATE (one run)"]
     assert rgbd["value"] == pytest.approx(0.8) and rgbd["met"]
+
+
+def test_later_starts_run_on_every_moving_sequence_in_either_mode(monkeypatch, tmp_path):
+    """RGB-D runs get the later starts too (ORB-SLAM3's RGB-D runs differ from one to the next); a sequence at rest
+    or too short for them does not."""
+    import argparse
+
+    from silk_ros.bench import vo
+
+    calls = []
+
+    def execute(feature, args, fmt, path, out, mode, *, stride, title, start=0, **_):
+        calls.append((title.split(" ")[0], feature, start))
+        return {"ate": {"se3" if mode == "rgbd" else "sim3": {"rmse": 0.01 * (1 + start)}},
+                "run": {"lost_frames": 0}}
+
+    monkeypatch.setattr(vo, "_execute", execute)
+    row = {"ate_rmse_m": 0.01, "lost_frames": 0, "frames": 500, "stride": 1}
+    runs = {"7scenes01-rgbd": {"silk": dict(row), "orbslam3": dict(row)},
+            "7scenes01-mono": {"silk": dict(row), "orbslam3": {"skipped": "not installed"}},
+            "tum-desk-mono": {"silk": {**row, "frames": 20}, "orbslam3": {**row, "frames": 20}},
+            "euroc-v101-rest-mono": {"silk": dict(row), "orbslam3": dict(row)}}
+    args = argparse.Namespace(out=str(tmp_path))
+    table = vo._start_offsets(runs, tmp_path, ["silk", "orbslam3"], [10, 20], args)
+    assert set(table) == {"7scenes01-rgbd", "7scenes01-mono"}
+    assert set(table["7scenes01-rgbd"]) == {"silk", "orbslam3"} and set(table["7scenes01-mono"]) == {"silk"}
+    rgbd = table["7scenes01-rgbd"]["orbslam3"]
+    assert rgbd["starts"] == [0, 10, 20] and rgbd["ate_rmse_m"] == pytest.approx([0.01, 0.11, 0.21])
+    assert rgbd["median_ate_rmse_m"] == pytest.approx(0.11)
+    assert sorted(c for c in calls if c[0] == "7scenes01-rgbd") == [
+        ("7scenes01-rgbd", f, s) for f in ("orbslam3", "silk") for s in (10, 20)]

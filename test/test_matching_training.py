@@ -197,6 +197,27 @@ def test_exact_resume_and_weights(tiny_config, tmp_path):
         MatcherTrainer(changed, progress=False).load_checkpoint()
 
 
+def test_a_fine_tune_starts_from_the_given_matcher(tiny_config, tmp_path):
+    trained = MatcherTrainer(tiny_config, progress=False)
+    trained.fit(stop_after=2)
+    path = trained.save_matcher(tmp_path / "start.pt")
+    tuned_config = MatcherTrainConfig.from_dict(
+        {**tiny_config.to_dict(), "run_dir": str(tmp_path / "tuned"), "init_matcher": str(path), "seed": 7}
+    )
+    tuned = MatcherTrainer(tuned_config, progress=False)
+    for name, tensor in trained.model.state_dict().items():
+        torch.testing.assert_close(tensor, tuned.model.state_dict()[name], rtol=0, atol=0, msg=name)
+    fresh = MatcherTrainer(MatcherTrainConfig.from_dict({**tuned_config.to_dict(), "init_matcher": ""}), progress=False)
+    assert any(
+        not torch.equal(tensor, fresh.model.state_dict()[name]) for name, tensor in trained.model.state_dict().items()
+    )
+    other = MatcherTrainConfig.from_dict(
+        {**tuned_config.to_dict(), "model": {**tuned_config.model, "num_layers": tuned_config.model["num_layers"] + 1}}
+    )
+    with pytest.raises(ValueError, match="architecture differs"):
+        MatcherTrainer(other, progress=False)
+
+
 def test_pooled_features_are_keyed_by_the_extraction_code(tmp_path, monkeypatch):
     """A change to how features are extracted (not only to the weights or the config) makes the cached pools stale:
     session 21's padded context pass left pools that later, clamped runs would have read as current."""

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from silk_ros.datasets.paths import REPO_ROOT, shared_data_root
 from silk_ros.features.quantize import weights_sha256
-from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet
+from silk_ros.matching.attention import AttentionMatcherConfig, AttentionMatcherNet, load_attention_net
 from silk_ros.weights import SHIPPED, SHIPPED_DIR, save_weights
 
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint_atomically
@@ -108,6 +108,9 @@ class MatcherTrainConfig:
     variant: str = "both"
     run_dir: str = "runs/matcher_mu"
     cache_dir: str = "runs/matcher_cache"
+    #: matcher weights (shipped name or path) to start from instead of a random initialisation (a fine-tune); their
+    #: architecture must be the one ``model`` and ``variant`` make. "" trains from scratch
+    init_matcher: str = ""
     #: architecture options of AttentionMatcherConfig (the variant sets the two reweighting switches)
     model: dict = field(default_factory=lambda: {"width": 64, "num_heads": 1, "num_layers": 3})
     homography: HomographyConfig = field(default_factory=HomographyConfig)
@@ -569,11 +572,24 @@ class MatcherTrainer:
         self.val_pool = build_pool(config, "val", progress) if config.val_pairs or config.val_room_pairs else None
         torch.manual_seed(config.seed)
         self.model = AttentionMatcherNet(config.matcher_config(self.pool["desc0"].shape[-1]))
+        if config.init_matcher:
+            self._start_from(config.init_matcher)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.wall_s = 0.0
         self.history: list[dict] = []
+
+    def _start_from(self, weights: str) -> None:
+        """Copy a trained matcher's parameters into the model; a different architecture is an error, not a
+        partial load."""
+        start = load_attention_net(weights)
+        own, theirs = self.model.config.architecture(), start.config.architecture()
+        if own != theirs:
+            changed = {k: (theirs.get(k), own.get(k)) for k in set(own) | set(theirs) if own.get(k) != theirs.get(k)}
+            raise ValueError(f"init_matcher {weights}: architecture differs from the config's (file, config): "
+                             f"{changed}")
+        self.model.load_state_dict(start.state_dict())
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
