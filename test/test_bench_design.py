@@ -3,6 +3,7 @@ what it says (ATE, lost frames, scale wander), caches its rooms, and refuses wha
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -88,3 +89,48 @@ def test_design_set_refuses_unknown_rooms_settings_and_missing_photos(tmp_path):
             silk_vo([*base, "--rooms", "room2-smooth", "--set", f"{key}=1"])
     with pytest.raises(SystemExit, match="no validation photos"):
         silk_vo([*base, "--rooms", "room2-smooth", "--data", str(tmp_path)])
+
+
+def test_held_out_rooms_are_other_rooms_of_the_same_kinds():
+    """The held-out rooms are never design rooms, and cover what the design set covers: each kind of motion, blank
+    walls and blur."""
+    assert not set(design.HELD_OUT_ROOMS) & set(design.ROOMS)
+    assert not {r.seed for r in design.HELD_OUT_ROOMS.values()} & {r.seed for r in design.ROOMS.values()}
+    kinds = {(r.motion, r.texture, bool(r.exposure)) for r in design.HELD_OUT_ROOMS.values()}
+    assert {m for m, _, _ in kinds} == {r.motion for r in design.ROOMS.values()}
+    assert any(t == "low" for _, t, _ in kinds) and any(blur for _, _, blur in kinds)
+    assert [r.name for r in design._rooms("held-out", None)] == list(design.HELD_OUT_ROOMS)
+
+
+def test_a_peer_run_without_a_pose_has_no_ate_and_counts_as_the_worst():
+    runs = [{"seed": 0, "ate_m": 0.02, "lost": 3}, {"seed": 1, "ate_m": None, "lost": 40}]
+    summary = design.room_summary(runs)
+    assert summary["worst_ate_m"] is None and summary["lost"] == 43
+    assert design.room_summary(runs[:1])["median_ate_m"] == pytest.approx(0.02)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyorbslam3") is None,
+                    reason="pyorbslam3 is a benchmark extra (pip install -r requirements-bench.txt)")
+def test_orbslam3_runs_on_the_rendered_rgbd_room(photos, tmp_path):
+    """ORB-SLAM3 in place of silk_ros on the same rendered frames, with a tiny vocabulary trained on four training
+    photos; a peer and a silk_ros setting are refused together."""
+    from training.orb_vocabulary import main as train
+
+    vocabulary = tmp_path / "voc.txt"
+    four = tmp_path / "photos"
+    four.mkdir()
+    for name in ("astronaut.png", "brick.png", "coffee.png", "camera.png"):
+        (four / name).write_bytes((photos / "train" / "skimage" / name).read_bytes())
+    assert train(["--images", str(four), "--out", str(vocabulary), "--k", "6", "--depth", "3",
+                  "--features", "500"]) == 0
+    out = tmp_path / "peer.json"
+    base = ["bench", "design", "--rooms", "room21-sweep", "--frames", "40", "--mode", "rgbd", "--data", str(photos),
+            "--cache", str(tmp_path / "cache"), "--record", "", "--peer", "orbslam3",
+            "--orb-vocabulary", str(vocabulary)]
+    assert silk_vo([*base, "--seeds", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    run = report["rooms"]["room21-sweep"]["runs"][0]
+    assert report["front_end"] == "orbslam3" and run["lost"] < 40
+    assert run["ate_m"] is not None and run["ate_m"] < 0.05  # 4 s of a sweep with depth: centimetres at worst
+    with pytest.raises(SystemExit, match="--set changes silk_ros settings"):
+        silk_vo([*base, "--set", "window_keyframes=8"])

@@ -13,6 +13,12 @@ have no translation, and count in the ATE), and for monocular runs the *scale wa
 the log Umeyama scale of each 50-frame segment after the map started, against the whole run's; the random walk of
 a keyframe odometry's scale, which ATE alone mixes with direction errors.  Rendered frames are cached (``--cache``),
 so a second variant costs only the odometry.
+
+``--rooms held-out`` runs ten other rooms (other seeds, photos placed and paths drawn anew, the same kinds of motion
+and texture), never used to choose a setting: they say whether what the design set chose holds on rooms nobody tuned
+on.  ``--peer orbslam3`` runs ORB-SLAM3 (a benchmark extra, as in ``bench vo``) on the same rendered frames in
+place of silk_ros; each seed is one more run of it (its threads make runs differ), frames it leaves without a pose
+count as lost and stay out of its ATE.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from silk_ros.bench.peers import PeerOptions, PeerUnavailable, make_peer
 from silk_ros.datasets.paths import shared_data_root
 from silk_ros.datasets.synthetic import SyntheticSequence
 from silk_ros.evaluation.metrics import associate, ate, umeyama
@@ -38,8 +45,8 @@ from silk_ros.odometry.types import TrackingState
 from silk_ros.odometry.vo import VisualOdometry
 from silk_ros.settings import parse_overrides
 
-__all__ = ["DesignRoom", "ROOMS", "DEFAULT_ROOMS", "add_arguments", "run", "render_room", "run_room", "room_summary",
-           "scale_wander"]
+__all__ = ["DesignRoom", "ROOMS", "HELD_OUT_ROOMS", "DEFAULT_ROOMS", "add_arguments", "run", "render_room", "run_room",
+           "room_summary", "scale_wander"]
 
 #: the SiLK trainer's held-out photos (training/configs: val_images): never trained on, never benchmarked
 VALIDATION_PHOTOS = "train/bsds500/test"
@@ -48,6 +55,8 @@ SEGMENT_FRAMES = 50
 #: a segment whose ground truth spans less than this (metres) has no scale to measure
 MIN_SEGMENT_EXTENT_M = 0.05
 BLUR_EXPOSURE = 0.1
+#: a run with fewer posed frames has no ATE (a peer that never initialised)
+MIN_POSED_FRAMES = 10
 #: the shortest room ``--frames`` may ask for (the monocular map needs ~10-30 frames to start)
 MIN_FRAMES = 20
 
@@ -73,6 +82,13 @@ ROOMS: dict[str, DesignRoom] = {room.name: room for room in (
     DesignRoom(4, "smooth", 240, "low"), DesignRoom(11, "sweep", 240), DesignRoom(12, "smooth", 240),
     DesignRoom(5, "fast", 120), DesignRoom(6, "fast", 120, "low"),
     DesignRoom(7, "fast", 120, exposure=BLUR_EXPOSURE), DesignRoom(8, "fast", 120, "low", BLUR_EXPOSURE),
+)}
+#: rooms no setting was chosen on (``--rooms held-out``): the design set's kinds of motion and texture, other seeds
+HELD_OUT_ROOMS: dict[str, DesignRoom] = {room.name: room for room in (
+    DesignRoom(21, "sweep", 240), DesignRoom(22, "smooth", 240), DesignRoom(23, "sweep", 240, "low"),
+    DesignRoom(24, "smooth", 240, exposure=BLUR_EXPOSURE), DesignRoom(25, "sweep", 240),
+    DesignRoom(26, "smooth", 240, "low"), DesignRoom(27, "fast", 120), DesignRoom(28, "fast", 120, "low"),
+    DesignRoom(29, "fast", 120, exposure=BLUR_EXPOSURE), DesignRoom(30, "fast", 120, "low", BLUR_EXPOSURE),
 )}
 #: the rooms a plain ``bench design`` runs: textured and blank, slow and shaking
 DEFAULT_ROOMS = ("room1-sweep", "room2-smooth", "room3-sweep", "room4-smooth-low", "room5-fast", "room6-fast-low")
@@ -114,37 +130,52 @@ def scale_wander(trajectory, ground_truth, first_frame: int = 0) -> float | None
     return float(np.std(logs)) if len(logs) >= 2 else None
 
 
-def run_room(rendered: dict[str, Any], config, seed: int, label: str = "") -> dict[str, Any]:
-    """One run of the odometry ``config`` (its ``ransac_seed`` set to ``seed``) over a rendered room."""
-    config = config.replace(ransac_seed=seed)
-    odometry = VisualOdometry(config)
+def run_room(rendered: dict[str, Any], config, seed: int, label: str = "", peer=None) -> dict[str, Any]:
+    """One run of the odometry ``config`` (its ``ransac_seed`` set to ``seed``) over a rendered room, or of ``peer``
+    (a ``bench.peers`` odometry, run afresh) in its place."""
+    odometry = VisualOdometry(config.replace(ransac_seed=seed)) if peer is None else peer
     cv2.setRNGSeed(seed)
     depths = rendered["depths"] or [None] * len(rendered["images"])
     lost, map_from = 0, None
     stream = zip(rendered["images"], depths, rendered["stamps"], strict=True)
-    for index, (image, depth, stamp) in enumerate(tqdm(stream, total=len(depths), unit="frame", leave=False,
-                                                       desc=f"{label} seed {seed}")):
-        result = odometry.process(image, stamp, rendered["camera"], depth)
-        lost += result.state == TrackingState.LOST
-        if map_from is None and np.linalg.norm(result.pose_world_cam[:3, 3]) > 0:
-            map_from = index
+    try:
+        for index, (image, depth, stamp) in enumerate(tqdm(stream, total=len(depths), unit="frame", leave=False,
+                                                           desc=f"{label} seed {seed}")):
+            result = odometry.process(image, stamp, rendered["camera"], depth)
+            lost += result.state == TrackingState.LOST
+            posed = result.state != TrackingState.LOST if peer is not None else (
+                np.linalg.norm(result.pose_world_cam[:3, 3]) > 0)  # silk_ros: the first frame the map moved
+            if map_from is None and posed:
+                map_from = index
+    finally:
+        if peer is not None:
+            peer.close()
     mono = rendered["depths"] is None
-    error = ate(odometry.trajectory, rendered["ground_truth"], "sim3" if mono else "se3")
-    wander = scale_wander(odometry.trajectory, rendered["ground_truth"], map_from or 0) if mono else None
+    trajectory = odometry.trajectory
+    if len(trajectory) < MIN_POSED_FRAMES:  # a peer that never initialised: no trajectory to align
+        return {"seed": seed, "ate_m": None, "lost": int(lost), "map_from_frame": map_from, "scale_wander": None}
+    error = ate(trajectory, rendered["ground_truth"], "sim3" if mono else "se3")
+    wander = scale_wander(trajectory, rendered["ground_truth"], map_from or 0) if mono and peer is None else None
     return {"seed": seed, "ate_m": float(error["rmse"]), "lost": int(lost), "map_from_frame": map_from,
             "scale_wander": wander}
 
 
 def room_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """A room's runs (``run_room``) with their median and worst ATE and the lost frames of all of them."""
-    errors = [r["ate_m"] for r in runs]
-    return {"runs": runs, "median_ate_m": float(np.median(errors)), "worst_ate_m": max(errors),
+    """A room's runs (``run_room``) with their median and worst ATE (runs without one count as the worst) and the
+    lost frames of all of them."""
+    errors = [np.inf if r["ate_m"] is None else r["ate_m"] for r in runs]
+    return {"runs": runs, "median_ate_m": _finite(np.median(errors)), "worst_ate_m": _finite(max(errors)),
             "lost": sum(r["lost"] for r in runs)}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rooms", default=",".join(DEFAULT_ROOMS),
-                        help=f"comma-separated rooms, or 'all' (known: {', '.join(ROOMS)})")
+                        help=f"comma-separated rooms, 'all' (the design set: {', '.join(ROOMS)}) or 'held-out' "
+                        f"({', '.join(HELD_OUT_ROOMS)}: never used to choose a setting)")
     parser.add_argument("--mode", choices=("mono", "rgbd"), default="mono",
                         help="rgbd: the rooms with Kinect-like depth")
     parser.add_argument("--seeds", default="0,1", help="comma-separated RANSAC seeds, one run of every room each")
@@ -154,16 +185,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, help="cap every room (quick checks)")
     parser.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
     parser.add_argument("--cache", default="runs/bench/design", help="folder caching the rendered rooms ('': none)")
+    parser.add_argument("--peer", choices=("orbslam3",), default=None,
+                        help="run this external system (a benchmark extra) in place of silk_ros, once per seed")
+    parser.add_argument("--orb-vocabulary", default="runs/bench/orb_vocabulary.txt",
+                        help="DBoW2 text vocabulary for --peer orbslam3 (make bench trains it on training photos)")
 
 
 def _rooms(spec: str, frames: int | None) -> list[DesignRoom]:
-    names = list(ROOMS) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(ROOMS))
+    known = {**ROOMS, **HELD_OUT_ROOMS}
+    groups = {"all": list(ROOMS), "held-out": list(HELD_OUT_ROOMS)}
+    names = groups.get(spec) or [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(known))
     if unknown or not names:
-        raise SystemExit(f"bench design: unknown rooms {unknown}; known: {', '.join(ROOMS)}")
+        raise SystemExit(f"bench design: unknown rooms {unknown}; known: {', '.join(known)}, all, held-out")
     if frames is not None and frames < MIN_FRAMES:
         raise SystemExit(f"bench design: --frames {frames}: a room needs at least {MIN_FRAMES} frames")
-    rooms = [ROOMS[n] for n in names]
+    rooms = [known[n] for n in names]
     if frames is not None:
         rooms = [dataclasses.replace(r, frames=min(r.frames, frames)) for r in rooms]
     return rooms
@@ -187,27 +224,51 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if not photos.is_dir():
         raise SystemExit(f"bench design: no validation photos at {photos} (see ../shared/data/README.md)")
     cache = Path(args.cache) if args.cache else None
+    if args.peer and overrides:
+        raise SystemExit(f"bench design: --set changes silk_ros settings; --peer {args.peer} runs its own")
     load = os.getloadavg()[0]
     results: dict[str, Any] = {"mode": args.mode, "seeds": seeds, "config": str(args.config), "overrides": overrides,
-                               "rooms": {}}
+                               "front_end": args.peer or "silk_ros", "rooms": {}}
     for room in rooms:
         rendered = render_room(room, photos, args.mode == "rgbd", cache)
-        runs = [run_room(rendered, config, seed, room.name) for seed in seeds]
+        runs = [run_room(rendered, config, seed, room.name, _peer(args, cache)) for seed in seeds]
         results["rooms"][room.name] = {"frames": room.frames, **room_summary(runs)}
     every = [r for room in results["rooms"].values() for r in room["runs"]]
     wander = [r["scale_wander"] for r in every if r["scale_wander"] is not None]
-    results.update(median_ate_m=float(np.median([r["ate_m"] for r in every])),
-                   mean_ate_m=float(np.mean([r["ate_m"] for r in every])), lost=sum(r["lost"] for r in every),
+    errors = [np.inf if r["ate_m"] is None else r["ate_m"] for r in every]
+    results.update(median_ate_m=_finite(np.median(errors)), mean_ate_m=_finite(np.mean(errors)),
+                   runs_without_ate=sum(r["ate_m"] is None for r in every), lost=sum(r["lost"] for r in every),
                    median_scale_wander=float(np.median(wander)) if wander else None,
                    load_average_start=load, load_average_end=os.getloadavg()[0])
     return results, _markdown(results)
+
+
+def _peer(args: argparse.Namespace, cache: Path | None):
+    """A fresh ``--peer`` for one run (None: silk_ros); a missing package or vocabulary stops the bench."""
+    if not args.peer:
+        return None
+    work = (cache or Path("runs/bench/design")) / "peers" / args.peer
+    try:
+        return make_peer(args.peer, args.mode, PeerOptions(work_dir=work, vocabulary=Path(args.orb_vocabulary)))
+    except PeerUnavailable as error:
+        raise SystemExit(f"bench design: {error}") from None
+
+
+def _m(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _room_set(rooms: dict[str, Any]) -> str:
+    held_out = sum(name in HELD_OUT_ROOMS for name in rooms)
+    return "Held-out rooms" if held_out == len(rooms) else "Design set" if not held_out else "Design and held-out rooms"
 
 
 def _markdown(results: dict[str, Any]) -> str:
     mono = results["mode"] == "mono"
     settings = ", ".join(f"{k}={v}" for k, v in results["overrides"].items()) or "none"
     lines = [
-        f"Design set ({results['mode']}; synthetic rooms papered with held-out BSDS500 test photos, 320x240 at 10 Hz; "
+        f"{_room_set(results['rooms'])}, front end {results['front_end']} ({results['mode']}; synthetic rooms "
+        "papered with held-out BSDS500 test photos, 320x240 at 10 Hz; "
         f"ATE RMSE in m, {'Sim(3)' if mono else 'SE(3)'} aligned; RANSAC seeds {results['seeds']}; settings changed "
         f"from {Path(results['config']).name}: {settings}). Machine load (1-min load average) "
         f"{results['load_average_start']:.1f} at the start, {results['load_average_end']:.1f} at the end.",
@@ -218,12 +279,12 @@ def _markdown(results: dict[str, Any]) -> str:
     for name, room in results["rooms"].items():
         runs = room["runs"]
         wander = ", ".join("-" if r["scale_wander"] is None else f"{100 * r['scale_wander']:.1f} %" for r in runs)
-        errors = ", ".join(f"{r['ate_m']:.4f}" for r in runs)
+        errors = ", ".join(_m(r["ate_m"]) for r in runs)
         lines.append(
             f"| {name} | {room['frames']} | {errors} | "
-            f"{room['median_ate_m']:.4f} | {room['worst_ate_m']:.4f} | {room['lost']} | "
+            f"{_m(room['median_ate_m'])} | {_m(room['worst_ate_m'])} | {room['lost']} | "
             f"{', '.join(str(r['map_from_frame']) for r in runs)} | {wander if mono else '-'} |")
     wander = results["median_scale_wander"]
-    lines.append(f"| **all runs** | | | **{results['median_ate_m']:.4f}** (mean {results['mean_ate_m']:.4f}) | | "
+    lines.append(f"| **all runs** | | | **{_m(results['median_ate_m'])}** (mean {_m(results['mean_ate_m'])}) | | "
                  f"**{results['lost']}** | | {'-' if wander is None else f'{100 * wander:.1f} %'} |")
     return "\n".join(lines)
