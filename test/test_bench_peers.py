@@ -115,7 +115,14 @@ def test_orbslam3_settings_are_read_by_opencv(tmp_path):
     assert fs.getNode("Camera1.k3").real() == pytest.approx(0.9172)
     assert fs.getNode("RGBD.DepthMapFactor").real() == 1.0  # depth is given in metres
     assert int(fs.getNode("Camera.width").real()) == 640 and int(fs.getNode("Camera.RGB").real()) == 0
+    assert int(fs.getNode("Camera.fps").real()) == 30  # the default
     fs.release()
+    path.write_text(settings_yaml(camera, "mono", frame_rate_hz=10.0))  # KITTI, the design rooms
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    assert int(fs.getNode("Camera.fps").real()) == 10 and fs.getNode("RGBD.DepthMapFactor").empty()
+    fs.release()
+    with pytest.raises(ValueError, match="frame rate"):
+        settings_yaml(camera, "mono", frame_rate_hz=0.0)
 
 
 def test_orb_vocabulary_is_dbow2_text(data_root, tmp_path):

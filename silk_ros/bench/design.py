@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                                "front_end": args.peer or "silk_ros", "rooms": {}}
     for room in rooms:
         rendered = render_room(room, photos, args.mode == "rgbd", cache)
-        runs = [run_room(rendered, config, seed, room.name, _peer(args, cache)) for seed in seeds]
+        rate = 1.0 / float(np.median(np.diff(rendered["stamps"])))
+        runs = [run_room(rendered, config, seed, room.name, _peer(args, cache, rate)) for seed in seeds]
         results["rooms"][room.name] = {"frames": room.frames, **room_summary(runs)}
     every = [r for room in results["rooms"].values() for r in room["runs"]]
     wander = [r["scale_wander"] for r in every if r["scale_wander"] is not None]
@@ -243,13 +244,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, _markdown(results)
 
 
-def _peer(args: argparse.Namespace, cache: Path | None):
+def _peer(args: argparse.Namespace, cache: Path | None, frame_rate_hz: float):
     """A fresh ``--peer`` for one run (None: silk_ros); a missing package or vocabulary stops the bench."""
     if not args.peer:
         return None
     work = (cache or Path("runs/bench/design")) / "peers" / args.peer
     try:
-        return make_peer(args.peer, args.mode, PeerOptions(work_dir=work, vocabulary=Path(args.orb_vocabulary)))
+        options = PeerOptions(work_dir=work, vocabulary=Path(args.orb_vocabulary), frame_rate_hz=frame_rate_hz)
+        return make_peer(args.peer, args.mode, options)
     except PeerUnavailable as error:
         raise SystemExit(f"bench design: {error}") from None
 

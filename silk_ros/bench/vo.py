@@ -31,6 +31,8 @@ SEQUENCES: dict[str, tuple[str, str, str, bool]] = {
     "tum-desk-mono": ("tum", "tum_rgbd/rgbd_dataset_freiburg2_desk_mini", "mono", True),
     "euroc-v101-rest-mono": ("euroc", "euroc/V1_01_easy_head", "mono", False),
 }
+#: frames per second of each dataset's sequences (a peer that counts intervals in frames is told it)
+FRAME_RATES_HZ = {"kitti": 10.0, "7scenes": 30.0, "tum": 30.0, "euroc": 20.0}
 ATE_RATIO_TARGET = 0.7
 REST_PATH_TARGET_M = 0.03
 FPS_TARGET = 8.0
@@ -121,7 +123,8 @@ def _execute(feature: str, args: argparse.Namespace, fmt: str, path: Path | None
     peer = None
     if is_peer(feature):
         config = load_config(args.config)
-        options = PeerOptions(work_dir=out, vocabulary=Path(args.orb_vocabulary) if args.orb_vocabulary else None)
+        options = PeerOptions(work_dir=out, vocabulary=Path(args.orb_vocabulary) if args.orb_vocabulary else None,
+                              frame_rate_hz=FRAME_RATES_HZ[fmt] / stride)
         try:
             peer = make_peer(feature, mode, options)
         except PeerUnavailable as err:

@@ -34,6 +34,8 @@ class PeerOptions:
 
     work_dir: Path = Path("runs/bench/peers")
     vocabulary: Path | None = None
+    #: the frames' rate (Hz): ORB-SLAM3 counts its keyframe and relocalisation intervals in frames of it
+    frame_rate_hz: float = 30.0
 
 
 @dataclass(frozen=True)

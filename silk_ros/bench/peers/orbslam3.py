@@ -44,7 +44,6 @@ EXAMPLE_SETTINGS = {
     "Viewer.ViewpointF": 500.0,
 }
 RGBD_SETTINGS = {"Stereo.ThDepth": 40.0, "Stereo.b": 0.07732, "RGBD.DepthMapFactor": 1.0}  # depth in metres
-FRAME_RATE_HZ = 30
 
 
 def _import_pyorbslam3() -> Any:
@@ -57,9 +56,11 @@ def _import_pyorbslam3() -> Any:
     return pyorbslam3
 
 
-def settings_yaml(camera: Camera, mode: str) -> str:
-    """ORB-SLAM3's settings file (format 1.0) for this camera: pinhole with plumb_bob distortion (k1 k2 p1 p2 [k3])
-    or none; images in OpenCV's BGR order."""
+def settings_yaml(camera: Camera, mode: str, frame_rate_hz: float = 30.0) -> str:
+    """ORB-SLAM3's settings file (format 1.0) for this camera and frame rate: pinhole with plumb_bob distortion (k1 k2
+    p1 p2 [k3]) or none; images in OpenCV's BGR order."""
+    if not frame_rate_hz >= 1.0:
+        raise ValueError(f"orbslam3 peer: frame rate {frame_rate_hz} Hz, expected at least 1 Hz")
     if camera.model not in ("none", "plumb_bob"):
         raise PeerUnavailable(f"orbslam3 peer: camera model {camera.model} is not passed to ORB-SLAM3 here")
     values: dict[str, Any] = {
@@ -70,7 +71,7 @@ def settings_yaml(camera: Camera, mode: str) -> str:
     distortion = list(camera.distortion) if camera.model == "plumb_bob" else []
     for name, value in zip(("k1", "k2", "p1", "p2", "k3"), distortion, strict=False):
         values[f"Camera1.{name}"] = float(value)
-    values.update({"Camera.width": camera.width, "Camera.height": camera.height, "Camera.fps": FRAME_RATE_HZ,
+    values.update({"Camera.width": camera.width, "Camera.height": camera.height, "Camera.fps": round(frame_rate_hz),
                    "Camera.RGB": 0})
     if mode == "rgbd":
         values.update(RGBD_SETTINGS)
@@ -104,7 +105,7 @@ class OrbSlam3(PeerOdometry):
         work = Path(self._options.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         settings = work / f"orbslam3_{self._mode}.yaml"
-        settings.write_text(settings_yaml(camera, self._mode))
+        settings.write_text(settings_yaml(camera, self._mode, self._options.frame_rate_hz))
         self._quiet(work / "orbslam3.log")
         sensor = self._pos.Sensor.RGBD if self._mode == "rgbd" else self._pos.Sensor.MONOCULAR
         sys.stderr.flush()
