@@ -47,6 +47,8 @@ WHERE = {
     # Benchmark peers.
     "python -m training.orb_vocabulary": "test_bench_peers.py::test_orb_vocabulary_is_dbow2_text",
     "silk-vo bench design": "test_bench_design.py::test_design_set_runs_monocular_and_rgbd_rooms_and_caches_them",
+    "silk-vo bench design --rooms held-out --peer orbslam3":
+        "test_bench_design.py::test_orbslam3_runs_on_the_rendered_rgbd_room",
     "silk-vo bench vo --features silk,orb,open3d-rgbd,orbslam3":
         "test_bench_peers.py::test_bench_vo_notes_a_peer_skipped_on_a_monocular_sequence",
     # On a robot: a ROS 2 workspace (no ROS install here; the package, its keys and its colcon build are checked).
