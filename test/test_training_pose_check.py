@@ -52,3 +52,33 @@ def test_chosen_threshold_becomes_the_weights_default(tmp_path, data_root):
 def test_threshold_rooms_must_differ_from_the_check_rooms():
     with pytest.raises(SystemExit):
         pose_check.main(["--pairs", "1", "--seeds", "0,1", "--threshold-seeds", "1", "--choose-threshold"])
+
+
+def test_the_image_pair_regime_is_checked_with_the_package_selection_and_never_written(tmp_path):
+    """``--selection pairs`` extracts as image-pair matching and the benches do (the package's NMS), not as the
+    odometry; a check at another size or selection must not overwrite the record the odometry decides on."""
+    from silk_ros.features import ExtractorConfig
+    from silk_ros.odometry.config import OdometryConfig
+
+    odometry, _ = pose_check.front_end("matcher-mu", "silk-mu", 256)
+    pairs_extractor, _ = pose_check.front_end("matcher-mu", "silk-mu", 256, selection="pairs")
+    assert odometry.config.nms_radius == OdometryConfig().extractor.nms_radius
+    assert pairs_extractor.config.nms_radius == ExtractorConfig().nms_radius != odometry.config.nms_radius
+    assert pairs_extractor.config.top_k == 256
+    with pytest.raises(ValueError, match="selection"):
+        pose_check.front_end("matcher-mu", "silk-mu", 256, selection="bench")
+    path = tmp_path / "matcher.pt"
+    shutil.copy(shipped_weights("matcher-mu"), path)
+    for extra in (["--size", "640x480"], ["--selection", "pairs"]):
+        with pytest.raises(SystemExit):
+            pose_check.main(["--matcher-weights", str(path), "--pairs", "1", "--write", *extra])
+    with pytest.raises(SystemExit):
+        pose_check.main(["--pairs", "1", "--size", "640by480"])
+    assert load_weights(path, kind="matcher").provenance == load_weights(
+        shipped_weights("matcher-mu"), kind="matcher").provenance
+
+
+def test_rooms_render_at_the_size_asked(data_root):
+    (pair,) = pose_check.synthetic_pose_pairs(1, seed=5, width=160, height=120, data_root=data_root, progress=False)
+    assert pair.image0.shape == pair.image1.shape == (120, 160)
+    assert pair.k0[0, 2] == pytest.approx(79.5) and pair.k0[0, 0] == pytest.approx(128.0)

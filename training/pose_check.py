@@ -40,6 +40,8 @@ VALIDATION_PHOTOS = (["train/bsds500/test"], 50)  # the SiLK trainer's held-out 
 #: rooms of the check against MNN, and rooms that choose the match threshold (``--choose-threshold``): never the same
 CHECK_SEEDS = (0, 1, 2)
 THRESHOLD_SEEDS = (10, 11)
+#: keypoint selections of the check: the odometry's (what ``keyframe_matcher: auto`` decides on) or image pairs'
+SELECTIONS = ("odometry", "pairs")
 
 
 def _looking_at(centre: np.ndarray, target: np.ndarray, roll: float) -> np.ndarray:
@@ -85,20 +87,26 @@ def synthetic_pose_pairs(count: int, seed: int = 0, width: int = 320, height: in
     return pairs
 
 
-def front_end(matcher_weights: str, silk_weights: str, max_keypoints: int, threshold: float | None = None):
+def front_end(matcher_weights: str, silk_weights: str, max_keypoints: int, threshold: float | None = None,
+              selection: str = "odometry"):
     """(extractor, matcher) as the odometry would pair them: its keypoint selection (``OdometryConfig().extractor``),
     since the check decides whether the odometry may use the matcher, with the descriptors the matcher takes (context
-    descriptors, or the network's own for a matcher trained on those); ``threshold`` overrides the weights' one."""
+    descriptors, or the network's own for a matcher trained on those); ``threshold`` overrides the weights' one.
+    ``selection="pairs"``: the package's own selection (``ExtractorConfig``), the one image-pair matching and the
+    feature benches use."""
     from dataclasses import replace
 
-    from silk_ros.features import build_extractor
+    from silk_ros.features import ExtractorConfig, build_extractor
     from silk_ros.features.extractor import uses_context_descriptors
     from silk_ros.matching import build_matcher
     from silk_ros.odometry.config import OdometryConfig
 
     spec = {"name": "attention", "weights": matcher_weights, "backend": "onnxruntime"}
     matcher = build_matcher(spec if threshold is None else {**spec, "filter_threshold": threshold})
-    options = replace(OdometryConfig().extractor, weights=silk_weights, top_k=max_keypoints, threads=1)
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got '{selection}'")
+    base = OdometryConfig().extractor if selection == "odometry" else ExtractorConfig()
+    options = replace(base, weights=silk_weights, top_k=max_keypoints, threads=1)
     if not uses_context_descriptors(matcher.config.descriptor_dim, silk_weights):
         options = replace(options, context_scale=0.0)
     return build_extractor(options), matcher
@@ -124,15 +132,16 @@ def pose_auc_by_threshold(extractor, matcher, pairs: list[PosePair], thresholds,
 
 
 def choose_threshold(matcher_weights: str, silk_weights: str, seeds, count: int, max_keypoints: int,
-                     candidates=None) -> tuple[float, dict[str, float]]:
+                     candidates=None, size: tuple[int, int] = (320, 240), selection: str = "odometry"
+                     ) -> tuple[float, dict[str, float]]:
     """The match-probability threshold with the best mean pose AUC@10 over the rooms of ``seeds`` (ties: the
     higher threshold).  The trainer's F1 on homography crops prefers 0.2 for every wide matcher, while poses
     want more, weaker matches; the rooms here are not the check's (``CHECK_SEEDS``), so the check stays honest."""
     from .matcher import THRESHOLD_CANDIDATES
 
     candidates = tuple(candidates or THRESHOLD_CANDIDATES)
-    extractor, matcher = front_end(matcher_weights, silk_weights, max_keypoints, threshold=min(candidates))
-    per_seed = [pose_auc_by_threshold(extractor, matcher, synthetic_pose_pairs(count, seed), candidates)
+    extractor, matcher = front_end(matcher_weights, silk_weights, max_keypoints, min(candidates), selection)
+    per_seed = [pose_auc_by_threshold(extractor, matcher, synthetic_pose_pairs(count, seed, *size), candidates)
                 for seed in tqdm(seeds, desc="choosing the threshold", leave=False)]
     mean = {str(t): float(np.mean([s[t] for s in per_seed])) for t in candidates}
     best = max(candidates, key=lambda t: (round(mean[str(t)], 6), t))
@@ -152,6 +161,16 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WxH, e.g. 640x480, got '{text}'") from None
+    if min(width, height) < 64:
+        raise argparse.ArgumentTypeError(f"size {text}: at least 64 px a side")
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.pose_check", description=__doc__.split("\n")[0])
     parser.add_argument("--matcher-weights", default="matcher-mu", help="attention matcher weights (name or path)")
@@ -162,20 +181,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="first choose the match threshold by pose on the rooms of --threshold-seeds")
     parser.add_argument("--threshold-seeds", type=_seeds, default=list(THRESHOLD_SEEDS))
     parser.add_argument("--max-keypoints", type=int, default=1024, help="the odometry's keypoint budget")
+    parser.add_argument("--size", type=_size, default=(320, 240),
+                        help="WxH of the rendered rooms (the odometry's working size; 640x480: image pairs)")
+    parser.add_argument("--selection", choices=SELECTIONS, default="odometry",
+                        help="keypoint selection: the odometry's, or the package's for image pairs (the benches')")
     parser.add_argument("--write", action="store_true",
                         help="store the result (and a chosen threshold) in the matcher's weights file")
     args = parser.parse_args(argv)
     if set(args.seeds) & set(args.threshold_seeds) and args.choose_threshold:
         parser.error("--seeds and --threshold-seeds must differ: a threshold chosen on the check's rooms biases it")
+    if args.write and (args.size != (320, 240) or args.selection != "odometry"):
+        parser.error("--write stores the check the odometry decides on: only at 320x240 with --selection odometry")
     choice = None
     threshold = None
     if args.choose_threshold:
         threshold, by_threshold = choose_threshold(args.matcher_weights, args.silk_weights, args.threshold_seeds,
-                                                   args.pairs, args.max_keypoints)
+                                                   args.pairs, args.max_keypoints, size=args.size,
+                                                   selection=args.selection)
         choice = {"seeds": args.threshold_seeds, "pairs_per_seed": args.pairs, "pose_auc10_by_threshold": by_threshold}
         print(json.dumps({"filter_threshold": threshold, "chosen_on": choice}, indent=2))
-    extractor, matcher = front_end(args.matcher_weights, args.silk_weights, args.max_keypoints, threshold)
-    results = {seed: compare_with_mnn(extractor, matcher, synthetic_pose_pairs(args.pairs, seed))
+    extractor, matcher = front_end(args.matcher_weights, args.silk_weights, args.max_keypoints, threshold,
+                                   args.selection)
+    results = {seed: compare_with_mnn(extractor, matcher, synthetic_pose_pairs(args.pairs, seed, *args.size))
                for seed in args.seeds}
     mean = {name: float(np.mean([r[name]["auc@10"] for r in results.values()])) for name in ("matcher", "mnn")}
     seeds = ", ".join(str(s) for s in args.seeds)
@@ -187,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "mnn": mean["mnn"],
         "per_seed": {str(s): {name: r[name]["auc@10"] for name in ("matcher", "mnn")} for s, r in results.items()},
         "silk_weights": args.silk_weights,
-        "keypoints": "the odometry's selection (OdometryConfig().extractor)",
+        "keypoints": "the odometry's selection (OdometryConfig().extractor)" if args.selection == "odometry" else
+                     "the package's selection for image pairs (ExtractorConfig)",
+        "size": f"{args.size[0]}x{args.size[1]}",
     }
     detail = {str(s): {name: {k: r[name][k] for k in ("auc@5", "auc@10", "auc@20", "matches")} for name in r}
               for s, r in results.items()}
