@@ -71,6 +71,7 @@ WHERE = {
     "silk-vo bench features\\|homography\\|pose-pairs\\|matchers\\|vo\\|scale\\|bundle\\|design\\|node "
     "[--json PATH]": HERE,
     "python -m training.pose_check": HERE,
+    "python -m training.pose_check --size 640x480 --selection pairs --max-keypoints 2000": HERE,
     "python -m training.pose_check --choose-threshold":
         "test_training_pose_check.py::test_chosen_threshold_becomes_the_weights_default",
     "python -m training.quantize": "test_int8.py::test_quantize_command_makes_models_the_extractor_accepts",
@@ -200,6 +201,15 @@ def test_pose_check_runs(data_root, tmp_path):
     """As written but on 2 pairs (the default is the full check, minutes on 2 cores)."""
     result = _run("python -m training.pose_check --pairs 2", REPO_ROOT, data_root)
     assert "mnn" in result.stdout.lower()
+
+
+def test_pose_check_in_the_image_pair_regime_runs(data_root):
+    """As written but on 1 pair of one room: the check at the benches' size and selection."""
+    command = "python -m training.pose_check --size 640x480 --selection pairs --max-keypoints 2000"
+    assert command in readme_commands()
+    result = _run(f"{command} --pairs 1 --seeds 0", REPO_ROOT, data_root)
+    record = json.loads(result.stdout[result.stdout.index("{"):])["pose_vs_mnn"]
+    assert record["size"] == "640x480" and "image pairs" in record["keypoints"] and set(record["per_seed"]) == {"0"}
 
 
 def test_silk_training_command_starts_from_its_config(data_root, tmp_path):
